@@ -1,0 +1,43 @@
+# vfslab: `make run` and `make test` do all the set-up on a fresh Debian machine (as root).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+OUT ?= out
+APT_PACKAGES := fuse3 fuse-overlayfs unionfs-fuse attr
+
+.PHONY: run test bench lint deps clean
+
+run: $(VENV)/.installed deps
+	$(BIN)/vfslab run --out $(OUT)
+	@echo "results: $(OUT)/results.json (report: $(OUT)/report.md)"
+
+test: $(VENV)/.installed deps
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed deps
+	$(BIN)/python bench/bench_union.py
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+
+# System packages: the FUSE runtime and the external subjects, installed when missing and we are root.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "not root: cannot install$$missing; subjects needing them will be reported unavailable"; fi; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { [ "$$(id -u)" = 0 ] && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Real implementations served through FUSE, and their tools. Never imports vfslab.model."""

@@ -1,0 +1,1 @@
+"""Executable reference models: pure Python, deterministic, standard library only."""

@@ -1,0 +1,43 @@
+"""What a model operation returns: the outcomes the spec allows, tagged with the rules that decided them."""
+
+from __future__ import annotations
+
+import errno as _errno
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Err:
+    """A failed call: compared by errno value, never by message."""
+
+    errno: int
+
+    def __repr__(self) -> str:
+        return _errno.errorcode.get(self.errno, str(self.errno))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """`result` is a value (None for a bare success) or an `Err`; `also` lists other results the spec
+    allows for the same call (POSIX sometimes leaves the choice of errno open)."""
+
+    result: object
+    rules: tuple[str, ...] = ()
+    also: tuple[object, ...] = ()
+
+    def allows(self, actual: object) -> bool:
+        return actual == self.result or actual in self.also
+
+    @property
+    def failed(self) -> bool:
+        return isinstance(self.result, Err)
+
+
+class ModelError(Exception):
+    """Raised inside a model operation to end it with an errno; the operation's wrapper turns it into an
+    `Outcome`. `rule` names the rule that decided the failure."""
+
+    def __init__(self, errno: int, rule: str):
+        super().__init__(errno, rule)
+        self.errno = errno
+        self.rule = rule

@@ -1,0 +1,33 @@
+"""The abstract state of a file tree, as both the models and a walk of a real subject produce it.
+
+Timestamps, st_dev and raw inode numbers are left out: `ino` is an identity, compared only for
+sameness (hard-link groups, stability across copy-up and remount), never by value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str  # "file" | "dir" | "symlink" | "whiteout" | "other"
+    mode: int  # permission bits (& 0o7777)
+    uid: int
+    gid: int
+    nlink: int | None
+    size: int | None  # None for directories (their size is the file system's business)
+    digest: str | None  # content hash of a file
+    target: str | None  # a symlink's target
+    xattrs: tuple[tuple[str, bytes], ...] = ()  # the xattrs that matter (user.*)
+    ino: int | None = None
+    opaque: bool = False  # on-disk only: trusted.overlay.opaque = "y"
+    redirect: str | None = None  # on-disk only: trusted.overlay.redirect
+
+
+def digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+State = dict[str, Entry]

@@ -1,0 +1,888 @@
+"""The union mount model: N read-only lower layers under one writable upper layer.
+
+Every operation is one method, named after the system call, returning an `Outcome` tagged with the ids
+of the rules (see `rules.py`) that decided it. The model works on the layers as they lie on disk
+(`layers.py`): whiteouts, opaque and redirect xattrs, fallthrus and copy-ups are real entries, so the
+expected upper layer of a run is simply layer 0.
+"""
+
+from __future__ import annotations
+
+import errno as E
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import wraps
+
+from vfslab.model.outcome import Err, ModelError, Outcome
+from vfslab.model.state import Entry, State, digest
+from vfslab.model.union.layers import DIR, FALLTHRU, FILE, OPAQUE, REDIRECT, SYMLINK, WHITEOUT, Inode, Store
+from vfslab.model.union.profiles import Profile
+
+NAME_MAX = 255
+PATH_MAX = 4096
+MAXSYMLINKS = 40
+R, W, X = 4, 2, 1
+
+O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 3, 0, 1, 2
+O_CREAT, O_EXCL, O_TRUNC, O_APPEND = 0o100, 0o200, 0o1000, 0o2000
+O_DIRECTORY, O_NOFOLLOW = 0o200000, 0o400000
+
+
+@dataclass(frozen=True)
+class Cred:
+    uid: int = 0
+    gid: int = 0
+    groups: tuple[int, ...] = ()
+
+
+ROOT = Cred()
+
+
+@dataclass
+class Found:
+    """A name as the union shows it: the layers that hold it, topmost first.
+
+    A non-directory has one layer; a directory has the merge stack. `below` holds directories under an
+    opaque barrier, reachable only through fallthrus.
+    """
+
+    path: tuple[str, ...]
+    parent: Found | None
+    stack: list[tuple[int, int]]
+    below: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def upper(self) -> int | None:
+        layer, ino = self.stack[0]
+        return ino if layer == 0 else None
+
+    @property
+    def merged(self) -> bool:
+        return len(self.stack) > 1
+
+
+@dataclass
+class OvlInode:
+    """overlayfs's in-memory inode: what an open file refers to, so it can follow a copy-up."""
+
+    upper: int | None
+    lower: int | None
+
+
+@dataclass
+class OpenFile:
+    ovl: OvlInode
+    real: int  # the real inode at open time (what a stale fd keeps reading)
+    flags: int
+    path: tuple[str, ...]
+    is_dir: bool
+    offset: int = 0
+
+
+def operation(method: Callable) -> Callable:
+    """Run one model operation: collect the rules it fires, turn a ModelError into an errno outcome."""
+
+    @wraps(method)
+    def run(self: UnionModel, *args, **kwargs) -> Outcome:
+        self._fired = []
+        try:
+            value = method(self, *args, **kwargs)
+        except ModelError as err:
+            return Outcome(Err(err.errno), (*self._fired, err.rule))
+        return Outcome(value, tuple(self._fired))
+
+    return run
+
+
+class UnionModel:
+    """A union mount over `lowers` (topmost first), each an iterable of spec nodes with the attributes of
+    `vfslab.check.tree.Node`, held to `profile`."""
+
+    def __init__(self, lowers: Iterable[Iterable], profile: Profile, umask: int = 0o022) -> None:
+        self.profile = profile
+        self.umask = umask
+        self.cred = ROOT
+        self.store = Store()
+        self.store.add_layer_below()
+        for nodes in lowers:
+            self._build_layer(self.store.add_layer_below(), nodes)
+        self.index: dict[int, int] = {}  # lower inode -> its indexed upper copy (index=on)
+        self.index_nlink: dict[int, int] = {}  # lower inode -> the union's link count (trusted.overlay.nlink)
+        self.ovl: dict[tuple, OvlInode] = {}
+        self.fds: dict[int, OpenFile] = {}
+        self._next_fd = 0
+        self._fired: list[str] = []
+
+    def _build_layer(self, layer: int, nodes: Iterable) -> None:
+        root = self.store[self.store.roots[layer]]
+        for n in nodes:
+            *dirs, name = n.path.split("/")
+            parent = self.store[self.store.walk_names(root.ino, tuple(dirs))]
+            if n.kind == "hardlink":
+                self.store.link(parent, name, self.store[self.store.walk_names(root.ino, tuple(n.target.split("/")))])
+                continue
+            inode = self.store.new(n.kind, mode=n.mode, uid=n.uid, gid=n.gid, data=n.data, target=n.target,
+                                   xattrs=dict(n.xattrs))
+            self.store.link(parent, name, inode)
+
+    # ---- rules machinery -------------------------------------------------------------------------
+
+    def _fire(self, rule: str) -> None:
+        if rule not in self._fired:
+            self._fired.append(rule)
+
+    def _need(self, inode: Inode, want: int, rule: str = "union.perm.access") -> None:
+        if not self._may(inode, want):
+            raise ModelError(E.EACCES, rule)
+
+    def _may(self, inode: Inode, want: int) -> bool:
+        c = self.cred
+        if c.uid == 0:
+            return True
+        if c.uid == inode.uid:
+            bits = inode.mode >> 6
+        elif inode.gid == c.gid or inode.gid in c.groups:
+            bits = inode.mode >> 3
+        else:
+            bits = inode.mode
+        return bits & want == want
+
+    def _own(self, inode: Inode) -> None:
+        if self.cred.uid not in (0, inode.uid):
+            raise ModelError(E.EPERM, "union.perm.owner")
+
+    # ---- lookup ----------------------------------------------------------------------------------
+
+    def _root(self) -> Found:
+        roots = list(enumerate(self.store.roots))
+        return Found((), None, roots)
+
+    def _lookup_child(self, parent: Found, name: str) -> Found | None:
+        """overlayfs's ovl_lookup / the seed's __lookup_union for one name in a directory."""
+        dirs = dict(parent.stack)
+        hidden = dict(parent.below)
+        names: tuple[str, ...] = (name,)
+        absolute_from: int | None = None
+        stack: list[tuple[int, int]] = []
+        below: list[tuple[int, int]] = []
+        fallthru = barrier = False
+        for layer, root in enumerate(self.store.roots):
+            if absolute_from is not None:
+                if layer <= absolute_from:
+                    continue
+                base = root
+            elif layer in dirs:
+                base = dirs[layer]
+            elif fallthru and layer in hidden:
+                base = hidden[layer]
+            else:
+                continue
+            ino = self.store.walk_names(base, names)
+            if ino is None:
+                continue
+            node = self.store[ino]
+            if node.kind == FALLTHRU:
+                self._fire("union.lookup.fallthru")
+                fallthru = True
+                continue
+            if node.kind == WHITEOUT:
+                if stack:
+                    self._fire("union.lookup.whiteout")
+                break
+            if node.kind != DIR:
+                if stack:
+                    self._fire("union.lookup.dir-hides-nondir")
+                    break
+                return Found((*parent.path, name), parent, [(layer, ino)])
+            (below if barrier else stack).append((layer, ino))
+            if node.opaque:
+                barrier = True
+            redirect = node.redirect
+            if redirect is not None:
+                self._fire("union.lookup.redirect")
+                if redirect.startswith("/"):
+                    names = tuple(c for c in redirect.split("/") if c)
+                    absolute_from = layer
+                else:
+                    names = (redirect,)
+        if not stack:
+            return None
+        if len(stack) > 1 or below:
+            self._fire("union.lookup.topmost-first")
+        if below:
+            self._fire("union.lookup.opaque")
+        return Found((*parent.path, name), parent, stack, below)
+
+    def _resolve(self, path: str, follow: bool) -> tuple[Found | None, str, Found | None]:
+        """Walk `path` from the root of the union: (parent, last name, what the name holds or None).
+
+        Intermediate symlinks are always followed, the last one only if `follow`.
+        """
+        if len(path.encode()) >= PATH_MAX:
+            raise ModelError(E.ENAMETOOLONG, "union.path.enametoolong")
+        todo = deque(c for c in path.split("/") if c)
+        cur = self._root()
+        links = 0
+        while todo:
+            comp = todo.popleft()
+            if comp == ".":
+                if not todo:
+                    return cur.parent, ".", cur
+                continue
+            if comp == "..":
+                cur = cur.parent or cur
+                continue
+            if len(comp.encode()) > NAME_MAX:
+                raise ModelError(E.ENAMETOOLONG, "union.path.enametoolong")
+            self._need(self._inode(cur), X, "union.path.search")
+            child = self._lookup_child(cur, comp)
+            last = not todo
+            if child is None:
+                if last:
+                    return cur, comp, None
+                raise ModelError(E.ENOENT, "union.path.enoent")
+            kind = self._inode(child).kind
+            if kind == DIR and child.upper is None and self.profile.dir_copyup_on_lookup:
+                self._fire("union.lookup.dir-copyup")
+                self._copy_up(child)
+            if kind == SYMLINK and (follow or not last):
+                links += 1
+                if links > MAXSYMLINKS:
+                    raise ModelError(E.ELOOP, "union.path.eloop")
+                target = self._inode(child).target
+                todo.extendleft(reversed([c for c in target.split("/") if c] or ["."]))
+                if target.startswith("/"):
+                    cur = self._root()
+                continue
+            if last:
+                return cur, comp, child
+            if kind != DIR:
+                raise ModelError(E.ENOTDIR, "union.path.enotdir")
+            cur = child
+        return None, ".", cur
+
+    def _existing(self, path: str, follow: bool) -> Found:
+        _, _, found = self._resolve(path, follow)
+        if found is None:
+            raise ModelError(E.ENOENT, "union.path.enoent")
+        return found
+
+    def _inode(self, found: Found) -> Inode:
+        """The inode whose attributes and data the union shows for `found`."""
+        layer, ino = found.stack[0]
+        if layer != 0 and ino in self.index:
+            return self.store[self.index[ino]]
+        return self.store[ino]
+
+    def _lower_of(self, found: Found) -> int | None:
+        """The lower inode behind a non-directory: its own, or the origin of its copy-up."""
+        layer, ino = found.stack[0]
+        return self.store[ino].origin if layer == 0 else ino
+
+    def _names(self, found: Found) -> list[str]:
+        """The merged listing of a directory (union.readdir.merge)."""
+        candidates: set[str] = set()
+        for _, ino in (*found.stack, *found.below):
+            candidates.update(self.store[ino].entries)
+        return sorted(n for n in candidates if self._lookup_child(found, n) is not None)
+
+    def _lower_positive(self, parent: Found, name: str) -> bool:
+        """Whether a name exists in the layers below the upper one (so removing it needs a whiteout)."""
+        lower_only = Found(parent.path, parent.parent, [(layer, ino) for layer, ino in parent.stack if layer],
+                           [(layer, ino) for layer, ino in parent.below if layer])
+        return bool(lower_only.stack) and self._lookup_child(lower_only, name) is not None
+
+    # ---- identity and attributes -----------------------------------------------------------------
+
+    def _identity(self, found: Found) -> int:
+        node = self._inode(found)
+        if not self.profile.ino_from_origin:
+            self._fire("union.ino.topmost")
+            return node.ino
+        if node.kind == DIR:
+            lowers = [ino for layer, ino in found.stack if layer]
+            if lowers and found.upper is not None:
+                self._fire("union.ino.origin")
+            return lowers[0] if lowers else found.stack[0][1]
+        upper = found.upper
+        if upper is None:
+            return found.stack[0][1]
+        origin = self.store[upper].origin
+        if origin is not None and (origin in self.index or self.store.nlink(self.store[origin]) == 1):
+            self._fire("union.ino.origin")
+            return origin
+        return upper
+
+    def _key(self, found: Found) -> tuple:
+        """How overlayfs finds the in-memory inode of a name (ovl_hash_bylower)."""
+        lower, upper = self._lower_of(found), found.upper
+        if lower is not None and (self.profile.index or self.store.nlink(self.store[lower]) == 1):
+            return ("lower", lower)
+        if upper is not None:
+            return ("upper", upper)
+        return ("dentry", found.path)
+
+    def _ovl_inode(self, found: Found) -> OvlInode:
+        key = self._key(found)
+        if key not in self.ovl:
+            self.ovl[key] = OvlInode(found.upper, self._lower_of(found))
+        return self.ovl[key]
+
+    def _nlink(self, found: Found) -> int:
+        node = self._inode(found)
+        if node.kind == DIR:
+            if found.merged and self.profile.merged_dir_nlink_one:
+                self._fire("union.nlink.merged-dir")
+                return 1
+            return self.store.nlink(node)
+        lower = self._lower_of(found)
+        if lower is not None and lower in self.index:
+            self._fire("union.hardlink.index")
+            return self.index_nlink[lower]
+        if lower is not None and self.store.nlink(self.store[lower]) > 1:
+            self._fire("union.hardlink.broken")
+        return self.store.nlink(node)
+
+    def _walk(self, top: Found) -> Iterable[Found]:
+        for name in self._names(top):
+            child = self._lookup_child(top, name)
+            yield child
+            if self._inode(child).kind == DIR:
+                yield from self._walk(child)
+
+    def _entry(self, found: Found) -> Entry:
+        node = self._inode(found)
+        return self._inode_entry(node, self._nlink(found), self._identity(found))
+
+    def _inode_entry(self, node: Inode, nlink: int, ino: int) -> Entry:
+        return Entry(
+            kind=node.kind,
+            mode=node.mode,
+            uid=node.uid,
+            gid=node.gid,
+            nlink=nlink,
+            size=len(node.data) if node.kind == FILE else len(node.target) if node.kind == SYMLINK else None,
+            digest=digest(node.data) if node.kind == FILE else None,
+            target=node.target if node.kind == SYMLINK else None,
+            xattrs=node.user_xattrs(),
+            ino=ino,
+        )
+
+    # ---- copy-up ---------------------------------------------------------------------------------
+
+    def _copy_up(self, found: Found) -> Inode:
+        """Give `found` an upper copy (and its parents first); returns the upper inode."""
+        if found.upper is not None:
+            return self.store[found.upper]
+        if found.parent.upper is None:
+            self._fire("union.copyup.parents")
+        up_parent = self._copy_up(found.parent)
+        name = found.path[-1]
+        lower_ino = found.stack[0][1]
+        src = self.store[lower_ino]
+        done = up_parent.entries.get(name)
+        if done is not None and self.store[done].kind not in (WHITEOUT, FALLTHRU):
+            # copied up already, through another view of the same name
+            found.stack = [(0, done), *found.stack] if src.kind == DIR else [(0, done)]
+            return self.store[done]
+        if src.kind == DIR:
+            self._fire("union.copyup.dir")
+            copy = self._copy_of(src)
+        else:
+            self._fire("union.copyup.file")
+            ovl = self._ovl_inode(found)
+            if lower_ino in self.index:
+                copy = self.store[self.index[lower_ino]]
+            else:
+                copy = self._copy_of(src)
+                if self.profile.index and self.store.nlink(src) > 1:
+                    self._fire("union.hardlink.index")
+                    self.index[lower_ino] = copy.ino
+                    self.index_nlink[lower_ino] = self.store.nlink(src)
+                    copy.links += 1
+        if name in up_parent.entries:  # a fallthru
+            self.store.unlink(up_parent, name)
+        self.store.link(up_parent, name, copy)
+        found.stack = [(0, copy.ino), *found.stack] if src.kind == DIR else [(0, copy.ino)]
+        if src.kind != DIR:
+            ovl.upper = copy.ino
+            self.ovl[self._key(found)] = ovl
+        return copy
+
+    def _copy_of(self, src: Inode) -> Inode:
+        return self.store.new(src.kind, mode=src.mode, uid=src.uid, gid=src.gid, data=src.data,
+                              target=src.target, xattrs=dict(src.user_xattrs()), origin=src.ino)
+
+    # ---- creation and removal helpers ------------------------------------------------------------
+
+    def _create_parent(self, path: str, follow: bool = False) -> tuple[Found, str]:
+        """Resolve `path` for creating its last component: EEXIST if it exists."""
+        parent, name, found = self._resolve(path, follow)
+        if found is not None:
+            raise ModelError(E.EEXIST, "union.link.exists")
+        self._need(self._inode(parent), W | X)
+        return parent, name
+
+    def _add(self, parent: Found, name: str, inode: Inode) -> None:
+        """Enter a new inode under `name` on the upper layer, replacing a whiteout or fallthru."""
+        up = self._copy_up(parent)
+        self._fire("union.create.topmost")
+        if name in up.entries:
+            self._fire("union.create.over-whiteout")
+            was_whiteout = self.store[up.entries[name]].kind == WHITEOUT
+            self.store.unlink(up, name)
+            if inode.kind == DIR and was_whiteout:
+                self._fire("union.mkdir.opaque")
+                inode.xattrs[OPAQUE] = b"y"
+        self.store.link(up, name, inode)
+
+    def _remove(self, parent: Found, name: str, found: Found, rule: str) -> None:
+        """Remove a name: drop its upper entry and leave a whiteout if it exists below."""
+        up = self._copy_up(parent)
+        positive = self._lower_positive(parent, name)
+        if name in up.entries:
+            self.store.unlink(up, name)
+        if positive:
+            self._fire(rule)
+            self.store.link(up, name, self.store.new(WHITEOUT, mode=0))
+        else:
+            self._fire("union.unlink.upper-only")
+
+    def _new_inode(self, kind: str, mode: int, **attrs) -> Inode:
+        return self.store.new(kind, mode=mode & ~self.umask & 0o7777, uid=self.cred.uid, gid=self.cred.gid,
+                              **attrs)
+
+    # ---- operations: metadata --------------------------------------------------------------------
+
+    @operation
+    def stat(self, path: str) -> Entry:
+        return self._entry(self._existing(path, follow=True))
+
+    @operation
+    def lstat(self, path: str) -> Entry:
+        return self._entry(self._existing(path, follow=False))
+
+    @operation
+    def readlink(self, path: str) -> str:
+        node = self._inode(self._existing(path, follow=False))
+        if node.kind != SYMLINK:
+            raise ModelError(E.EINVAL, "union.readlink.notlink")
+        return node.target
+
+    @operation
+    def readdir(self, path: str) -> tuple[str, ...]:
+        found = self._existing(path, follow=True)
+        node = self._inode(found)
+        if node.kind != DIR:
+            raise ModelError(E.ENOTDIR, "union.path.enotdir")
+        self._need(node, R)
+        self._fire("union.readdir.merge")
+        names = self._names(found)
+        if self.profile.readdir_fallthrus and (found.merged or found.below):
+            self._fire("union.readdir.fallthru")
+            up = self._copy_up(found)
+            for name in names:
+                if name not in up.entries:
+                    self.store.link(up, name, self.store.new(FALLTHRU, mode=0))
+            up.xattrs[OPAQUE] = b"y"
+        return tuple(names)
+
+    def _setattr(self, path: str, apply: Callable[[Inode], None], check: Callable[[Inode], None]) -> None:
+        found = self._existing(path, follow=True)
+        check(self._inode(found))
+        self._fire("union.copyup.metadata")
+        apply(self._copy_up(found))
+
+    @operation
+    def chmod(self, path: str, mode: int) -> None:
+        def apply(node: Inode) -> None:
+            node.mode = mode & 0o7777
+
+        self._setattr(path, apply, self._own)
+
+    @operation
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        def check(node: Inode) -> None:
+            c = self.cred
+            if c.uid != 0 and (uid not in (-1, node.uid) or c.uid != node.uid
+                               or gid not in (-1, node.gid, c.gid, *c.groups)):
+                raise ModelError(E.EPERM, "union.perm.owner")
+
+        def apply(node: Inode) -> None:
+            node.uid = node.uid if uid == -1 else uid
+            node.gid = node.gid if gid == -1 else gid
+
+        self._setattr(path, apply, check)
+
+    @operation
+    def utimens(self, path: str, times: tuple[int, int]) -> None:
+        self._setattr(path, lambda node: None, self._own)
+
+    @operation
+    def truncate(self, path: str, length: int) -> None:
+        found = self._existing(path, follow=True)
+        node = self._inode(found)
+        if node.kind == DIR:
+            raise ModelError(E.EISDIR, "union.open.flags")
+        self._need(node, W)
+        self._fire("union.copyup.open-write")
+        up = self._copy_up(found)
+        up.data = up.data[:length].ljust(length, b"\0")
+
+    # ---- operations: xattrs ----------------------------------------------------------------------
+
+    def _xattr_target(self, path: str, want: int, name: str) -> Found:
+        if not name.startswith("user."):
+            raise ModelError(E.EOPNOTSUPP, "union.xattr.user")
+        found = self._existing(path, follow=True)
+        node = self._inode(found)
+        if node.kind not in (FILE, DIR):
+            raise ModelError(E.EPERM if want == W else E.ENODATA, "union.xattr.user")
+        self._need(node, want)
+        return found
+
+    @operation
+    def setxattr(self, path: str, name: str, value: bytes) -> None:
+        found = self._xattr_target(path, W, name)
+        self._fire("union.copyup.metadata")
+        self._copy_up(found).xattrs[name] = value
+
+    @operation
+    def removexattr(self, path: str, name: str) -> None:
+        found = self._xattr_target(path, W, name)
+        if name not in self._inode(found).xattrs:
+            raise ModelError(E.ENODATA, "union.xattr.user")
+        self._fire("union.copyup.metadata")
+        del self._copy_up(found).xattrs[name]
+
+    @operation
+    def getxattr(self, path: str, name: str) -> bytes:
+        found = self._xattr_target(path, R, name)
+        value = self._inode(found).xattrs.get(name)
+        if value is None:
+            raise ModelError(E.ENODATA, "union.xattr.user")
+        return value
+
+    @operation
+    def listxattr(self, path: str) -> tuple[str, ...]:
+        found = self._existing(path, follow=True)
+        return tuple(name for name, _ in self._inode(found).user_xattrs())
+
+    # ---- operations: namespace -------------------------------------------------------------------
+
+    @operation
+    def mkdir(self, path: str, mode: int) -> None:
+        parent, name = self._create_parent(path)
+        self._add(parent, name, self._new_inode(DIR, mode))
+
+    @operation
+    def symlink(self, target: str, path: str) -> None:
+        parent, name = self._create_parent(path)
+        link = self._new_inode(SYMLINK, 0o777, target=target)
+        link.mode = 0o777  # a symlink's mode is always 0777, whatever the umask
+        self._add(parent, name, link)
+
+    @operation
+    def link(self, old: str, new: str) -> None:
+        src = self._existing(old, follow=False)
+        node = self._inode(src)
+        parent, name = self._create_parent(new)
+        if node.kind == DIR:
+            raise ModelError(E.EPERM, "union.link.dir")
+        c = self.cred
+        if c.uid not in (0, node.uid) and (node.kind != FILE or not self._may(node, R | W)):
+            raise ModelError(E.EPERM, "union.perm.hardlink")
+        if src.upper is None:
+            self._fire("union.copyup.link")
+        self._add(parent, name, self._copy_up(src))
+        self._count_link(src, +1)
+
+    @operation
+    def unlink(self, path: str) -> None:
+        parent, name, found = self._resolve(path, follow=False)
+        if found is None:
+            raise ModelError(E.ENOENT, "union.path.enoent")
+        self._need(self._inode(parent), W | X)
+        if self._inode(found).kind == DIR:
+            raise ModelError(E.EISDIR, "union.path.enotdir")
+        self._index_before_removal(found)
+        self._remove(parent, name, found, "union.unlink.whiteout")
+        self._count_link(found, -1)
+
+    def _count_link(self, found: Found, delta: int) -> None:
+        """Keep the union's link count of an indexed inode as names come and go (ovl_nlink_end)."""
+        lower = self._lower_of(found)
+        if lower in self.index_nlink:
+            self.index_nlink[lower] += delta
+
+    def _index_before_removal(self, found: Found) -> None:
+        """overlayfs ovl_nlink_start: with index=on a lower hard link is copied up (indexed) before it is
+        whited out or renamed over, so the union's link count can be kept."""
+        lower = self._lower_of(found)
+        if (self.profile.index and found.upper is None and lower is not None
+                and self.store.nlink(self.store[lower]) > 1):
+            self._copy_up(found)
+
+    @operation
+    def rmdir(self, path: str) -> None:
+        parent, name, found = self._resolve(path, follow=False)
+        if found is None:
+            raise ModelError(E.ENOENT, "union.path.enoent")
+        if name == ".":
+            raise ModelError(E.EINVAL, "union.rename.subtree")
+        self._need(self._inode(parent), W | X)
+        if self._inode(found).kind != DIR:
+            raise ModelError(E.ENOTDIR, "union.path.enotdir")
+        if self._names(found):
+            raise ModelError(E.ENOTEMPTY, "union.rmdir.notempty")
+        self._remove(parent, name, found, "union.rmdir.whiteout")
+
+    def _parents_first(self, *paths: str) -> None:
+        """renameat2 walks to both parents before it looks up either last component."""
+        for path in paths:
+            parent = path.rstrip("/").rpartition("/")[0]
+            if parent:
+                found = self._existing(parent, follow=True)
+                if self._inode(found).kind != DIR:
+                    raise ModelError(E.ENOTDIR, "union.path.enotdir")
+
+    @operation
+    def rename(self, old: str, new: str, noreplace: bool = False) -> None:
+        self._parents_first(old, new)
+        op, oname, src = self._resolve(old, follow=False)
+        if src is None:
+            raise ModelError(E.ENOENT, "union.path.enoent")
+        np_, nname, dst = self._resolve(new, follow=False)
+        if oname == "." or nname == ".":
+            raise ModelError(E.EBUSY, "union.rename.subtree")
+        if noreplace and dst is not None:
+            raise ModelError(E.EEXIST, "union.rename.noreplace")
+        is_dir = self._inode(src).kind == DIR
+        if is_dir and np_.path[: len(src.path)] == src.path:
+            raise ModelError(E.EINVAL, "union.rename.subtree")
+        if dst is not None and op.path[: len(dst.path)] == dst.path:
+            raise ModelError(E.ENOTEMPTY, "union.rename.subtree")
+        if dst is not None and (src.path == dst.path or self._key(src) == self._key(dst)):
+            self._fire("union.rename.same-inode")
+            return
+        self._need(self._inode(op), W | X)
+        self._need(self._inode(np_), W | X)
+        if dst is not None:
+            dst_dir = self._inode(dst).kind == DIR
+            if is_dir and not dst_dir:
+                raise ModelError(E.ENOTDIR, "union.rename.types")
+            if not is_dir and dst_dir:
+                raise ModelError(E.EISDIR, "union.rename.types")
+        if is_dir and op.path != np_.path:
+            self._need(self._inode(src), W)
+        movable = not is_dir or (src.upper is not None and not src.merged)
+        if not movable and not self.profile.redirect_dir:
+            raise ModelError(E.EXDEV, "union.rename.dir-exdev")
+        if dst is not None and is_dir and self._names(dst):
+            raise ModelError(E.ENOTEMPTY, "union.rename.types")
+        self._move(op, oname, src, np_, nname, dst, is_dir)
+
+    def _move(self, op: Found, oname: str, src: Found, np_: Found, nname: str, dst: Found | None,
+              is_dir: bool) -> None:
+        if dst is not None:
+            self._index_before_removal(dst)
+            self._count_link(dst, -1)
+        self._index_before_removal(src)
+        redirect = None
+        if is_dir and (src.upper is None or src.merged):
+            self._fire("union.rename.dir-redirect")
+            redirect = self._redirect_for(src, op, np_)
+        elif is_dir:
+            self._fire("union.rename.upper-dir")
+        else:
+            self._fire("union.rename.file")
+        up_src = self._copy_up(src)
+        up_old = self._copy_up(op)
+        up_new = self._copy_up(np_)
+        source_positive = self._lower_positive(op, oname)
+        target_merged = np_.merged
+        self.store.unlink(up_old, oname)
+        if nname in up_new.entries:
+            self.store.unlink(up_new, nname)
+        self.store.link(up_new, nname, up_src)
+        if source_positive:
+            self._fire("union.unlink.whiteout")
+            self.store.link(up_old, oname, self.store.new(WHITEOUT, mode=0))
+        if redirect is not None:
+            up_src.xattrs[REDIRECT] = redirect.encode()
+        elif is_dir and not up_src.opaque and target_merged:
+            self._fire("union.rename.opaque-into-merged")
+            up_src.xattrs[OPAQUE] = b"y"
+
+    def _redirect_for(self, src: Found, op: Found, np_: Found) -> str:
+        """overlayfs ovl_get_redirect: the name in the same directory, else the absolute lower path."""
+        current = self.store[src.upper].redirect if src.upper is not None else None
+        if op.path == np_.path and (current is None or not current.startswith("/")):
+            return current or src.path[-1]
+        if current is not None and current.startswith("/"):
+            return current
+        parent_redirect = self._absolute_lower_path(op)
+        return "/" + "/".join((*parent_redirect, current or src.path[-1]))
+
+    def _absolute_lower_path(self, found: Found) -> tuple[str, ...]:
+        """Where a directory's lower layers are, following its ancestors' redirects."""
+        if found.parent is None:
+            return ()
+        upper = found.upper
+        redirect = self.store[upper].redirect if upper is not None else None
+        if redirect is not None and redirect.startswith("/"):
+            return tuple(c for c in redirect.split("/") if c)
+        return (*self._absolute_lower_path(found.parent), redirect or found.path[-1])
+
+    # ---- operations: open files ------------------------------------------------------------------
+
+    @operation
+    def open(self, path: str, flags: int, mode: int = 0o644) -> int:
+        acc = flags & O_ACCMODE
+        create, excl = bool(flags & O_CREAT), bool(flags & O_EXCL) and bool(flags & O_CREAT)
+        follow = not (flags & O_NOFOLLOW) and not excl
+        parent, name, found = self._resolve(path, follow)
+        created = False
+        if found is None:
+            if not create:
+                raise ModelError(E.ENOENT, "union.path.enoent")
+            self._need(self._inode(parent), W | X)
+            self._add(parent, name, self._new_inode(FILE, mode))
+            found = self._lookup_child(parent, name)
+            created = True
+        else:
+            node = self._inode(found)
+            if excl:
+                raise ModelError(E.EEXIST, "union.open.flags")
+            if create and node.kind == DIR:
+                raise ModelError(E.EISDIR, "union.open.flags")
+            if flags & O_DIRECTORY and node.kind != DIR:
+                raise ModelError(E.ENOTDIR, "union.open.flags")
+            if node.kind == SYMLINK:
+                raise ModelError(E.ELOOP, "union.path.eloop")
+            writing = acc != O_RDONLY or bool(flags & O_TRUNC)
+            if node.kind == DIR and writing:
+                raise ModelError(E.EISDIR, "union.open.flags")
+            want = (R if acc != O_WRONLY else 0) | (W if writing else 0)
+            self._need(node, want)
+            if writing and node.kind == FILE:
+                self._fire("union.copyup.open-write")
+                up = self._copy_up(found)
+                if flags & O_TRUNC:
+                    up.data = b""
+        node = self._inode(found)
+        is_dir = node.kind == DIR
+        ovl = OvlInode(found.upper, None) if is_dir else self._ovl_inode(found)
+        fd = self._next_fd
+        self._next_fd += 1
+        self.fds[fd] = OpenFile(ovl, node.ino, flags & ~(O_CREAT | O_EXCL | O_TRUNC) if created else flags,
+                                found.path, is_dir)
+        return fd
+
+    def _fd(self, fd: int) -> OpenFile:
+        try:
+            return self.fds[fd]
+        except KeyError:
+            raise ModelError(E.EBADF, "union.fd.mode") from None
+
+    def _fd_inode(self, f: OpenFile) -> Inode:
+        if not self.profile.fd_follows_copyup:
+            if f.ovl.upper is not None and f.ovl.upper != f.real:
+                self._fire("union.fd.stale")
+            return self.store[f.real]
+        if f.ovl.upper is not None:
+            if f.ovl.upper != f.real:
+                self._fire("union.fd.follows-copyup")
+            return self.store[f.ovl.upper]
+        lower = f.ovl.lower if f.ovl.lower is not None else f.real
+        return self.store[self.index.get(lower, lower)]
+
+    @operation
+    def read(self, fd: int, size: int) -> bytes:
+        f = self._fd(fd)
+        if f.flags & O_ACCMODE == O_WRONLY:
+            raise ModelError(E.EBADF, "union.fd.mode")
+        if f.is_dir:
+            raise ModelError(E.EISDIR, "union.fd.mode")
+        data = self._fd_inode(f).data[f.offset : f.offset + size]
+        f.offset += len(data)
+        return data
+
+    @operation
+    def write(self, fd: int, data: bytes) -> int:
+        f = self._fd(fd)
+        if f.flags & O_ACCMODE == O_RDONLY:
+            raise ModelError(E.EBADF, "union.fd.mode")
+        node = self._fd_inode(f)
+        if f.flags & O_APPEND:
+            f.offset = len(node.data)
+        node.data = node.data[: f.offset].ljust(f.offset, b"\0") + data + node.data[f.offset + len(data) :]
+        f.offset += len(data)
+        return len(data)
+
+    @operation
+    def ftruncate(self, fd: int, length: int) -> None:
+        f = self._fd(fd)
+        if f.flags & O_ACCMODE == O_RDONLY or f.is_dir:
+            raise ModelError(E.EINVAL, "union.fd.mode")
+        node = self._fd_inode(f)
+        node.data = node.data[:length].ljust(length, b"\0")
+
+    @operation
+    def fstat(self, fd: int) -> Entry:
+        f = self._fd(fd)
+        if f.is_dir:
+            return self._entry(self._existing("/".join(f.path) or ".", follow=False))
+        node = self._fd_inode(f)
+        lower = f.ovl.lower
+        if lower in self.index_nlink and self.profile.fd_follows_copyup:
+            nlink = self.index_nlink[lower]
+        else:
+            nlink = self.store.nlink(node)
+        identity = node.ino
+        if self.profile.ino_from_origin and node.origin is not None and (
+                node.origin in self.index or self.store.nlink(self.store[node.origin]) == 1):
+            identity = node.origin
+        return self._inode_entry(node, nlink, identity)
+
+    @operation
+    def close(self, fd: int) -> None:
+        self._fd(fd)
+        del self.fds[fd]
+
+    # ---- bench operations ------------------------------------------------------------------------
+
+    @operation
+    def remount(self) -> None:
+        """Unmount (closing every file) and mount again on the same layers."""
+        self._fire("union.bench.remount")
+        self.fds.clear()
+        self.ovl.clear()
+
+    @operation
+    def push(self) -> None:
+        """The upper layer becomes the topmost lower layer under a fresh, empty upper layer."""
+        self._fire("union.bench.push")
+        self.fds.clear()
+        self.ovl.clear()
+        for ino in self.index.values():
+            self.store[ino].links -= 1
+        self.index.clear()
+        self.index_nlink.clear()
+        self.store.roots.insert(0, self.store.new(DIR, mode=0o755).ino)
+
+    # ---- whole-state views -----------------------------------------------------------------------
+
+    def state(self) -> State:
+        """The abstract state of the union as a user sees it (DESIGN.md)."""
+        self._fired = []
+        root = self._root()
+        out: State = {".": self._entry(root)}
+        for found in self._walk(root):
+            out["/".join(found.path)] = self._entry(found)
+        return out
+
+    def upper_state(self) -> State:
+        """The expected upper layer on disk, in overlayfs's format."""
+        return self.store.snapshot(self.store.roots[0])

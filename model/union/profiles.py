@@ -1,0 +1,52 @@
+"""Profiles: the named sets of rules where real union file systems legitimately differ."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    #: rename of a lower or merged directory succeeds with a redirect instead of EXDEV
+    redirect_dir: bool = False
+    #: lower hard links stay one file after copy-up (overlayfs index=on)
+    index: bool = False
+    #: an fd opened before copy-up reads the copy (overlayfs) instead of the stale lower file
+    fd_follows_copyup: bool = True
+    #: st_ino of a copy-up is its origin's (overlayfs) instead of the topmost copy's
+    ino_from_origin: bool = True
+    #: merged directories report nlink 1 (overlayfs)
+    merged_dir_nlink_one: bool = True
+    #: lookup creates an upper directory for every visible lower one (union mounts)
+    dir_copyup_on_lookup: bool = False
+    #: readdir copies lower entries up as fallthrus and marks the directory opaque (union mounts)
+    readdir_fallthrus: bool = False
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            "union-mounts",
+            "The union mounts design of the seed: stale fds after copy-up, directory copy-up during lookup, "
+            "fallthrus written by readdir.",
+            fd_follows_copyup=False,
+            ino_from_origin=False,
+            merged_dir_nlink_one=False,
+            dir_copyup_on_lookup=True,
+            readdir_fallthrus=True,
+        ),
+        Profile("overlayfs", "Linux overlayfs defaults: redirect_dir=off, index=off, metacopy=off, xino=off."),
+        Profile("overlayfs-redirect", "Linux overlayfs with redirect_dir=on.", redirect_dir=True),
+        Profile("overlayfs-index", "Linux overlayfs with index=on.", index=True),
+    )
+}
+
+
+def get(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise KeyError(f"unknown union profile {name!r}; known: {', '.join(PROFILES)}") from None

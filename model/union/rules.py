@@ -1,0 +1,100 @@
+"""The rules of the union model, each with an id that outcomes and reports cite.
+
+Texts quote the union mounts design (seeds/003) or, for `overlayfs` rules, what Linux overlayfs does
+(FACTS.md). A profile switches between rules; every difference between profiles is one of these.
+"""
+
+RULES: dict[str, str] = {
+    # lookup
+    "union.lookup.topmost-first": "Lookups start at the topmost read-write layer and travel down only if no "
+    "blocking entry exists on the top layer.",
+    "union.lookup.whiteout": "Whiteout: a directory entry in the top layer that prevents lookups from "
+    "travelling down to the bottom layer.",
+    "union.lookup.opaque": "Opaque flag: prevents lookups of entries in this directory from travelling down "
+    "to the bottom layer.",
+    "union.lookup.fallthru": "Fallthru: a directory entry which allows lookups to fall through to the "
+    "bottom layer for that exact entry. Fallthrus override opaque flags.",
+    "union.lookup.dir-hides-nondir": "A directory on a higher layer hides a non-directory of the same name "
+    "below; only directories merge.",
+    "union.lookup.redirect": "overlayfs: a directory carrying trusted.overlay.redirect continues its lower "
+    "lookup at the redirect path.",
+    "union.lookup.dir-copyup": "union mounts: every visible directory on the lower file system has a "
+    "matching directory on the upper file system, created during pathname lookup.",
+    # path resolution (POSIX)
+    "union.path.enoent": "A missing component or a dangling symlink: ENOENT.",
+    "union.path.enotdir": "A non-directory used as a directory: ENOTDIR.",
+    "union.path.eloop": "More than 40 symlinks followed, or O_NOFOLLOW on a symlink: ELOOP.",
+    "union.path.enametoolong": "A component over 255 bytes or a path of PATH_MAX or more: ENAMETOOLONG.",
+    "union.path.search": "Each directory walked through needs search (x) permission: EACCES.",
+    # permissions (POSIX, for a non-root caller)
+    "union.perm.access": "Read, write or search permission missing for the caller: EACCES.",
+    "union.perm.owner": "chmod, chown, and explicit utimes need the owner (or root): EPERM.",
+    "union.perm.hardlink": "protected_hardlinks: a non-owner may link only a regular file it can read and "
+    "write: EPERM.",
+    # copy-up
+    "union.copyup.file": "File copyup: create a file on the top layer that has the same metadata and "
+    "contents as the file with the same pathname on the bottom layer.",
+    "union.copyup.open-write": "open(O_WRITE | O_RDWR | O_APPEND), truncate()/open(O_TRUNC) copy up.",
+    "union.copyup.metadata": "chmod(), chown(), utimes(), setxattr() copy up.",
+    "union.copyup.link": "link() /oldfile /newlink -> copies up /oldfile, creates /newlink on topmost layer.",
+    "union.copyup.parents": "Parent directories are copied up (created on the top layer) before a child.",
+    "union.copyup.dir": "A directory is copied up as an empty, non-opaque directory with the same metadata.",
+    # creation and removal
+    "union.create.topmost": "creat() /newfile -> creates on topmost layer.",
+    "union.create.over-whiteout": "Creating a name replaces the top layer's whiteout for it.",
+    "union.mkdir.opaque": "mkdir() /olddir after rmdir -> creates on topmost layer w/ opaque flag.",
+    "union.unlink.whiteout": "unlink() /oldfile -> creates a whiteout on topmost layer (when the name exists "
+    "below).",
+    "union.unlink.upper-only": "Removing a name that exists only on the topmost layer leaves no whiteout.",
+    "union.rmdir.whiteout": "rmdir() /olddir -> creates a whiteout on topmost layer (when the name exists "
+    "below).",
+    "union.rmdir.notempty": "rmdir of a directory whose merged listing is not empty: ENOTEMPTY.",
+    # readdir
+    "union.readdir.merge": "readdir merges the layers: upper entries first, whiteouts and duplicates "
+    "removed, layers below an opaque directory left out.",
+    "union.readdir.fallthru": "union mounts: readdir() copies up entries from the bottom layer as fallthrus "
+    "and marks the directory opaque.",
+    # rename
+    "union.rename.file": "rename() /oldfile /newfile -> copies up /oldfile to /newfile on top layer, and "
+    "creates a whiteout covering the source if it exists below.",
+    "union.rename.dir-exdev": "rename() /olddir /newdir -> EXDEV (a directory present on a lower layer).",
+    "union.rename.dir-redirect": "overlayfs redirect_dir=on: renaming a lower or merged directory copies it "
+    "up, stores trusted.overlay.redirect and whites out the source.",
+    "union.rename.upper-dir": "rename() /topmost_only_dir /topmost_only_dir2 -> success.",
+    "union.rename.opaque-into-merged": "overlayfs: a top-layer-only directory moved into a merged directory "
+    "is marked opaque.",
+    "union.rename.same-inode": "rename of two names of one inode does nothing and succeeds.",
+    "union.rename.noreplace": "RENAME_NOREPLACE onto an existing name: EEXIST.",
+    "union.rename.subtree": "Renaming a directory into its own subtree: EINVAL; onto its own ancestor: "
+    "ENOTEMPTY.",
+    "union.rename.types": "A directory onto a non-directory: ENOTDIR; a non-directory onto a directory: "
+    "EISDIR; onto a non-empty directory: ENOTEMPTY.",
+    # links and link counts
+    "union.link.dir": "link() of a directory: EPERM.",
+    "union.link.exists": "link(), symlink(), mkdir() onto an existing name: EEXIST.",
+    "union.hardlink.broken": "When a file with multiple hard links is copied up, any other hard links "
+    "pointing to the same inode remain unchanged (link count off by one).",
+    "union.hardlink.index": "overlayfs index=on: lower hard links stay one file after copy-up of any name; "
+    "nlink counts the union's names.",
+    "union.nlink.merged-dir": "overlayfs reports nlink 1 for a merged directory.",
+    # open files
+    "union.fd.follows-copyup": "overlayfs: a read-only fd opened before copy-up sees later writes.",
+    "union.fd.stale": "union mounts: existing open file descriptors continue to refer to the read-only copy "
+    "on the bottom layer and will not see any changes that occur after the copy-up.",
+    "union.fd.mode": "read on a write-only fd or write on a read-only fd: EBADF; ftruncate on a read-only "
+    "fd: EINVAL; read of a directory: EISDIR.",
+    "union.open.flags": "O_CREAT|O_EXCL on an existing name: EEXIST; O_DIRECTORY on a non-directory: "
+    "ENOTDIR; write-open of a directory: EISDIR.",
+    # inode numbers
+    "union.ino.origin": "overlayfs: a copied-up file keeps the st_ino of its lower origin (unless it broke "
+    "a lower hard link); a merged directory reports its lower st_ino.",
+    "union.ino.topmost": "union mounts: st_ino is that of the topmost copy.",
+    "union.readlink.notlink": "readlink of anything but a symlink: EINVAL.",
+    # xattrs
+    "union.xattr.user": "user.* xattrs: ENODATA when absent; EPERM on a symlink; set needs write "
+    "permission, get read permission.",
+    # bench operations
+    "union.bench.remount": "Unmount and mount again on the same layers: the union reads the same.",
+    "union.bench.push": "The upper layer becomes the topmost lower layer under a fresh upper: its whiteouts "
+    "and opaque markers then act from below.",
+}

@@ -1,0 +1,1 @@
+"""Scenario suites (TOML), shipped as package data."""

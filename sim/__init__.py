@@ -1,0 +1,1 @@
+"""simpy models of FUSE daemons, worker pools, locks and cancellation. Never imports vfslab.impl."""

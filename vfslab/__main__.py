@@ -1,0 +1,3 @@
+from vfslab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,179 @@
+"""Apply operations to a real mounted file system, as a given caller, and report what happened.
+
+Paths are resolved relative to an fd on the mount's root, so the bench never walks the path above the
+mount, and a non-root caller needs no permission on it. A non-root caller is impersonated per thread
+with setfsuid/setfsgid: the kernel then drops the fs capabilities, and FUSE daemons see that uid.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import stat as st
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from vfslab.check.ops import FD_OPS, Op
+from vfslab.model.outcome import Err
+from vfslab.model.state import Entry
+
+_libc = ctypes.CDLL(None, use_errno=True)
+RENAME_NOREPLACE = 1
+USER_GID = {0: 0}
+
+
+def caller_gid(uid: int) -> int:
+    """Callers are root or an ordinary user whose primary group has the same number as its uid."""
+    return USER_GID.get(uid, uid)
+
+
+@contextmanager
+def as_caller(uid: int) -> Iterator[None]:
+    if uid == 0:
+        yield
+        return
+    _libc.setfsgid(caller_gid(uid))
+    _libc.setfsuid(uid)
+    try:
+        yield
+    finally:
+        _libc.setfsuid(0)
+        _libc.setfsgid(0)
+
+
+def stat_entry(s: os.stat_result) -> Entry:
+    kind = ("dir" if st.S_ISDIR(s.st_mode) else "file" if st.S_ISREG(s.st_mode)
+            else "symlink" if st.S_ISLNK(s.st_mode) else "other")
+    return Entry(kind, st.S_IMODE(s.st_mode), s.st_uid, s.st_gid, s.st_nlink, None if kind == "dir" else s.st_size,
+                 None, None, (), s.st_ino)
+
+
+class OsDriver:
+    """Runs ops on the tree at `root`. Slots map to real fds."""
+
+    def __init__(self, root: Path) -> None:
+        # a non-root caller must not get access through root's supplementary groups
+        os.setgroups([])
+        self.root = root
+        self.slots: dict[int, int] = {}
+        self._rfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+
+    def apply(self, op: Op) -> object:
+        """The op's result, or Err(errno). An fd op on a slot this side does not have is EBADF."""
+        args = op.args
+        if op.name in FD_OPS:
+            if args[0] not in self.slots:
+                return Err(9)
+            args = (self.slots[args[0]], *args[1:])
+        try:
+            with as_caller(op.uid):
+                return getattr(self, op.name)(*args)
+        except OSError as e:
+            return Err(e.errno)
+
+    def close_all(self) -> None:
+        for fd in self.slots.values():
+            os.close(fd)
+        self.slots.clear()
+
+    def release(self) -> None:
+        """Close every fd into the mount, so that it can be unmounted."""
+        self.close_all()
+        if self._rfd >= 0:
+            os.close(self._rfd)
+            self._rfd = -1
+
+    def reopen(self) -> None:
+        """After the subject was mounted again."""
+        self._rfd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+
+    def _full(self, path: str) -> str:
+        return f"{self.root}/{path}"
+
+    # -- the operations, named as the model's ----------------------------------------------------
+
+    def stat(self, path: str) -> Entry:
+        return stat_entry(os.stat(path, dir_fd=self._rfd))
+
+    def lstat(self, path: str) -> Entry:
+        return stat_entry(os.stat(path, dir_fd=self._rfd, follow_symlinks=False))
+
+    def open(self, path: str, flags: int, mode: int = 0o644) -> int:
+        fd = os.open(path, flags, mode, dir_fd=self._rfd)
+        slot = max(self.slots, default=-1) + 1
+        self.slots[slot] = fd
+        return slot
+
+    def read(self, fd: int, size: int) -> bytes:
+        return os.read(fd, size)
+
+    def write(self, fd: int, data: bytes) -> int:
+        return os.write(fd, data)
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        os.ftruncate(fd, length)
+
+    def fstat(self, fd: int) -> Entry:
+        return stat_entry(os.fstat(fd))
+
+    def close(self, fd: int) -> None:
+        slot = next(s for s, f in self.slots.items() if f == fd)
+        del self.slots[slot]
+        os.close(fd)
+
+    def truncate(self, path: str, length: int) -> None:
+        os.truncate(self._full(path), length)
+
+    def mkdir(self, path: str, mode: int) -> None:
+        os.mkdir(path, mode, dir_fd=self._rfd)
+
+    def rmdir(self, path: str) -> None:
+        os.rmdir(path, dir_fd=self._rfd)
+
+    def unlink(self, path: str) -> None:
+        os.unlink(path, dir_fd=self._rfd)
+
+    def rename(self, old: str, new: str, noreplace: bool = False) -> None:
+        if not noreplace:
+            os.rename(old, new, src_dir_fd=self._rfd, dst_dir_fd=self._rfd)
+            return
+        if _libc.renameat2(self._rfd, old.encode(), self._rfd, new.encode(), RENAME_NOREPLACE) != 0:
+            raise OSError(ctypes.get_errno(), "renameat2")
+
+    def link(self, old: str, new: str) -> None:
+        os.link(old, new, src_dir_fd=self._rfd, dst_dir_fd=self._rfd, follow_symlinks=False)
+
+    def symlink(self, target: str, path: str) -> None:
+        os.symlink(target, path, dir_fd=self._rfd)
+
+    def readlink(self, path: str) -> str:
+        return os.readlink(path, dir_fd=self._rfd)
+
+    def chmod(self, path: str, mode: int) -> None:
+        os.chmod(path, mode, dir_fd=self._rfd)
+
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        os.chown(path, uid, gid, dir_fd=self._rfd)
+
+    def utimens(self, path: str, times: tuple[int, int]) -> None:
+        os.utime(path, ns=tuple(times), dir_fd=self._rfd)
+
+    def readdir(self, path: str) -> tuple[str, ...]:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY, dir_fd=self._rfd)
+        try:
+            return tuple(sorted(os.listdir(fd)))
+        finally:
+            os.close(fd)
+
+    def setxattr(self, path: str, name: str, value: bytes) -> None:
+        os.setxattr(self._full(path), name, value)
+
+    def getxattr(self, path: str, name: str) -> bytes:
+        return os.getxattr(self._full(path), name)
+
+    def listxattr(self, path: str) -> tuple[str, ...]:
+        return tuple(sorted(n for n in os.listxattr(self._full(path)) if n.startswith("user.")))
+
+    def removexattr(self, path: str, name: str) -> None:
+        os.removexattr(self._full(path), name)

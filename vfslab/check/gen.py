@@ -1,0 +1,118 @@
+"""Hypothesis strategies for small scopes: initial layers and operation arguments.
+
+Names come from a tiny alphabet and trees are at most three deep, so operations collide with what is
+there. Symlink targets are relative and never contain `..`, so nothing resolves outside the mount.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from vfslab.check.ops import OPEN_FLAGS
+from vfslab.check.tree import DIR, FILE, HARDLINK, SYMLINK, Layers, Node
+
+NAMES = ("a", "b", "c")
+MAX_DEPTH = 3
+LONG_NAME = "n" * 256
+USER = 1000
+
+names = st.sampled_from(NAMES)
+link_targets = st.sampled_from(("a", "b", "c", "a/b", "b/c", ".", "x", "a/x"))
+file_data = st.sampled_from((b"", b"x", b"hello\n", b"0123456789" * 500))
+file_modes = st.sampled_from((0o644, 0o600, 0o666, 0o444, 0o755, 0o000))
+dir_modes = st.sampled_from((0o755, 0o700, 0o777, 0o555, 0o711))
+owners = st.sampled_from((0, USER))
+xattr_names = st.sampled_from(("user.k", "user.m"))
+xattr_values = st.sampled_from((b"1", b"two", b""))
+
+
+@st.composite
+def layer(draw: st.DrawFn) -> tuple[Node, ...]:
+    nodes: list[Node] = []
+    files: list[str] = []
+
+    def fill(prefix: str, depth: int) -> None:
+        for name in NAMES:
+            path = f"{prefix}{name}"
+            kinds = ["none", "none", FILE, SYMLINK] + ([DIR, DIR] if depth < MAX_DEPTH else [])
+            kinds += [HARDLINK] if files else []
+            kind = draw(st.sampled_from(kinds))
+            owner = draw(owners)
+            xattrs = tuple(draw(st.dictionaries(xattr_names, xattr_values, max_size=1)).items())
+            if kind == FILE:
+                nodes.append(Node(path, FILE, draw(file_modes), owner, owner, draw(file_data), xattrs=xattrs))
+                files.append(path)
+            elif kind == SYMLINK:
+                nodes.append(Node(path, SYMLINK, 0o777, owner, owner, target=draw(link_targets)))
+            elif kind == HARDLINK:
+                nodes.append(Node(path, HARDLINK, target=draw(st.sampled_from(files))))
+            elif kind == DIR:
+                nodes.append(Node(path, DIR, draw(dir_modes), owner, owner, xattrs=xattrs))
+                fill(f"{path}/", depth + 1)
+
+    fill("", 1)
+    return tuple(nodes)
+
+
+layers = st.lists(layer(), min_size=1, max_size=3).map(lambda ls: Layers(tuple(ls)))
+
+
+@st.composite
+def paths(draw: st.DrawFn, root: bool = False, long: bool = False) -> str:
+    """A path in the tree; sometimes the root (`.`) or a last component over NAME_MAX."""
+    if root and draw(st.integers(0, 9)) == 0:
+        return "."
+    comps = draw(st.lists(names, min_size=1, max_size=MAX_DEPTH))
+    if long and draw(st.integers(0, 14)) == 0:
+        comps[-1] = LONG_NAME
+    return "/".join(comps)
+
+
+callers = st.sampled_from((0, 0, 0, USER))
+create_modes = st.sampled_from((0o644, 0o600, 0o755, 0o000, 0o777))
+chmod_modes = st.sampled_from((0o644, 0o600, 0o755, 0o000, 0o777, 0o555, 0o700))
+
+
+@st.composite
+def open_flags(draw: st.DrawFn) -> int:
+    flags = draw(st.sampled_from((OPEN_FLAGS["O_RDONLY"], OPEN_FLAGS["O_WRONLY"], OPEN_FLAGS["O_RDWR"])))
+    extra = draw(st.sets(st.sampled_from(("O_CREAT", "O_EXCL", "O_TRUNC", "O_APPEND", "O_NOFOLLOW", "O_DIRECTORY")),
+                         max_size=3))
+    if "O_CREAT" in extra:
+        extra.discard("O_DIRECTORY")  # O_CREAT|O_DIRECTORY is EINVAL since Linux 6.4: not a union question
+    for name in extra:
+        flags |= OPEN_FLAGS[name]
+    return flags
+
+
+#: argument strategies of each path operation, in call order
+PATH_ARGS = {
+    "stat": (paths(root=True),),
+    "lstat": (paths(root=True, long=True),),
+    "open": (paths(long=True), open_flags(), create_modes),
+    "truncate": (paths(), st.sampled_from((0, 1, 3, 7000))),
+    "mkdir": (paths(long=True), create_modes),
+    "rmdir": (paths(),),
+    "unlink": (paths(),),
+    "rename": (paths(), paths(), st.booleans()),
+    "link": (paths(), paths()),
+    "symlink": (link_targets, paths(long=True)),
+    "readlink": (paths(),),
+    "chmod": (paths(root=True), chmod_modes),
+    "chown": (paths(), st.sampled_from((0, USER)), st.sampled_from((0, USER))),
+    "utimens": (paths(), st.just((1_000_000_000, 2_000_000_000))),
+    "readdir": (paths(root=True),),
+    "setxattr": (paths(), xattr_names, xattr_values),
+    "getxattr": (paths(), xattr_names),
+    "listxattr": (paths(),),
+    "removexattr": (paths(), xattr_names),
+}
+
+#: argument strategies of each fd operation after the slot
+FD_ARGS = {
+    "read": (st.sampled_from((1, 5, 100_000)),),
+    "write": (st.sampled_from((b"W", b"write\n", b"Z" * 3000)),),
+    "ftruncate": (st.sampled_from((0, 2, 6000)),),
+    "fstat": (),
+    "close": (),
+}

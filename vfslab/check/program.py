@@ -1,0 +1,69 @@
+"""Programs: an initial tree and a list of operations, replayable on any subject."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vfslab.check.lockstep import Mismatch
+from vfslab.check.ops import Op, show
+from vfslab.check.session import Session
+from vfslab.check.tree import Layers
+
+
+@dataclass
+class Program:
+    layers: Layers
+    ops: list[Op]
+    subject: str = ""
+    profile: str = "overlayfs"
+    message: str = ""
+
+    def to_json(self) -> dict:
+        return {"subject": self.subject, "profile": self.profile, "message": self.message,
+                "layers": self.layers.to_json(), "ops": [op.to_json() for op in self.ops]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Program:
+        return cls(Layers.from_json(data["layers"]), [Op.from_json(o) for o in data["ops"]],
+                   data.get("subject", ""), data.get("profile", "overlayfs"), data.get("message", ""))
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> Program:
+        try:
+            return cls.from_json(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+            raise ValueError(f"{path}: not a vfslab program ({e})") from None
+
+
+@dataclass
+class Replay:
+    """What happened when a program ran: `failure` is None when every profile check held to the end."""
+
+    trace: list[str] = field(default_factory=list)
+    failure: str | None = None
+    deviation: str | None = None
+    coverage: dict[str, int] = field(default_factory=dict)
+    results: list[object] = field(default_factory=list)
+
+
+def run_program(program: Program, subject, profile: str, scratch: Path, watchdog_seconds: float = 10.0) -> Replay:
+    session = Session(subject, profile, program.layers, scratch, watchdog_seconds)
+    out = Replay()
+    try:
+        session.check()
+        for op in program.ops:
+            result = session.step(op)
+            out.results.append(result)
+            out.trace.append(f"{op} -> {show(result)}" if result is not None else str(op))
+    except Mismatch as m:
+        out.failure = str(m)
+    finally:
+        out.deviation = session.lock.deviation
+        out.coverage = dict(session.lock.coverage)
+        session.close()
+    return out

@@ -1,0 +1,95 @@
+"""Results records: what a run produced, as plain dataclasses that reports read and results.json stores."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+PASS = "pass"
+FAIL = "fail"
+HANG = "hang"
+DEADLOCK = "deadlock"
+ERROR = "error"
+UNAVAILABLE = "unavailable"
+
+
+def deviation(name: str) -> str:
+    return f"deviation:{name}"
+
+
+@dataclass
+class Counterexample:
+    """A shrunk failing program: the initial layers, the operations, what differed, how to replay it."""
+
+    layers: list
+    ops: list[dict]
+    message: str
+    replay: str
+    program_file: str = ""
+
+
+@dataclass
+class Record:
+    """One scenario run against one subject."""
+
+    scenario: str
+    suite: str
+    kind: str
+    subject: str
+    profile: str
+    expected: str
+    verdict: str
+    seconds: float = 0.0
+    examples: int = 0
+    steps: int = 0
+    coverage: dict[str, int] = field(default_factory=dict)
+    deviations: list[str] = field(default_factory=list)
+    reason: str = ""
+    counterexample: Counterexample | None = None
+
+    @property
+    def as_expected(self) -> bool:
+        return self.verdict == UNAVAILABLE or self.verdict == self.expected
+
+
+@dataclass
+class RunMeta:
+    vfslab_version: str
+    git_sha: str
+    seed: int
+    kernel: str
+    libfuse: str
+    started: str
+    seconds: float = 0.0
+    subjects: dict[str, str] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Results:
+    meta: RunMeta
+    records: list[Record] = field(default_factory=list)
+
+    @property
+    def as_expected(self) -> bool:
+        return all(r.as_expected for r in self.records)
+
+    def to_json(self) -> dict:
+        return {"schema": SCHEMA_VERSION, "meta": asdict(self.meta), "records": [asdict(r) for r in self.records]}
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> Results:
+        data = json.loads(path.read_text())
+        if data.get("schema") != SCHEMA_VERSION:
+            raise ValueError(f"{path}: results schema {data.get('schema')!r}, this vfslab reads {SCHEMA_VERSION}")
+        records = []
+        for r in data["records"]:
+            cx = r.pop("counterexample", None)
+            records.append(Record(**r, counterexample=Counterexample(**cx) if cx else None))
+        return cls(meta=RunMeta(**data["meta"]), records=records)

@@ -1,0 +1,64 @@
+"""One subject mounted over one initial tree, with the model in lockstep: the unit every check runs in."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from vfslab.check.lockstep import Lockstep, Mismatch
+from vfslab.check.ops import Op
+from vfslab.check.tree import Layers
+from vfslab.subjects.mounts import watchdog
+
+
+class Hang(Mismatch):
+    """An operation on the subject did not return within the watchdog's time."""
+
+
+class Session:
+    def __init__(self, subject, profile: str, layers: Layers, scratch: Path, watchdog_seconds: float = 10.0) -> None:
+        self.scratch = scratch
+        self.watchdog_seconds = watchdog_seconds if subject.can_hang else None
+        scratch.mkdir(parents=True, exist_ok=True)
+        scratch.chmod(0o755)  # a non-root caller reaches the mount through it
+        self.mounted = subject.setup(layers, scratch, profile)
+        try:
+            self.driver = self.mounted.driver()
+        except BaseException:
+            self.mounted.teardown()
+            raise
+        self.lock = Lockstep(layers, self.driver, self.mounted, profile, subject.claims_overlay_format)
+
+    def _guarded(self, what: str, call):
+        """Run `call` under the watchdog: a hung subject is aborted and reported as a Hang."""
+        if self.watchdog_seconds is None:
+            return call()
+        dog = watchdog(self.watchdog_seconds, self.mounted.abort)
+        try:
+            with dog:
+                result = call()
+        except (Mismatch, OSError):
+            if not dog.fired:
+                raise
+        if dog.fired:
+            raise Hang(f"step {self.lock.steps}: {what} did not return within {self.watchdog_seconds:g} s; "
+                       "the connection was aborted")
+        return result
+
+    def check(self) -> None:
+        """Compare the whole state of the subject with the model's."""
+        union, upper = self._guarded("walking the mount", self.mounted.observe)
+        self.lock.check_state(union, upper)
+
+    def step(self, op: Op) -> object:
+        """Apply one op to the subject and the models, then compare the whole state."""
+        result = self._guarded(str(op), lambda: self.lock.step(op))
+        self.check()
+        return result
+
+    def close(self) -> None:
+        try:
+            self.driver.release()
+        finally:
+            self.mounted.teardown()
+            shutil.rmtree(self.scratch, ignore_errors=True)

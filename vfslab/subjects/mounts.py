@@ -1,0 +1,425 @@
+"""Mount lifecycle shared by every subject: mount, watch, abort and tear down without leaving a mount behind.
+
+Mounts are looked up in /proc/self/mountinfo, never by stat-ing a mount point: a stat on a FUSE mount
+whose daemon is stopped or deadlocked hangs the caller. Every mount made here is recorded in a
+process-wide registry, and an atexit/SIGTERM handler unmounts whatever is still registered.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+FUSECTL = Path("/sys/fs/fuse/connections")
+
+
+class MountError(Exception):
+    """A mount or unmount failed; the message is one line a user can act on."""
+
+
+@dataclass(frozen=True)
+class MountInfo:
+    """One line of /proc/self/mountinfo."""
+
+    mount_id: int
+    major: int
+    minor: int
+    mount_point: Path
+    fstype: str
+    source: str
+
+    @property
+    def is_fuse(self) -> bool:
+        return self.fstype == "fuse" or self.fstype.startswith("fuse.")
+
+
+@dataclass
+class LiveMount:
+    """A mount this process made and has not unmounted yet."""
+
+    path: Path
+    fstype: str
+    pid: int | None = None
+    proc: subprocess.Popen | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class FuseProcess:
+    """A FUSE daemon running in the foreground as our child, mounted at `mnt`."""
+
+    proc: subprocess.Popen
+    mnt: Path
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stderr_tail(self) -> str:
+        return _log_tail(self.log)
+
+
+# ---------------------------------------------------------------------------------------------- mountinfo
+
+
+def _unescape(field_: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo octal
+    if "\\" not in field_:
+        return field_
+    out, i = [], 0
+    while i < len(field_):
+        if field_[i] == "\\" and field_[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field_[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field_[i])
+            i += 1
+    return "".join(out)
+
+
+def read_mountinfo() -> list[MountInfo]:
+    """All mounts of this process's namespace, in mount order (a stacked mount comes after what it covers)."""
+    mounts = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        pre, _, post = line.partition(" - ")
+        fields, post_fields = pre.split(), post.split()
+        major, minor = fields[2].split(":")
+        mounts.append(
+            MountInfo(
+                mount_id=int(fields[0]),
+                major=int(major),
+                minor=int(minor),
+                mount_point=Path(_unescape(fields[4])),
+                fstype=post_fields[0],
+                source=_unescape(post_fields[1]) if len(post_fields) > 1 else "",
+            )
+        )
+    return mounts
+
+
+def _abspath(p: Path) -> Path:
+    # abspath, not resolve(): realpath would lstat the mount point, which hangs on a stuck FUSE mount
+    return Path(os.path.abspath(p))
+
+
+def find_mount(mnt: Path) -> MountInfo | None:
+    """The topmost mount at exactly `mnt`, or None."""
+    target = _abspath(mnt)
+    found = [m for m in read_mountinfo() if m.mount_point == target]
+    return found[-1] if found else None
+
+
+def mounts_under(root: Path) -> list[MountInfo]:
+    """Mounts at `root` or below it, in mount order."""
+    root = _abspath(root)
+    return [m for m in read_mountinfo() if m.mount_point == root or root in m.mount_point.parents]
+
+
+# ------------------------------------------------------------------------------------------------ registry
+
+_registry: dict[Path, LiveMount] = {}
+_registry_lock = threading.Lock()
+_handlers_installed = False
+
+
+def live_mounts() -> list[LiveMount]:
+    """Mounts made by this process and not yet unmounted."""
+    with _registry_lock:
+        return list(_registry.values())
+
+
+def _register(live: LiveMount) -> None:
+    with _registry_lock:
+        _registry[live.path] = live
+    _install_handlers()
+
+
+def _unregister(mnt: Path) -> LiveMount | None:
+    with _registry_lock:
+        return _registry.pop(_abspath(mnt), None)
+
+
+def teardown_all() -> None:
+    """Unmount everything still registered (atexit, SIGTERM, test sessions)."""
+    for live in reversed(live_mounts()):
+        try:
+            unmount(live.path, live.pid)
+        except MountError as e:
+            print(f"vfslab: {e}", file=sys.stderr)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    teardown_all()
+    # then die the way SIGTERM would have killed us, so the parent sees the right status
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_handlers() -> None:
+    global _handlers_installed
+    if _handlers_installed:
+        return
+    _handlers_installed = True
+    atexit.register(teardown_all)
+    # only replace the default disposition: an application's own SIGTERM handler wins; and only the
+    # main thread may set handlers
+    is_main = threading.current_thread() is threading.main_thread()
+    if is_main and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+# ---------------------------------------------------------------------------------------------- mounting
+
+
+def _one_line(text: str) -> str:
+    return " | ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess | None:
+    """Run a helper; None if it did not finish within `timeout` (it is killed)."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return None
+    except FileNotFoundError as e:
+        raise MountError(f"{argv[0]} not found: {e.strerror}") from None
+
+
+def _dmesg_overlay_tail(lines: int = 2) -> str:
+    """Recent kernel messages about overlayfs: the kernel says why a mount was refused only there."""
+    try:
+        out = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    hits = [line for line in out.splitlines()[-30:] if "overlayfs" in line]
+    return "; ".join(line.split("] ", 1)[-1] for line in hits[-lines:])
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def mount_overlay(options: str, mnt: Path) -> None:
+    """`mount -t overlay overlay -o OPTIONS MNT` as one mount(2) call (no helper process: the bench mounts
+    thousands of times), registered for teardown."""
+    mnt = _abspath(mnt)
+    if _libc.mount(b"overlay", os.fsencode(mnt), b"overlay", 0, options.encode()) != 0:
+        reason = os.strerror(ctypes.get_errno())
+        kernel = _dmesg_overlay_tail()  # the kernel says why a mount was refused only there
+        raise MountError(f"mount -t overlay on {mnt} failed: {reason}" + (f" (kernel: {kernel})" if kernel else ""))
+    _register(LiveMount(mnt, "overlay"))
+
+
+def _log_tail(log: Path, lines: int = 3) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    return _one_line("\n".join(text.strip().splitlines()[-lines:]))
+
+
+def start_fuse(argv: list[str], mnt: Path, timeout: float = 10, log: Path | None = None) -> FuseProcess:
+    """Start a FUSE daemon in the foreground (argv must keep it there, e.g. `-f`) and wait for its mount.
+
+    The daemon runs in its own process group, so a Ctrl-C meant for us does not kill it before we unmount;
+    its stdout and stderr go to `log` (default: `<mnt's parent>/<program>.log`, appended across remounts).
+    """
+    mnt = _abspath(mnt)
+    log = log or mnt.parent / f"{Path(argv[0]).name}.log"
+    before = find_mount(mnt)
+    with open(log, "ab") as out:
+        try:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+            )
+        except OSError as e:
+            raise MountError(f"cannot start {argv[0]}: {e.strerror}") from None
+    daemon = FuseProcess(proc, mnt, log)
+    deadline = time.monotonic() + timeout
+    while True:
+        now = find_mount(mnt)
+        if now is not None and now != before:
+            _register(LiveMount(mnt, now.fstype, proc.pid, proc))
+            return daemon
+        if proc.poll() is not None:
+            status = proc.returncode
+            raise MountError(
+                f"{argv[0]} exited with status {status} before mounting {mnt}: {daemon.stderr_tail()}"
+            )
+        if time.monotonic() > deadline:
+            _kill_and_reap(proc.pid, proc)
+            if find_mount(mnt) != before:  # it mounted just as we gave up
+                unmount(mnt)
+            raise MountError(f"{argv[0]} did not mount {mnt} within {timeout:g} s: {daemon.stderr_tail()}")
+        time.sleep(0.02)
+
+
+# --------------------------------------------------------------------------------------------- unmounting
+
+
+def _ensure_fusectl() -> None:
+    if any(m.fstype == "fusectl" for m in read_mountinfo()):
+        return
+    done = _run(["mount", "-t", "fusectl", "fusectl", str(FUSECTL)], 5)
+    if done is None or done.returncode != 0:
+        raise MountError(
+            f"cannot mount fusectl at {FUSECTL}: {_one_line(done.stderr) if done else 'timed out'}"
+        )
+
+
+def _abort_connection(info: MountInfo) -> None:
+    """Fail every pending and future request of this FUSE connection (they return ECONNABORTED/ENOTCONN)."""
+    _ensure_fusectl()
+    with contextlib.suppress(FileNotFoundError):  # the connection is already gone
+        (FUSECTL / str(info.minor) / "abort").write_text("1")
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL the daemon, and its process group when it leads one (start_fuse makes it so)."""
+    with contextlib.suppress(ProcessLookupError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+
+
+def _reap(pid: int, proc: subprocess.Popen | None, timeout: float) -> bool:
+    """Wait for our child to exit; True when it has (or is not ours to wait for)."""
+    if proc is not None:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # not our child: nothing to reap
+            return True
+        if done:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+
+
+def _kill_and_reap(pid: int, proc: subprocess.Popen | None) -> None:
+    _kill(pid)
+    _reap(pid, proc, 5)
+
+
+def abort(mnt: Path, pid: int | None) -> None:
+    """Abort the FUSE connection at `mnt` and SIGKILL its daemon: what a watchdog does to a hung mount.
+
+    The mount stays (dead: "Transport endpoint is not connected") until `unmount`."""
+    info = find_mount(mnt)
+    if info is not None and info.is_fuse:
+        _abort_connection(info)
+    if pid is not None:
+        _kill(pid)
+
+
+def _ok(done: subprocess.CompletedProcess | None) -> bool:
+    return done is not None and done.returncode == 0
+
+
+def _force_unmount(info: MountInfo, pid: int | None, timeout: float) -> None:
+    """The path that cannot hang: once aborted, every request fails at once; nothing waits on the daemon."""
+    mnt = str(info.mount_point)
+    if info.is_fuse:
+        _abort_connection(info)
+        if pid is not None:
+            _kill(pid)
+        if _ok(_run(["fusermount3", "-uz", mnt], timeout)):
+            return
+    _run(["umount", "-l", "-c", mnt], timeout)
+
+
+def unmount(mnt: Path, pid: int | None = None, timeout: float = 5) -> None:
+    """Unmount whatever is mounted at `mnt` (every stacked layer), then reap the daemon `pid`.
+
+    Gentle first (`fusermount3 -u` / `umount`); if that fails or hangs, abort the FUSE connection, SIGKILL the
+    daemon and detach lazily. Idempotent; raises MountError only if a mount is still there at the end."""
+    mnt = _abspath(mnt)
+    live = _unregister(mnt)
+    proc = live.proc if live else None
+    pid = pid if pid is not None else (live.pid if live else None)
+    forced = False
+    try:
+        info = find_mount(mnt)
+        if info is not None:
+            if info.is_fuse:
+                clean = _ok(_run(["fusermount3", "-u", str(mnt)], timeout))
+            else:
+                clean = _libc.umount2(os.fsencode(mnt), 0) == 0  # a kernel mount cannot hang in umount
+            if not clean:
+                forced = True
+                _force_unmount(info, pid, timeout)
+        for _ in range(16):  # something else may be stacked below what we just removed
+            info = find_mount(mnt)
+            if info is None:
+                break
+            forced = True
+            _force_unmount(info, pid, timeout)
+        if (info := find_mount(mnt)) is not None:
+            # keep it registered so the exit handler tries again; the daemon is reaped below, so no pid
+            _register(LiveMount(mnt, info.fstype))
+            raise MountError(f"could not unmount {mnt}: still listed in /proc/self/mountinfo")
+    finally:
+        if pid is not None:
+            if not forced:
+                # after a clean unmount the daemon exits by itself (a stopped one once continued); give it
+                # the chance to flush, then insist
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+                forced = not _reap(pid, proc, timeout)
+            if forced:
+                _kill_and_reap(pid, proc)
+
+
+# ----------------------------------------------------------------------------------------------- watchdog
+
+
+class Watchdog:
+    """Calls `on_fire` (e.g. an abort of the mount) if the `with` body runs longer than `seconds`.
+
+    The body's blocked system call then returns an error instead of hanging the process; `fired` tells the
+    caller to report a hang rather than that error."""
+
+    def __init__(self, seconds: float, on_fire: Callable[[], None]) -> None:
+        self.seconds = seconds
+        self.on_fire = on_fire
+        self.fired = False
+        self._timer: threading.Timer | None = None
+
+    def _fire(self) -> None:
+        self.fired = True
+        self.on_fire()
+
+    def __enter__(self) -> Watchdog:
+        self._timer = threading.Timer(self.seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._timer is not None
+        self._timer.cancel()
+        # if it is firing right now, let the abort finish before the caller tears down
+        self._timer.join()
+
+
+def watchdog(seconds: float, on_fire: Callable[[], None]) -> Watchdog:
+    """`with watchdog(5, mounted.abort) as wd: ...` then `wd.fired`."""
+    return Watchdog(seconds, on_fire)

@@ -1,0 +1,230 @@
+"""Union-mount subjects: kernel overlayfs, fuse-overlayfs and unionfs-fuse.
+
+They share one on-disk layout and lifecycle (`UnionMount`); a subject only says how to mount a given set of
+layers. Layout under the scratch dir: `lower0 lower1 ... upper work mnt`, then `upper1 upper2 ...` after
+pushes. No name is a single lowercase letter, so nothing here collides with the generated trees' names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from vfslab.check.driver import OsDriver
+from vfslab.check.tree import Layers, build_layer
+from vfslab.check.walk import disk_state, union_state
+from vfslab.model.state import State
+from vfslab.subjects import mounts
+
+# Characters that would be read as separators in an option string (`,`), a lowerdir or branch list (`:`),
+# unionfs's `dir=RW` (`=`), or need escaping we do not do.
+_UNSAFE = re.compile(r"[,:=\\\s]")
+
+
+def _fresh_dir(p: Path) -> None:
+    p.mkdir()
+    os.chmod(p, 0o755)  # exactly 0755 whatever the umask; we run as root so the owner is root
+
+
+@dataclass
+class UnionMount:
+    """A union subject mounted at `path` over `lowers` (topmost first) and `upper`."""
+
+    subject: UnionSubject
+    profile: str
+    scratch: Path
+    path: Path
+    lowers: list[Path]
+    upper: Path
+    work: Path | None
+    pid: int | None = None
+    pushes: int = 0
+
+    def mount(self) -> None:
+        self.pid = self.subject.mount(self)
+
+    def remount(self) -> None:
+        self.teardown()
+        self.mount()
+
+    def push(self) -> None:
+        self.teardown()
+        self.lowers.insert(0, self.upper)
+        self.pushes += 1
+        self.upper = self.scratch / f"upper{self.pushes}"
+        _fresh_dir(self.upper)
+        if self.work is not None:
+            # overlayfs leaves a d--------- work/work (and work/index) behind; rmtree as root removes them
+            shutil.rmtree(self.work)
+            _fresh_dir(self.work)
+        self.mount()
+
+    def teardown(self) -> None:
+        mounts.unmount(self.path, self.pid)
+        self.pid = None
+
+    def driver(self) -> OsDriver:
+        return OsDriver(self.path)
+
+    def observe(self) -> tuple[State, State]:
+        """The union as a user sees it, and the upper layer as it lies on disk."""
+        return union_state(self.path), disk_state(self.upper)
+
+    def abort(self) -> None:
+        """Make operations blocked in this mount fail instead of hanging (called by a watchdog)."""
+        self.subject.abort(self)
+
+
+class UnionSubject:
+    """What the three union subjects share; subclasses say how to mount and how to tell availability."""
+
+    name: str
+    profiles: tuple[str, ...] = ("overlayfs",)
+    claims_overlay_format: bool = True
+    uses_workdir: bool = True
+    #: a daemon can hang an operation (a kernel mount cannot): operations on it run under a watchdog
+    can_hang: bool = True
+
+    def available(self) -> tuple[bool, str]:
+        if os.geteuid() != 0:
+            return False, "needs root to mount"
+        return True, ""
+
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def mount(self, m: UnionMount) -> int | None:
+        """Mount `m` at `m.path`; return the daemon's pid for a FUSE subject."""
+        raise NotImplementedError
+
+    def abort(self, m: UnionMount) -> None:
+        mounts.abort(m.path, m.pid)
+
+    def setup(self, layers: Layers, scratch: Path, profile: str) -> UnionMount:
+        if profile not in self.profiles:
+            known = ", ".join(self.profiles)
+            raise ValueError(f"{self.name} cannot be held to profile {profile!r} (it has: {known})")
+        scratch = Path(scratch).resolve()
+        if _UNSAFE.search(str(scratch)):
+            raise ValueError(f"scratch path {scratch} contains one of , : = \\ or whitespace")
+        scratch.mkdir(parents=True, exist_ok=True)
+        if any(scratch.iterdir()):
+            raise ValueError(f"scratch dir {scratch} is not empty")
+        lowers = []
+        for i, nodes in enumerate(layers.lowers or ((),)):  # a union needs at least one lower layer
+            lower = scratch / f"lower{i}"
+            _fresh_dir(lower)
+            build_layer(nodes, lower)
+            lowers.append(lower)
+        m = UnionMount(
+            subject=self,
+            profile=profile,
+            scratch=scratch,
+            path=scratch / "mnt",
+            lowers=lowers,
+            upper=scratch / "upper",
+            work=scratch / "work" if self.uses_workdir else None,
+        )
+        for d in (m.upper, m.work, m.path):
+            if d is not None:
+                _fresh_dir(d)
+        m.mount()
+        return m
+
+
+class KernelOverlay(UnionSubject):
+    name = "kernel-overlay"
+    can_hang = False
+    profiles = ("overlayfs", "overlayfs-redirect", "overlayfs-index")
+    # Every feature is spelled out so the kernel's compiled-in defaults cannot change what a profile means.
+    PROFILE_OPTIONS: ClassVar[dict[str, str]] = {
+        "overlayfs": "redirect_dir=off,index=off,metacopy=off,xino=off",
+        "overlayfs-redirect": "redirect_dir=on,index=off,metacopy=off,xino=off",
+        "overlayfs-index": "redirect_dir=off,index=on,metacopy=off,xino=off",
+    }
+
+    def available(self) -> tuple[bool, str]:
+        ok, reason = super().available()
+        if ok and "\toverlay\n" not in Path("/proc/filesystems").read_text():
+            return False, "overlay is not in /proc/filesystems (modprobe overlay)"
+        return ok, reason
+
+    def version(self) -> str:
+        return os.uname().release
+
+    def mount(self, m: UnionMount) -> None:
+        assert m.work is not None
+        lowerdir = ":".join(map(str, m.lowers))
+        options = f"lowerdir={lowerdir},upperdir={m.upper},workdir={m.work},{self.PROFILE_OPTIONS[m.profile]}"
+        mounts.mount_overlay(options, m.path)
+
+    def abort(self, m: UnionMount) -> None:
+        """Nothing to abort: a kernel overlay has no daemon that could hang."""
+
+
+class FuseUnionSubject(UnionSubject):
+    """A union file system served by a FUSE program run in the foreground as our child."""
+
+    binary: str
+
+    def argv(self, m: UnionMount) -> list[str]:
+        raise NotImplementedError
+
+    def available(self) -> tuple[bool, str]:
+        ok, reason = super().available()
+        for program in (self.binary, "fusermount3"):
+            if ok and shutil.which(program) is None:
+                ok, reason = False, f"{program} not found on PATH"
+        if ok and not os.path.exists("/dev/fuse"):
+            ok, reason = False, "/dev/fuse is missing"
+        return ok, reason
+
+    def version(self) -> str:
+        """`<program version> (libfuse <version>)`, from `--version`."""
+        try:
+            done = subprocess.run([self.binary, "--version"], capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            return "unavailable"
+        text = done.stdout + done.stderr
+        # fuse-overlayfs prints fusermount3's version first, so anchor on the program's own name
+        own = re.search(rf"^{re.escape(self.binary)}\S*:? version:? (\S+)", text, re.M)
+        lib = re.search(r"FUSE library version:? (\S+)", text)
+        return (own.group(1) if own else "unknown") + (f" (libfuse {lib.group(1)})" if lib else "")
+
+    def mount(self, m: UnionMount) -> int:
+        return mounts.start_fuse(self.argv(m), m.path).pid
+
+
+class FuseOverlayfs(FuseUnionSubject):
+    name = "fuse-overlayfs"
+    binary = "fuse-overlayfs"
+
+    def argv(self, m: UnionMount) -> list[str]:
+        lowerdir = ":".join(map(str, m.lowers))
+        # default semantics otherwise: no squash_to_root, no uid mapping, ACLs on
+        options = f"lowerdir={lowerdir},upperdir={m.upper},workdir={m.work},allow_other"
+        return [self.binary, "-f", "-o", options, str(m.path)]
+
+
+class UnionfsFuse(FuseUnionSubject):
+    """unionfs-fuse keeps whiteouts in its own format (`.unionfs-fuse/<path>_HIDDEN~` in the writable branch),
+    so on-disk overlay checks do not apply. It has no work dir; after a push the old upper, metadata dir and
+    all, is the topmost read-only branch and its whiteouts act from there."""
+
+    name = "unionfs-fuse"
+    binary = "unionfs"
+    claims_overlay_format = False
+    uses_workdir = False
+    # cow: copy-on-write to the RW branch, without which writes to lower files fail; use_ino: real inode
+    # numbers, so hard links and st_ino stability can be checked; suid,dev: overlay-like mount flags;
+    # hide_meta_files: keep `.unionfs-fuse` out of readdir
+    OPTIONS = "cow,allow_other,use_ino,suid,dev,hide_meta_files"
+
+    def argv(self, m: UnionMount) -> list[str]:
+        branches = ":".join([f"{m.upper}=RW", *(f"{lower}=RO" for lower in m.lowers)])
+        return [self.binary, "-f", "-o", self.OPTIONS, branches, str(m.path)]
