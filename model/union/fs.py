@@ -435,6 +435,9 @@ class UnionModel:
             if inode.kind == DIR and was_whiteout:
                 self._fire("union.mkdir.opaque")
                 inode.xattrs[OPAQUE] = b"y"
+        elif inode.kind == DIR and parent.merged and not self.profile.offline_changes:
+            self._fire("union.mkdir.opaque-in-merged")
+            inode.xattrs[OPAQUE] = b"y"
         self.store.link(up, name, inode)
 
     def _remove(self, parent: Found, name: str, found: Found, rule: str) -> None:

@@ -24,6 +24,11 @@ class Profile:
     #: readdir copies lower entries up as fallthrus and marks the directory opaque (union mounts)
     readdir_fallthrus: bool = False
 
+    @property
+    def offline_changes(self) -> bool:
+        """overlayfs allows changes to the layers while unmounted unless redirect_dir or index is on."""
+        return not (self.redirect_dir or self.index)
+
 
 PROFILES: dict[str, Profile] = {
     p.name: p

@@ -43,6 +43,8 @@ RULES: dict[str, str] = {
     "union.create.topmost": "creat() /newfile -> creates on topmost layer.",
     "union.create.over-whiteout": "Creating a name replaces the top layer's whiteout for it.",
     "union.mkdir.opaque": "mkdir() /olddir after rmdir -> creates on topmost layer w/ opaque flag.",
+    "union.mkdir.opaque-in-merged": "overlayfs with redirect_dir or index on: a new directory in a merged "
+    "directory is created opaque (ovl_create_upper; an optimization kept off while offline changes are allowed).",
     "union.unlink.whiteout": "unlink() /oldfile -> creates a whiteout on topmost layer (when the name exists "
     "below).",
     "union.unlink.upper-only": "Removing a name that exists only on the topmost layer leaves no whiteout.",

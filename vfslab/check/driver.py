@@ -20,6 +20,7 @@ from vfslab.model.state import Entry
 
 _libc = ctypes.CDLL(None, use_errno=True)
 RENAME_NOREPLACE = 1
+UMASK = 0o022  # the model's umask (UnionModel's default)
 USER_GID = {0: 0}
 
 
@@ -55,6 +56,7 @@ class OsDriver:
     def __init__(self, root: Path) -> None:
         # a non-root caller must not get access through root's supplementary groups
         os.setgroups([])
+        os.umask(UMASK)
         self.root = root
         self.slots: dict[int, int] = {}
         self._rfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)

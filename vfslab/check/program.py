@@ -10,6 +10,7 @@ from vfslab.check.lockstep import Mismatch
 from vfslab.check.ops import Op, show
 from vfslab.check.session import Session
 from vfslab.check.tree import Layers
+from vfslab.model.state import State
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Replay:
     deviation: str | None = None
     coverage: dict[str, int] = field(default_factory=dict)
     results: list[object] = field(default_factory=list)
+    upper: State | None = None  # the upper layer as last seen
 
 
 def run_program(program: Program, subject, profile: str, scratch: Path, watchdog_seconds: float = 10.0) -> Replay:
@@ -65,5 +67,6 @@ def run_program(program: Program, subject, profile: str, scratch: Path, watchdog
     finally:
         out.deviation = session.lock.deviation
         out.coverage = dict(session.lock.coverage)
+        out.upper = session.last_upper
         session.close()
     return out

@@ -27,6 +27,7 @@ class Session:
         except BaseException:
             self.mounted.teardown()
             raise
+        self.last_upper = None
         self.lock = Lockstep(layers, self.driver, self.mounted, profile, subject.claims_overlay_format)
 
     def _guarded(self, what: str, call):
@@ -48,6 +49,7 @@ class Session:
     def check(self) -> None:
         """Compare the whole state of the subject with the model's."""
         union, upper = self._guarded("walking the mount", self.mounted.observe)
+        self.last_upper = upper
         self.lock.check_state(union, upper)
 
     def step(self, op: Op) -> object:

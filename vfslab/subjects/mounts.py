@@ -24,7 +24,7 @@ from types import FrameType
 FUSECTL = Path("/sys/fs/fuse/connections")
 
 
-class MountError(Exception):
+class MountError(RuntimeError):
     """A mount or unmount failed; the message is one line a user can act on."""
 
 

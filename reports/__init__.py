@@ -1,0 +1,1 @@
+"""Renderers of results: terminal (rich), Markdown, JUnit XML. They read results records and nothing else."""

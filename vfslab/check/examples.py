@@ -1,0 +1,118 @@
+"""`program` scenarios: explicit programs (the seed's "What happens when I..." list) with the outcome each
+profile expects, written out by hand so the model itself is checked against the text it encodes.
+
+Each program in a scenario file has `layers`, `ops` (short form `["rename", "olddir", "newdir"]`), and
+`expect` / `upper` tables keyed by profile name (or `default`): per-op results (`"ok"`, an errno name,
+or a value) and the upper layer's entries (`file`, `dir`, `opaque-dir`, `symlink`, `whiteout`,
+`fallthru`, `absent`).
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vfslab.check.ops import BENCH_OPS, Op, show
+from vfslab.check.program import Program, run_program
+from vfslab.check.tree import Layers
+from vfslab.model.outcome import Err
+from vfslab.model.state import State
+from vfslab.model.union import PROFILES
+from vfslab.subjects.model import ModelMount
+
+
+@dataclass
+class Example:
+    name: str
+    program: Program
+    expect: dict[str, list]
+    upper: dict[str, dict[str, str]]
+
+    def for_profile(self, table: dict, profile: str):
+        return table.get(profile, table.get("default"))
+
+
+@dataclass
+class ExampleRun:
+    problems: list[str] = field(default_factory=list)
+    coverage: Counter = field(default_factory=Counter)
+    failed: Program | None = None
+    deviation: str | None = None
+
+
+def parse(spec: dict, profile: str) -> Example:
+    layers = Layers.from_json(spec.get("layers", [[]]))
+    ops = [Op.from_json(o) for o in spec["ops"]]
+    return Example(spec["name"], Program(layers, ops, profile=profile), spec.get("expect", {}), spec.get("upper", {}))
+
+
+def _matches(want: object, got: object) -> bool:
+    if isinstance(want, dict):  # some fields of a stat result
+        return all(getattr(got, k, None) == v for k, v in want.items())
+    if want == "ok":
+        return not isinstance(got, Err)
+    if isinstance(want, str) and want.startswith("E") and want.isupper():
+        return isinstance(got, Err) and got.errno == getattr(errno, want, None)
+    if isinstance(got, bytes):
+        got = got.decode("latin-1")
+    if isinstance(got, tuple):
+        got = list(got)
+    return want == got
+
+
+def _upper_kind(state: State, path: str) -> str:
+    e = state.get(path)
+    if e is None:
+        return "absent"
+    return "opaque-dir" if e.kind == "dir" and e.opaque else e.kind
+
+
+def expectations(example: Example, profile: str, results: list[object], upper: State | None) -> list[str]:
+    """What of the written expectations for `profile` the results (and upper layer) break."""
+    out = []
+    want = example.for_profile(example.expect, profile)
+    if want is not None:
+        for op, w, got in zip(example.program.ops, want, results, strict=False):
+            if not _matches(w, got):
+                out.append(f"{example.name}: {op} gave {show(got)}, the scenario expects {w} under {profile}")
+    layout = example.for_profile(example.upper, profile)
+    if layout is not None and upper is not None:
+        for path, kind in layout.items():
+            if _upper_kind(upper, path) != kind:
+                out.append(f"{example.name}: upper layer has {_upper_kind(upper, path)} at {path}, "
+                           f"the scenario expects {kind} under {profile}")
+    return out
+
+
+def model_results(example: Example, profile: str) -> tuple[list[object], State]:
+    """Run an example on the model alone: its results and its upper layer."""
+    mount = ModelMount(example.program.layers, profile)
+    driver = mount.driver()
+    results = [getattr(mount, op.name)() if op.name in BENCH_OPS else driver.apply(op) for op in example.program.ops]
+    return results, mount.model.upper_state()
+
+
+def check_examples(specs: tuple[dict, ...], subject, profile: str, scratch: Path, claims_format: bool) -> ExampleRun:
+    run = ExampleRun()
+    for i, spec in enumerate(specs):
+        example = parse(spec, profile)
+        example.program.subject = subject.name
+        if subject.name == "model":
+            # the model against the text, under every profile the example speaks of
+            for name in PROFILES:
+                run.problems += expectations(example, name, *model_results(example, name))
+        replay = run_program(example.program, subject, profile, scratch / f"p{i}")
+        run.coverage.update(replay.coverage)
+        run.deviation = run.deviation or replay.deviation
+        if replay.failure:
+            run.problems.append(f"{example.name}: {replay.failure}")
+        else:
+            upper = replay.upper if claims_format else None
+            run.problems += expectations(example, profile, replay.results, upper)
+        if run.problems and run.failed is None:
+            example.program.message = run.problems[0]
+            run.failed = example.program
+    return run
+

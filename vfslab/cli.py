@@ -1,0 +1,140 @@
+"""The `vfslab` command. Exit codes: 0 all as expected, 1 a verdict differs from expected, 2 usage or
+environment error (one clear line, no traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+
+from vfslab import __version__
+
+EXPECTED, UNEXPECTED, USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vfslab", description="Model-checking test bench for union, FUSE and "
+                                "user-space file systems.")
+    p.add_argument("--version", action="version", version=f"vfslab {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run scenario suites against subjects and write results.json",
+                       description="Run scenarios (default: the union suite) against every available subject, or "
+                       "those named, print the scenario x subject matrix and write results.json, report.md and "
+                       "junit.xml into --out. Failing programs are saved under OUT/programs with a replay command.")
+    r.add_argument("paths", nargs="*", type=Path, help="scenario files or folders (default: the union suite)")
+    r.add_argument("--subject", action="append", default=[], help="a subject to run (repeatable; default: all)")
+    r.add_argument("--profile", help="hold every subject to this profile instead of the scenarios' own")
+    r.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
+    r.add_argument("--budget", type=float, help="seconds per scenario and subject (default: the scenario's)")
+    r.add_argument("--examples", type=int, help="generated programs per stateful scenario (default: the scenario's)")
+    r.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
+
+    sub.add_parser("subjects", help="list the subjects, their versions and availability")
+
+    rp = sub.add_parser("replay", help="re-run a saved program on a subject",
+                        description="Re-run a program (a JSON file written by `vfslab run`) on a subject, held to "
+                        "a profile, comparing with the model step by step. Exit 1 if the difference reproduces.")
+    rp.add_argument("file", type=Path)
+    rp.add_argument("--subject", help="subject to run it on (default: the one it was found on)")
+    rp.add_argument("--profile", help="profile to hold it to (default: the program's)")
+
+    rep = sub.add_parser("report", help="render a results.json")
+    rep.add_argument("results", type=Path)
+    rep.add_argument("--format", choices=("terminal", "markdown", "junit"), default="terminal")
+    return p
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
+    from vfslab import runner, suite, subjects
+    from vfslab.reports import junit, markdown, terminal
+
+    for name in args.subject:
+        subjects.get(name)
+    scenarios = suite.collect(args.paths or [suite.default_suite()])
+    options = runner.Options(tuple(args.subject), args.profile, args.seed, args.budget, args.examples, args.out)
+    results = runner.run(scenarios, options)
+    results.write(args.out / "results.json")
+    (args.out / "report.md").write_text(markdown.render(results))
+    (args.out / "junit.xml").write_text(junit.render(results))
+    terminal.render(results, console)
+    console.print(f"\nresults: {args.out / 'results.json'}  report: {args.out / 'report.md'}")
+    return EXPECTED if results.as_expected else UNEXPECTED
+
+
+def _subjects(console: Console) -> int:
+    from rich.table import Table
+
+    from vfslab.subjects import SUBJECTS
+
+    table = Table("subject", "version", "profiles", "available")
+    for name, s in SUBJECTS.items():
+        ok, reason = s.available()
+        table.add_row(name, s.version() if ok else "-", ", ".join(s.profiles),
+                      "[green]yes[/]" if ok else f"[red]no[/]: {reason}")
+    console.print(table)
+    return EXPECTED
+
+
+def _replay(args: argparse.Namespace, console: Console) -> int:
+    from vfslab.check.program import Program, run_program
+    from vfslab.subjects import get
+
+    program = Program.read(args.file)
+    subject = get(args.subject or program.subject or "model")
+    profile = args.profile or program.profile
+    if profile not in subject.profiles:
+        raise ValueError(f"subject {subject.name} cannot be held to profile {profile!r} "
+                         f"(it offers {', '.join(subject.profiles)})")
+    ok, reason = subject.available()
+    if not ok:
+        raise RuntimeError(f"subject {subject.name} is unavailable: {reason}")
+    scratch = Path(tempfile.mkdtemp(prefix="vfslab-replay-"))
+    replay = run_program(program, subject, profile, scratch)
+    for line in replay.trace:
+        console.print(f"  {line}", markup=False)
+    if replay.failure:
+        console.print(f"[bold red]reproduced on {subject.name} ({profile}):[/]")
+        console.print(replay.failure, markup=False)
+        return UNEXPECTED
+    if replay.deviation:
+        console.print(f"[yellow]deviation:{replay.deviation}[/] on {subject.name}: allowed only under "
+                      f"{replay.deviation}, not {profile}")
+        return UNEXPECTED
+    console.print(f"[green]pass[/] on {subject.name} ({profile}): every outcome and state as the model says")
+    return EXPECTED
+
+
+def _report(args: argparse.Namespace, console: Console) -> int:
+    from vfslab.check.results import Results
+    from vfslab.reports import junit, markdown, terminal
+
+    results = Results.read(args.results)
+    if args.format == "terminal":
+        terminal.render(results, console)
+    else:
+        sys.stdout.write((markdown if args.format == "markdown" else junit).render(results))
+    return EXPECTED if results.as_expected else UNEXPECTED
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console()
+    try:
+        if args.command == "run":
+            return _run(args, console)
+        if args.command == "subjects":
+            return _subjects(console)
+        if args.command == "replay":
+            return _replay(args, console)
+        return _report(args, console)
+    except KeyboardInterrupt:
+        print("vfslab: interrupted", file=sys.stderr)
+        return USAGE
+    except (ValueError, KeyError, RuntimeError, OSError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"vfslab: error: {message}", file=sys.stderr)
+        return USAGE

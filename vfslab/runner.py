@@ -1,0 +1,153 @@
+"""`vfslab run`: every scenario against every chosen subject, into a Results record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from vfslab import __version__
+from vfslab.check.examples import check_examples
+from vfslab.check.program import Program
+from vfslab.check.results import ERROR, FAIL, HANG, PASS, UNAVAILABLE, Counterexample, Record, Results, RunMeta, deviation
+from vfslab.check.stateful import Budget, check_stateful
+from vfslab.model.union import RULES
+from vfslab.subjects import SUBJECTS, mounts
+from vfslab.suite import Scenario
+
+
+@dataclass
+class Options:
+    subjects: tuple[str, ...] = ()
+    profile: str | None = None
+    seed: int = 0
+    budget: float | None = None  # seconds per scenario and subject, overriding the scenarios'
+    examples: int | None = None
+    out: Path = Path("out")
+
+
+def _command_output(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def _meta(seed: int) -> RunMeta:
+    here = Path(__file__).resolve().parent.parent
+    libfuse = re.search(r"version:?\s*([\d.]+)", _command_output(["fusermount3", "--version"]))
+    return RunMeta(
+        vfslab_version=__version__,
+        git_sha=_command_output(["git", "-C", str(here), "rev-parse", "--short", "HEAD"]),
+        seed=seed,
+        kernel=os.uname().release,
+        libfuse=libfuse.group(1) if libfuse else "",
+        started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+
+
+def _replay_command(path: Path, subject: str, profile: str) -> str:
+    return f"vfslab replay {path} --subject {subject} --profile {profile}"
+
+
+def _save(program: Program, out: Path, name: str) -> Counterexample:
+    folder = out / "programs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    program.write(path)
+    return Counterexample(program.layers.to_json(), [op.to_json() for op in program.ops], program.message,
+                          _replay_command(path, program.subject, program.profile), str(path))
+
+
+def _coverage(fired: dict[str, int]) -> dict[str, int]:
+    """Every rule with how often it decided an outcome: a rule at 0 never fired in this scenario."""
+    return {rule: fired.get(rule, 0) for rule in RULES}
+
+
+def run_one(scenario: Scenario, subject, options: Options, scratch: Path) -> Record:
+    """One scenario against one subject: the record with its verdict."""
+    profile = options.profile or scenario.profile
+    record = Record(scenario.id, scenario.suite, scenario.kind, subject.name, profile,
+                    scenario.expected(subject.name), verdict=ERROR)
+    started = time.monotonic()
+    name = f"{scenario.id}--{subject.name}"
+    if scenario.kind == "stateful":
+        budget = Budget(options.examples or scenario.examples, scenario.steps, options.budget or scenario.seconds)
+        tally = check_stateful(subject, profile, seed=options.seed, budget=budget, scratch_root=scratch,
+                               ops=scenario.ops, database=options.out / "hypothesis")
+        record.examples, record.steps, record.coverage = tally.examples, tally.steps, _coverage(tally.coverage)
+        if tally.failure is not None:
+            record.verdict = HANG if tally.hang else FAIL
+            record.counterexample = _save(tally.failure, options.out, name)
+        elif tally.error:
+            record.reason = tally.error
+        elif tally.deviations:
+            record.deviations = sorted(tally.deviations)
+            record.verdict = deviation(record.deviations[0])
+            program = tally.deviations[record.deviations[0]]
+            record.counterexample = _save(program, options.out, name)
+        else:
+            record.verdict = PASS
+    else:
+        run = check_examples(scenario.programs, subject, profile, scratch, subject.claims_overlay_format)
+        record.examples = len(scenario.programs)
+        record.coverage = _coverage(run.coverage)
+        if run.problems:
+            record.verdict = FAIL
+            record.reason = "; ".join(run.problems[:3])
+            record.counterexample = _save(run.failed, options.out, name)
+        elif run.deviation:
+            record.verdict, record.deviations = deviation(run.deviation), [run.deviation]
+        else:
+            record.verdict = PASS
+    record.seconds = round(time.monotonic() - started, 2)
+    return record
+
+
+def run(scenarios: list[Scenario], options: Options, console: Console | None = None) -> Results:
+    console = console or Console(stderr=True)
+    meta = _meta(options.seed)
+    results = Results(meta)
+    wanted = options.subjects or tuple(SUBJECTS)
+    for name in wanted:
+        subject = SUBJECTS[name]
+        ok, reason = subject.available()
+        if ok:
+            meta.subjects[name] = subject.version()
+        else:
+            meta.unavailable[name] = reason
+    jobs = [(sc, SUBJECTS[name]) for sc in scenarios for name in sc.subjects if name in wanted
+            and (options.profile or sc.profile) in SUBJECTS[name].profiles]
+    options.out.mkdir(parents=True, exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="vfslab-run-"))
+    base.chmod(0o755)
+    started = time.monotonic()
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("scenarios", total=len(jobs))
+            for i, (scenario, subject) in enumerate(jobs):
+                progress.update(task, description=f"{scenario.id} on {subject.name}")
+                if subject.name in meta.unavailable:
+                    results.records.append(Record(scenario.id, scenario.suite, scenario.kind, subject.name,
+                                                  options.profile or scenario.profile, scenario.expected(subject.name),
+                                                  UNAVAILABLE, reason=meta.unavailable[subject.name]))
+                else:
+                    results.records.append(run_one(scenario, subject, options, base / f"job{i}"))
+                progress.advance(task)
+    finally:
+        for m in mounts.mounts_under(base):
+            mounts.unmount(m.mount_point)
+        shutil.rmtree(base, ignore_errors=True)
+    meta.seconds = round(time.monotonic() - started, 2)
+    return results
