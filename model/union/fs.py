@@ -226,6 +226,8 @@ class UnionModel:
         links = 0
         while todo:
             comp = todo.popleft()
+            # link_path_walk checks search permission before every component, "." and ".." included
+            self._need(self._inode(cur), X, "union.path.search")
             if comp == ".":
                 if not todo:
                     return cur.parent, ".", cur
@@ -235,7 +237,6 @@ class UnionModel:
                 continue
             if len(comp.encode()) > NAME_MAX:
                 raise ModelError(E.ENAMETOOLONG, "union.path.enametoolong")
-            self._need(self._inode(cur), X, "union.path.search")
             child = self._lookup_child(cur, comp)
             last = not todo
             if child is None:
@@ -332,9 +333,13 @@ class UnionModel:
     def _nlink(self, found: Found) -> int:
         node = self._inode(found)
         if node.kind == DIR:
-            if found.merged and self.profile.merged_dir_nlink_one:
-                self._fire("union.nlink.merged-dir")
+            rule = self.profile.dir_nlink
+            if rule == "one" or rule == "merged-one" and found.merged:
+                self._fire("union.nlink.merged-dir" if rule == "merged-one" else "union.nlink.dir-one")
                 return 1
+            if rule == "subdirs":
+                self._fire("union.nlink.dir-subdirs")
+                return 2 + sum(1 for n in self._names(found) if self._inode(self._lookup_child(found, n)).kind == DIR)
             return self.store.nlink(node)
         lower = self._lower_of(found)
         if lower is not None and lower in self.index:

@@ -17,8 +17,9 @@ class Profile:
     fd_follows_copyup: bool = True
     #: st_ino of a copy-up is its origin's (overlayfs) instead of the topmost copy's
     ino_from_origin: bool = True
-    #: merged directories report nlink 1 (overlayfs)
-    merged_dir_nlink_one: bool = True
+    #: a directory's nlink: "merged-one" (overlayfs: 1 when merged, else the real count), "subdirs" (2 + the
+    #: visible subdirectories, as POSIX file systems count), "one" (always 1)
+    dir_nlink: str = "merged-one"
     #: lookup creates an upper directory for every visible lower one (union mounts)
     dir_copyup_on_lookup: bool = False
     #: readdir copies lower entries up as fallthrus and marks the directory opaque (union mounts)
@@ -39,13 +40,17 @@ PROFILES: dict[str, Profile] = {
             "fallthrus written by readdir.",
             fd_follows_copyup=False,
             ino_from_origin=False,
-            merged_dir_nlink_one=False,
+            dir_nlink="subdirs",
             dir_copyup_on_lookup=True,
             readdir_fallthrus=True,
         ),
         Profile("overlayfs", "Linux overlayfs defaults: redirect_dir=off, index=off, metacopy=off, xino=off."),
         Profile("overlayfs-redirect", "Linux overlayfs with redirect_dir=on.", redirect_dir=True),
         Profile("overlayfs-index", "Linux overlayfs with index=on.", index=True),
+        Profile("fuse-overlayfs", "overlayfs as fuse-overlayfs serves it: directories count their visible "
+                "subdirectories in nlink.", dir_nlink="subdirs"),
+        Profile("unionfs-fuse", "overlayfs as unionfs-fuse serves it: st_ino is the topmost copy's (it changes on "
+                "copy-up), every directory has nlink 1.", ino_from_origin=False, dir_nlink="one"),
     )
 }
 

@@ -79,6 +79,8 @@ RULES: dict[str, str] = {
     "union.hardlink.index": "overlayfs index=on: lower hard links stay one file after copy-up of any name; "
     "nlink counts the union's names.",
     "union.nlink.merged-dir": "overlayfs reports nlink 1 for a merged directory.",
+    "union.nlink.dir-subdirs": "A directory's nlink is 2 plus its visible subdirectories (the POSIX convention).",
+    "union.nlink.dir-one": "Every directory reports nlink 1 (unionfs-fuse).",
     # open files
     "union.fd.follows-copyup": "overlayfs: a read-only fd opened before copy-up sees later writes.",
     "union.fd.stale": "union mounts: existing open file descriptors continue to refer to the read-only copy "

@@ -91,7 +91,9 @@ class OsDriver:
         self._rfd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
 
     def _full(self, path: str) -> str:
-        return f"{self.root}/{path}"
+        """For calls without a dir_fd form: through our own fd, so a non-root caller needs no permission on the
+        directories above the mount (a process may always follow its own /proc/self/fd links)."""
+        return f"/proc/self/fd/{self._rfd}/{path}"
 
     # -- the operations, named as the model's ----------------------------------------------------
 

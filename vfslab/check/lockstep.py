@@ -98,7 +98,8 @@ class Lockstep:
         self.alive.remove(name)
         self.why[name] = why
         if not self.alive:
-            raise Mismatch(self.why[self.held])
+            others = [f"  under {n}: {' '.join(self.why[n].split())[:200]}" for n in self.why if n != self.held]
+            raise Mismatch("\n".join([self.why[self.held], "no other profile allows it either:", *others]))
 
     @property
     def deviation(self) -> str | None:

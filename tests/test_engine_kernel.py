@@ -1,0 +1,87 @@
+"""The engine against kernel overlayfs: agreement in the CI profile, and a broken rule caught and shrunk."""
+
+from __future__ import annotations
+
+import pytest
+
+from vfslab.check.lockstep import Mismatch
+from vfslab.check.ops import Op
+from vfslab.check.program import Program, run_program
+from vfslab.check.stateful import Budget, check_stateful
+from vfslab.check.tree import Layers, Node
+from vfslab.cli import main
+from vfslab.model.union.fs import UnionModel
+
+CI_EXAMPLES = 500
+
+
+@pytest.mark.mounts
+@pytest.mark.parametrize("profile", ["overlayfs", "overlayfs-redirect", "overlayfs-index"])
+def test_model_agrees_with_kernel_overlayfs(need, tmp_path, profile):
+    subject = need("kernel-overlay")
+    tally = check_stateful(subject, profile, seed=20261121, budget=Budget(CI_EXAMPLES, 25, 600),
+                           scratch_root=tmp_path)
+    assert tally.failure is None, tally.failure.message + "\n" + "\n".join(map(str, tally.failure.ops))
+    assert not tally.error
+    assert tally.examples >= CI_EXAMPLES
+    assert tally.deviations == {}
+    # the examples exercised the rules that tell the profiles apart
+    assert tally.coverage["union.unlink.whiteout"] and tally.coverage["union.copyup.file"]
+    assert tally.coverage["union.rename.dir-redirect" if profile == "overlayfs-redirect" else "union.rename.dir-exdev"]
+
+
+@pytest.fixture
+def no_whiteouts(monkeypatch):
+    """Break one rule on purpose: the model forgets the whiteout on unlink and rmdir."""
+    monkeypatch.setattr(UnionModel, "_lower_positive", lambda self, parent, name: False)
+
+
+@pytest.mark.mounts
+def test_a_broken_rule_is_caught_and_shrunk_to_at_most_three_operations(need, tmp_path, no_whiteouts):
+    subject = need("kernel-overlay")
+    tally = check_stateful(subject, "overlayfs", seed=1, budget=Budget(300, 25, 600), scratch_root=tmp_path / "s")
+    assert tally.failure is not None
+    assert 1 <= len(tally.failure.ops) <= 3, tally.failure.ops
+    assert "whiteout" in tally.failure.message or "absent" in tally.failure.message
+    assert any(op.name in ("unlink", "rmdir", "rename") for op in tally.failure.ops)
+
+
+@pytest.mark.mounts
+def test_replay_reproduces_a_saved_program(need, tmp_path, monkeypatch, capsys):
+    need("kernel-overlay")
+    program = Program(Layers(((Node("a", "file", data=b"x"),),)), [Op("unlink", ("a",))], "kernel-overlay")
+    path = tmp_path / "p.json"
+    program.write(path)
+    assert main(["replay", str(path), "--subject", "kernel-overlay"]) == 0
+    monkeypatch.setattr(UnionModel, "_lower_positive", lambda self, parent, name: False)
+    assert main(["replay", str(path), "--subject", "kernel-overlay"]) == 1
+    assert "reproduced on kernel-overlay" in capsys.readouterr().out
+
+
+@pytest.mark.mounts
+def test_open_fds_survive_copy_up_on_kernel_overlay(need, tmp_path):
+    """Read through an fd opened before a copy-up; write through one fd, read through another."""
+    import os
+
+    subject = need("kernel-overlay")
+    program = Program(Layers(((Node("f", "file", data=b"old"),),)), [
+        Op("open", ("f", os.O_RDONLY, 0)), Op("open", ("f", os.O_RDWR, 0)), Op("write", (1, b"NEW")),
+        Op("read", (0, 10)), Op("fstat", (0,)), Op("close", (1,)), Op("read", (0, 10))])
+    replay = run_program(program, subject, "overlayfs", tmp_path / "s")
+    assert replay.failure is None
+    assert replay.results[3] == b"NEW"
+
+
+def test_a_mismatch_names_the_step_and_the_rules(tmp_path):
+    from vfslab.subjects.model import ModelSubject
+
+    class Liar(ModelSubject):
+        def setup(self, layers, scratch, profile):
+            mount = super().setup(layers, scratch, profile)
+            mount.model.unlink = lambda path: type(mount.model.stat(path))(None)  # claims success, does nothing
+            return mount
+
+    program = Program(Layers(((Node("a", "file"),),)), [Op("unlink", ("a",))])
+    replay = run_program(program, Liar(), "overlayfs", tmp_path / "s")
+    assert replay.failure is not None and "after step 1" in replay.failure
+    assert isinstance(Mismatch(replay.failure), AssertionError)

@@ -1,0 +1,130 @@
+"""The union model on its own: the seed's examples under every profile, and the errnos it promises."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from vfslab.check.tree import Node
+from vfslab.model.outcome import Err
+from vfslab.model.union import PROFILES, Cred, UnionModel
+
+F, D, L, H = "file", "dir", "symlink", "hardlink"
+
+
+def model(*nodes: Node, profile: str = "overlayfs", layers: tuple = ()) -> UnionModel:
+    return UnionModel(layers or (nodes,), PROFILES[profile])
+
+
+def err(name: str) -> Err:
+    return Err(getattr(errno, name))
+
+
+def test_unlink_of_a_lower_file_leaves_a_whiteout_and_cites_the_rule():
+    m = model(Node("a", F, data=b"x"))
+    out = m.unlink("a")
+    assert out.result is None and "union.unlink.whiteout" in out.rules
+    assert m.upper_state()["a"].kind == "whiteout"
+    assert m.stat("a").result == err("ENOENT")
+
+
+def test_unlink_of_an_upper_only_file_leaves_nothing():
+    m = model()
+    fd = m.open("n", os.O_CREAT | os.O_WRONLY, 0o644).result
+    m.close(fd)
+    assert "union.unlink.upper-only" in m.unlink("n").rules
+    assert "n" not in m.upper_state()
+
+
+def test_mkdir_over_a_whiteout_is_opaque_and_hides_the_lower_directory():
+    m = model(Node("d", D, 0o755), Node("d/f", F))
+    m.unlink("d/f")
+    m.rmdir("d")
+    m.mkdir("d", 0o755)
+    assert m.upper_state()["d"].opaque
+    assert m.readdir("d").result == ()
+
+
+@pytest.mark.parametrize(("profile", "result"), [("overlayfs", err("EXDEV")), ("union-mounts", err("EXDEV")),
+                                                 ("overlayfs-redirect", None)])
+def test_rename_of_a_lower_directory(profile, result):
+    m = model(Node("d", D, 0o755), Node("d/f", F, data=b"1"), profile=profile)
+    assert m.rename("d", "e").result == result
+    if result is None:
+        assert m.readdir("e").result == ("f",)
+        assert m.upper_state()["e"].redirect == "d"
+        m.remount()
+        assert m.stat("e/f").result.size == 1
+
+
+def test_redirect_of_a_directory_moved_to_another_parent_is_absolute():
+    m = model(Node("d", D, 0o755), Node("d/f", F), Node("p", D, 0o755), profile="overlayfs-redirect")
+    assert m.rename("d", "p/e").result is None
+    assert m.upper_state()["p/e"].redirect == "/d"
+    assert m.readdir("p/e").result == ("f",)
+
+
+@pytest.mark.parametrize(("profile", "nlinks"), [("overlayfs", (1, 2)), ("overlayfs-index", (2, 2))])
+def test_copy_up_of_one_hard_link(profile, nlinks):
+    m = model(Node("a", F, data=b"x"), Node("b", H, target="a"), profile=profile)
+    fd = m.open("a", os.O_WRONLY | os.O_APPEND).result
+    m.write(fd, b"y")
+    assert (m.stat("a").result.nlink, m.stat("b").result.nlink) == nlinks
+    assert (m.stat("b").result.size == 2) == (profile == "overlayfs-index")
+
+
+@pytest.mark.parametrize(("profile", "seen"), [("overlayfs", b"new"), ("union-mounts", b"old")])
+def test_fd_opened_before_copy_up(profile, seen):
+    m = model(Node("f", F, data=b"old"), profile=profile)
+    ro = m.open("f", os.O_RDONLY).result
+    wr = m.open("f", os.O_WRONLY | os.O_TRUNC).result
+    m.write(wr, b"new")
+    assert m.read(ro, 10).result == seen
+
+
+def test_union_mounts_readdir_writes_fallthrus():
+    m = model(Node("d", D, 0o755), Node("d/a", F), profile="union-mounts")
+    assert m.readdir("d").result == ("a",)
+    upper = m.upper_state()
+    assert upper["d"].opaque and upper["d/a"].kind == "fallthru"
+    assert m.stat("d/a").result.kind == "file"
+
+
+def test_lower_whiteouts_act_after_push():
+    m = model(Node("a", F))
+    m.unlink("a")
+    m.push()
+    assert m.stat("a").result == err("ENOENT")
+    assert m.upper_state() == {}
+
+
+@pytest.mark.parametrize(("call", "errname"), [
+    (lambda m: m.stat("loop"), "ELOOP"),
+    (lambda m: m.stat("f/x"), "ENOTDIR"),
+    (lambda m: m.lstat("n" * 256), "ENAMETOOLONG"),
+    (lambda m: m.lstat("a/" * 2048 + "f"), "ENAMETOOLONG"),
+    (lambda m: m.open("d", os.O_WRONLY), "EISDIR"),
+    (lambda m: m.open("f", os.O_CREAT | os.O_EXCL | os.O_WRONLY), "EEXIST"),
+    (lambda m: m.open("dangling", os.O_NOFOLLOW | os.O_RDONLY), "ELOOP"),
+    (lambda m: m.rmdir("d"), "ENOTEMPTY"),
+    (lambda m: m.rename("d", "d/e/x"), "EINVAL"),
+    (lambda m: m.link("d", "z"), "EPERM"),
+    (lambda m: m.rename("f", "g", True), "EEXIST"),
+    (lambda m: m.readlink("f"), "EINVAL"),
+    (lambda m: m.getxattr("f", "user.none"), "ENODATA"),
+])
+def test_posix_errnos(call, errname):
+    m = model(Node("f", F), Node("g", F), Node("d", D, 0o755), Node("d/e", D, 0o755), Node("loop", L, target="loop"),
+              Node("dangling", L, target="x"))
+    assert call(m).result == err(errname)
+
+
+def test_a_non_root_caller_gets_eacces_and_eperm_and_copy_up_does_not_happen():
+    m = model(Node("f", F, 0o644), Node("priv", D, 0o700), Node("priv/x", F))
+    m.cred = Cred(1000, 1000)
+    assert m.open("f", os.O_WRONLY).result == err("EACCES")
+    assert m.chmod("f", 0o777).result == err("EPERM")
+    assert m.stat("priv/x").result == err("EACCES")
+    assert m.upper_state() == {}
