@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
-    from vfslab import runner, suite, subjects
+    from vfslab import runner, subjects, suite
     from vfslab.reports import junit, markdown, terminal
 
     for name in args.subject:

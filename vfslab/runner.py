@@ -18,7 +18,18 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from vfslab import __version__
 from vfslab.check.examples import check_examples
 from vfslab.check.program import Program
-from vfslab.check.results import ERROR, FAIL, HANG, PASS, UNAVAILABLE, Counterexample, Record, Results, RunMeta, deviation
+from vfslab.check.results import (
+    ERROR,
+    FAIL,
+    HANG,
+    PASS,
+    UNAVAILABLE,
+    Counterexample,
+    Record,
+    Results,
+    RunMeta,
+    deviation,
+)
 from vfslab.check.stateful import Budget, check_stateful
 from vfslab.model.union import RULES
 from vfslab.subjects import SUBJECTS, mounts

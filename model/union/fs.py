@@ -334,7 +334,7 @@ class UnionModel:
         node = self._inode(found)
         if node.kind == DIR:
             rule = self.profile.dir_nlink
-            if rule == "one" or rule == "merged-one" and found.merged:
+            if rule == "one" or (rule == "merged-one" and found.merged):
                 self._fire("union.nlink.merged-dir" if rule == "merged-one" else "union.nlink.dir-one")
                 return 1
             if rule == "subdirs":
