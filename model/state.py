@@ -7,7 +7,7 @@ sameness (hard-link groups, stability across copy-up and remount), never by valu
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Entry:
     digest: str | None  # content hash of a file
     target: str | None  # a symlink's target
     xattrs: tuple[tuple[str, bytes], ...] = ()  # the xattrs that matter (user.*)
-    ino: int | None = None
+    ino: int | None = field(default=None, compare=False)  # an identity: checked as a bijection, never by value
     opaque: bool = False  # on-disk only: trusted.overlay.opaque = "y"
     redirect: str | None = None  # on-disk only: trusted.overlay.redirect
 

@@ -8,6 +8,7 @@ from rich.table import Table
 from vfslab.check.results import Results
 from vfslab.reports.summary import Summary, cell_text
 
+SHOWN_LINES = 5
 STYLE = {"pass": "green", "fail": "bold red", "hang": "bold red", "deadlock": "bold red", "error": "red",
          "unavailable": "dim"}
 
@@ -32,12 +33,16 @@ def render(results: Results, console: Console) -> None:
         console.print(f"[dim]{name} unavailable: {reason}[/]")
     for r in s.problems:
         console.print(f"\n[bold]{r.scenario} on {r.subject}[/] ({r.profile}): {r.verdict}")
-        if r.reason:
-            console.print(f"  {r.reason}", markup=False)
         if r.counterexample:
             cx = r.counterexample
-            console.print("  " + cx.message.replace("\n", "\n  "), markup=False)
+            # the held profile's difference; what the other profiles said is in report.md
+            shown = cx.message.split("\nno other profile")[0].splitlines()
+            for line in shown[:SHOWN_LINES] + ([f"... ({len(shown) - SHOWN_LINES} more)"] if len(shown) > SHOWN_LINES
+                                                 else []):
+                console.print(f"  {line}", markup=False)
             console.print(f"  program ({len(cx.ops)} ops): {cx.program_file}", markup=False)
             console.print(f"  replay: {cx.replay}", markup=False)
+        elif r.reason:
+            console.print(f"  {r.reason}", markup=False)
     if s.never_fired:
         console.print(f"\n[dim]rules that never fired: {', '.join(s.never_fired)}[/]")

@@ -114,7 +114,7 @@ def run_one(scenario: Scenario, subject, options: Options, scratch: Path) -> Rec
         record.coverage = _coverage(run.coverage)
         if run.problems:
             record.verdict = FAIL
-            record.reason = "; ".join(run.problems[:3])
+            record.reason = f"{len(run.problems)} expectation(s) not met; first: {run.problems[0].splitlines()[0]}"
             record.counterexample = _save(run.failed, options.out, name)
         elif run.deviation:
             record.verdict, record.deviations = deviation(run.deviation), [run.deviation]

@@ -122,7 +122,8 @@ class UnionModel:
             if n.kind == "hardlink":
                 self.store.link(parent, name, self.store[self.store.walk_names(root.ino, tuple(n.target.split("/")))])
                 continue
-            inode = self.store.new(n.kind, mode=n.mode, uid=n.uid, gid=n.gid, data=n.data, target=n.target,
+            mode = 0o777 if n.kind == SYMLINK else n.mode  # what any file system reports for a symlink
+            inode = self.store.new(n.kind, mode=mode, uid=n.uid, gid=n.gid, data=n.data, target=n.target,
                                    xattrs=dict(n.xattrs))
             self.store.link(parent, name, inode)
 
@@ -421,11 +422,16 @@ class UnionModel:
 
     # ---- creation and removal helpers ------------------------------------------------------------
 
-    def _create_parent(self, path: str, follow: bool = False) -> tuple[Found, str]:
+    def _free_name(self, path: str) -> tuple[Found, str]:
         """Resolve `path` for creating its last component: EEXIST if it exists."""
-        parent, name, found = self._resolve(path, follow)
+        parent, name, found = self._resolve(path, follow=False)
         if found is not None:
             raise ModelError(E.EEXIST, "union.link.exists")
+        return parent, name
+
+    def _create_parent(self, path: str) -> tuple[Found, str]:
+        """A free name in a directory the caller may write to."""
+        parent, name = self._free_name(path)
         self._need(self._inode(parent), W | X)
         return parent, name
 
@@ -595,12 +601,13 @@ class UnionModel:
     def link(self, old: str, new: str) -> None:
         src = self._existing(old, follow=False)
         node = self._inode(src)
-        parent, name = self._create_parent(new)
-        if node.kind == DIR:
-            raise ModelError(E.EPERM, "union.link.dir")
+        parent, name = self._free_name(new)
         c = self.cred
         if c.uid not in (0, node.uid) and (node.kind != FILE or not self._may(node, R | W)):
             raise ModelError(E.EPERM, "union.perm.hardlink")
+        self._need(self._inode(parent), W | X)
+        if node.kind == DIR:
+            raise ModelError(E.EPERM, "union.link.dir")
         if src.upper is None:
             self._fire("union.copyup.link")
         self._add(parent, name, self._copy_up(src))
@@ -687,12 +694,15 @@ class UnionModel:
         movable = not is_dir or (src.upper is not None and not src.merged)
         if not movable and not self.profile.redirect_dir:
             raise ModelError(E.EXDEV, "union.rename.dir-exdev")
-        if dst is not None and is_dir and self._names(dst):
+        not_empty = dst is not None and is_dir and bool(self._names(dst))
+        if not_empty and (dst.upper is None or dst.merged):
             raise ModelError(E.ENOTEMPTY, "union.rename.types")
-        self._move(op, oname, src, np_, nname, dst, is_dir)
+        self._move(op, oname, src, np_, nname, dst, is_dir, not_empty)
 
     def _move(self, op: Found, oname: str, src: Found, np_: Found, nname: str, dst: Found | None,
-              is_dir: bool) -> None:
+              is_dir: bool, not_empty: bool) -> None:
+        """overlayfs ovl_rename: copy-ups, then the source's redirect or opaque mark, then the rename on the upper
+        layer, which is where a non-empty upper-only target fails (after the marks: they stay)."""
         if dst is not None:
             self._index_before_removal(dst)
             self._count_link(dst, -1)
@@ -709,7 +719,13 @@ class UnionModel:
         up_old = self._copy_up(op)
         up_new = self._copy_up(np_)
         source_positive = self._lower_positive(op, oname)
-        target_merged = np_.merged
+        if redirect is not None:
+            up_src.xattrs[REDIRECT] = redirect.encode()
+        elif is_dir and not up_src.opaque and np_.merged:
+            self._fire("union.rename.opaque-into-merged")
+            up_src.xattrs[OPAQUE] = b"y"
+        if not_empty:
+            raise ModelError(E.ENOTEMPTY, "union.rename.types")
         self.store.unlink(up_old, oname)
         if nname in up_new.entries:
             self.store.unlink(up_new, nname)
@@ -717,11 +733,6 @@ class UnionModel:
         if source_positive:
             self._fire("union.unlink.whiteout")
             self.store.link(up_old, oname, self.store.new(WHITEOUT, mode=0))
-        if redirect is not None:
-            up_src.xattrs[REDIRECT] = redirect.encode()
-        elif is_dir and not up_src.opaque and target_merged:
-            self._fire("union.rename.opaque-into-merged")
-            up_src.xattrs[OPAQUE] = b"y"
 
     def _redirect_for(self, src: Found, op: Found, np_: Found) -> str:
         """overlayfs ovl_get_redirect: the name in the same directory, else the absolute lower path."""
@@ -841,7 +852,12 @@ class UnionModel:
     def fstat(self, fd: int) -> Entry:
         f = self._fd(fd)
         if f.is_dir:
-            return self._entry(self._existing("/".join(f.path) or ".", follow=False))
+            # an open directory is looked up again by its path (which needs no permission of the fd's holder)
+            cred, self.cred = self.cred, ROOT
+            try:
+                return self._entry(self._existing("/".join(f.path) or ".", follow=False))
+            finally:
+                self.cred = cred
         node = self._fd_inode(f)
         lower = f.ovl.lower
         if lower in self.index_nlink and self.profile.fd_follows_copyup:

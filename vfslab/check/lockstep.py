@@ -57,6 +57,10 @@ def diff_states(expected: State, actual: State, identity: Identity | None) -> li
         if a is None:
             out.append(f"{path}: absent on the subject, the model has a {e.kind}")
             continue
+        if e == a or (e.kind == a.kind == "whiteout"):
+            if identity is not None and e.kind != "whiteout" and (msg := identity.check(path, e.ino, a.ino)):
+                out.append(msg)
+            continue
         fields = ("kind", "mode", "uid", "gid", "nlink", "size", "digest", "target", "xattrs", "opaque", "redirect")
         for f in fields:
             ev, av = getattr(e, f), getattr(a, f)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat as st
 from pathlib import Path
@@ -14,15 +13,16 @@ OPAQUE = "trusted.overlay.opaque"
 REDIRECT = "trusted.overlay.redirect"
 
 
-def _user_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
+def _xattrs(path: str, wanted: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """The user.* xattrs of `path`, and those named in `wanted`, from one listxattr."""
     try:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError:
-        return ()
-    return tuple(sorted((n, os.getxattr(path, n, follow_symlinks=False)) for n in names if n.startswith("user.")))
+        return {}
+    return {n: os.getxattr(path, n, follow_symlinks=False) for n in names if n.startswith("user.") or n in wanted}
 
 
-def _entry(path: str, s: os.stat_result) -> Entry:
+def _entry(path: str, s: os.stat_result, xattrs: dict[str, bytes]) -> Entry:
     e = stat_entry(s)
     data = target = None
     if e.kind == "file":
@@ -30,7 +30,8 @@ def _entry(path: str, s: os.stat_result) -> Entry:
             data = digest(f.read())
     elif e.kind == "symlink":
         target = os.readlink(path)
-    return Entry(e.kind, e.mode, e.uid, e.gid, e.nlink, e.size, data, target, _user_xattrs(path), e.ino)
+    user = tuple(sorted((k, v) for k, v in xattrs.items() if k.startswith("user.")))
+    return Entry(e.kind, e.mode, e.uid, e.gid, e.nlink, e.size, data, target, user, e.ino)
 
 
 def _children(root: Path) -> list[tuple[str, str, os.stat_result]]:
@@ -51,9 +52,9 @@ def _children(root: Path) -> list[tuple[str, str, os.stat_result]]:
 
 def union_state(root: Path) -> State:
     """What a user sees through the mount (DESIGN.md abstract state)."""
-    out: State = {".": _entry(str(root), os.lstat(root))}
+    out: State = {".": _entry(str(root), os.lstat(root), _xattrs(str(root)))}
     for rel, full, s in _children(root):
-        out[rel] = _entry(full, s)
+        out[rel] = _entry(full, s, _xattrs(full))
     return out
 
 
@@ -64,12 +65,8 @@ def disk_state(layer: Path) -> State:
         if st.S_ISCHR(s.st_mode) and s.st_rdev == 0:
             out[rel] = Entry("whiteout", 0, s.st_uid, s.st_gid, None, None, None, None)
             continue
-        e = _entry(full, s)
-        marks = {}
-        if e.kind == "dir":
-            for name in (OPAQUE, REDIRECT):
-                with contextlib.suppress(OSError):
-                    marks[name] = os.getxattr(full, name, follow_symlinks=False)
+        marks = _xattrs(full, (OPAQUE, REDIRECT))
+        e = _entry(full, s, marks)
         out[rel] = Entry(e.kind, e.mode, e.uid, e.gid, None, e.size, e.digest, e.target, e.xattrs, None,
                          opaque=marks.get(OPAQUE) == b"y",
                          redirect=marks[REDIRECT].decode() if REDIRECT in marks else None)
