@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from vfslab.check.tree import Layers
+from vfslab.model.state import State
 
 
 class Mounted(Protocol):
@@ -19,6 +20,15 @@ class Mounted(Protocol):
 
     path: Path
     upper: Path | None
+
+    def driver(self) -> Any:
+        """What applies operations to it (an OsDriver on the mount, or the model's own driver)."""
+
+    def observe(self) -> tuple[State, State | None]:
+        """The abstract state of the union, and of the upper layer on disk."""
+
+    def abort(self) -> None:
+        """Make a hung operation on it fail (the watchdog calls this)."""
 
     def remount(self) -> None: ...
     def push(self) -> None: ...
