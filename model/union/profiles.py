@@ -25,6 +25,9 @@ class Profile:
     #: readdir copies lower entries up as fallthrus and marks the directory opaque (union mounts)
     readdir_fallthrus: bool = False
 
+    #: xattr prefixes a subject keeps on its upper layer for itself (on-disk checks under this profile ignore them)
+    private_disk_xattrs: tuple[str, ...] = ()
+
     @property
     def offline_changes(self) -> bool:
         """overlayfs allows changes to the layers while unmounted unless redirect_dir or index is on."""
@@ -48,7 +51,9 @@ PROFILES: dict[str, Profile] = {
         Profile("overlayfs-redirect", "Linux overlayfs with redirect_dir=on.", redirect_dir=True),
         Profile("overlayfs-index", "Linux overlayfs with index=on.", index=True),
         Profile("fuse-overlayfs", "overlayfs as fuse-overlayfs serves it: directories count their visible "
-                "subdirectories in nlink.", dir_nlink="subdirs"),
+                "subdirectories in nlink; copy-ups carry a user.fuseoverlayfs.origin xattr on disk (which kernel "
+                "overlayfs, mounting that layer, would show to users).", dir_nlink="subdirs",
+                private_disk_xattrs=("user.fuseoverlayfs.",)),
         Profile("unionfs-fuse", "overlayfs as unionfs-fuse serves it: st_ino is the topmost copy's (it changes on "
                 "copy-up), every directory has nlink 1.", ino_from_origin=False, dir_nlink="one"),
     )

@@ -9,7 +9,7 @@ first difference.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from vfslab.check.ops import BENCH_OPS, FD_OPS, Op, show, view
 from vfslab.model.outcome import Err, Outcome
@@ -74,6 +74,13 @@ def diff_states(expected: State, actual: State, identity: Identity | None) -> li
             if msg:
                 out.append(msg)
     return out
+
+
+def _without_private_xattrs(state: State, prefixes: tuple[str, ...]) -> State:
+    if not prefixes:
+        return state
+    return {p: replace(e, xattrs=tuple(x for x in e.xattrs if not x[0].startswith(prefixes)))
+            for p, e in state.items()}
 
 
 class Lockstep:
@@ -170,7 +177,8 @@ class Lockstep:
             ident.forget_all_but({e.ino for e in expected.values()}, {e.ino for e in union.values()})
             diffs = diff_states(expected, union, ident)
             if upper is not None and self.disk:
-                diffs += [f"upper layer on disk: {d}" for d in diff_states(model.upper_state(), upper, None)]
+                on_disk = _without_private_xattrs(upper, model.profile.private_disk_xattrs)
+                diffs += [f"upper layer on disk: {d}" for d in diff_states(model.upper_state(), on_disk, None)]
             if diffs:
                 self._kill(name, f"after step {self.steps}: the state differs from the model under {name}:\n  "
                            + "\n  ".join(diffs[:12]))
