@@ -135,7 +135,6 @@ class Lockstep:
         self.steps += 1
         if op.name in BENCH_OPS:
             return self._bench(op)
-        slot = max((s for sl in self.slots.values() for s in sl), default=-1) + 1
         actual = self.subject.apply(op)
         self.trace.append(f"{op} -> {show(actual)}")
         for name in list(self.alive):
@@ -143,8 +142,8 @@ class Lockstep:
             if name == self.held:
                 self.coverage.update(outcome.rules)
             if op.name == "open":
-                if not outcome.failed:
-                    self.slots[name][slot] = outcome.result
+                if not outcome.failed and not isinstance(actual, Err):
+                    self.slots[name][actual] = outcome.result  # the slot the subject's driver numbered it
                 same = isinstance(actual, Err) == outcome.failed and (not outcome.failed or outcome.allows(actual))
             else:
                 same = view(actual) == view(outcome.result) or any(view(actual) == view(a) for a in outcome.also)
@@ -163,10 +162,11 @@ class Lockstep:
         self.subject.reopen()
         self.trace.append(f"{op}")
         for name in self.alive:
-            self.coverage.update(getattr(self.models[name], op.name)().rules if name == self.held else ())
-            if name != self.held:
-                getattr(self.models[name], op.name)()
-            self.slots[name].clear()
+            outcome = getattr(self.models[name], op.name)()
+            if name == self.held:
+                self.coverage.update(outcome.rules)
+        for slots in self.slots.values():
+            slots.clear()
 
     def check_state(self, union: State, upper: State | None) -> None:
         """Compare the subject's abstract state (and upper layer on disk) with every living profile."""
