@@ -80,12 +80,19 @@ class OpenFile:
     offset: int = 0
 
 
+#: operations that change neither the layers nor the index (unless lookups themselves write: union mounts)
+LOOKS_ONLY = frozenset({"stat", "lstat", "readlink", "readdir", "getxattr", "listxattr", "read", "fstat"})
+
+
 def operation(method: Callable) -> Callable:
     """Run one model operation: collect the rules it fires, turn a ModelError into an errno outcome."""
+    looks_only = method.__name__ in LOOKS_ONLY
 
     @wraps(method)
     def run(self: UnionModel, *args, **kwargs) -> Outcome:
         self._fired = []
+        if not (looks_only and self.lookups_pure):
+            self._views.clear()
         try:
             value = method(self, *args, **kwargs)
         except ModelError as err:
@@ -113,6 +120,9 @@ class UnionModel:
         self.fds: dict[int, OpenFile] = {}
         self._next_fd = 0
         self._fired: list[str] = []
+        # state() and upper_state() are asked for after every step; they are kept until an operation may write
+        self._views: dict[str, State] = {}
+        self.lookups_pure = not (profile.dir_copyup_on_lookup or profile.readdir_fallthrus)
 
     def _build_layer(self, layer: int, nodes: Iterable) -> None:
         root = self.store[self.store.roots[layer]]
@@ -900,13 +910,17 @@ class UnionModel:
 
     def state(self) -> State:
         """The abstract state of the union as a user sees it (DESIGN.md)."""
-        self._fired = []
-        root = self._root()
-        out: State = {".": self._entry(root)}
-        for found in self._walk(root):
-            out["/".join(found.path)] = self._entry(found)
-        return out
+        if "union" not in self._views:
+            self._fired = []
+            root = self._root()
+            out: State = {".": self._entry(root)}
+            for found in self._walk(root):
+                out["/".join(found.path)] = self._entry(found)
+            self._views["union"] = out
+        return self._views["union"]
 
     def upper_state(self) -> State:
         """The expected upper layer on disk, in overlayfs's format."""
-        return self.store.snapshot(self.store.roots[0])
+        if "upper" not in self._views:
+            self._views["upper"] = self.store.snapshot(self.store.roots[0])
+        return self._views["upper"]

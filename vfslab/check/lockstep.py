@@ -1,9 +1,10 @@
-"""Run one program on a subject and on the model under every profile at once, comparing as it goes.
+"""Run one program on a subject and on the model, comparing as it goes.
 
 A profile stays *alive* while the model under it allowed every outcome, every state and (for subjects in
-overlayfs's format) every upper layer the subject showed. The held profile dying while another lives is a
-deviation named after the living one; every profile dying is a failure, reported with the held profile's
-first difference.
+overlayfs's format) every upper layer the subject showed. Only the held profile runs in lockstep; the subject's
+results and states are recorded, and when the held profile dies every other profile is replayed over the
+record and the survivors go on in lockstep. The held profile dying while another lives is a deviation named
+after the living one; every profile dying is a failure, reported with each profile's first difference.
 """
 
 from __future__ import annotations
@@ -89,28 +90,100 @@ class Lockstep:
 
     def __init__(self, layers, subject, mounted, held: str, disk: bool, candidates: tuple[str, ...] = ()) -> None:
         union_profiles.get(held)
-        names = (held, *[p for p in candidates or PROFILES if p != held])
-        self.models = {n: UnionModel(layers.lowers, PROFILES[n]) for n in names}
+        self.layers = layers
         self.subject = subject
         self.mounted = mounted
         self.held = held
         self.disk = disk and mounted.upper is not None
-        self.alive = list(names)
+        self.waiting = [p for p in candidates or PROFILES if p != held]
+        self.models: dict[str, UnionModel] = {}
+        self.identity: dict[str, Identity] = {}
+        self.slots: dict[str, dict[int, int]] = {}
+        self.alive: list[str] = []
         self.why: dict[str, str] = {}
-        self.identity = {n: Identity() for n in names}
-        self.slots: dict[str, dict[int, int]] = {n: {} for n in names}
+        self.history: list[tuple] = []  # ("op", op, actual), ("bench", op) and ("state", union, upper) events
         self.coverage: Counter[str] = Counter()
         self.steps = 0
         self.trace: list[str] = []
+        self._start(held)
+        self.alive.append(held)
 
-    # -- comparing ------------------------------------------------------------------------------
+    def _start(self, name: str) -> None:
+        self.models[name] = UnionModel(self.layers.lowers, PROFILES[name])
+        self.identity[name] = Identity()
+        self.slots[name] = {}
+
+    # -- the record and the comparisons -----------------------------------------------------------
+
+    def _apply(self, name: str, event: tuple) -> str | None:
+        """Apply one recorded event to a profile's model: the difference it finds, or None."""
+        if event[0] == "op":
+            return self._compare_op(name, event[1], event[2], event[3])
+        if event[0] == "bench":
+            outcome = getattr(self.models[name], event[1].name)()
+            if name == self.held:
+                self.coverage.update(outcome.rules)
+            self.slots[name].clear()
+            return None
+        return self._compare_state(name, event[1], event[2], event[3])
+
+    def _compare_op(self, name: str, op: Op, actual: object, step: int) -> str | None:
+        outcome = self._model_apply(name, op)
+        if name == self.held:
+            self.coverage.update(outcome.rules)
+        if op.name == "open":
+            if not outcome.failed and not isinstance(actual, Err):
+                self.slots[name][actual] = outcome.result  # the slot the subject's driver numbered it
+            same = isinstance(actual, Err) == outcome.failed and (not outcome.failed or outcome.allows(actual))
+        else:
+            same = view(actual) == view(outcome.result) or any(view(actual) == view(a) for a in outcome.also)
+        if not same:
+            return (f"step {step}: {op}: subject gave {show(actual)}, the model under {name} allows "
+                    f"{show(outcome.result)} (rules: {', '.join(outcome.rules) or '-'})")
+        if hasattr(actual, "ino"):
+            return self.identity[name].check(f"step {step}: {op}", outcome.result.ino, actual.ino)
+        return None
+
+    def _compare_state(self, name: str, union: State, upper: State | None, step: int) -> str | None:
+        model = self.models[name]
+        expected = model.state()
+        ident = self.identity[name]
+        ident.forget_all_but({e.ino for e in expected.values()}, {e.ino for e in union.values()})
+        diffs = diff_states(expected, union, ident)
+        if upper is not None and self.disk:
+            on_disk = _without_private_xattrs(upper, model.profile.private_disk_xattrs)
+            diffs += [f"upper layer on disk: {d}" for d in diff_states(model.upper_state(), on_disk, None)]
+        if diffs:
+            return f"after step {step}: the state differs from the model under {name}:\n  " + "\n  ".join(diffs[:12])
+        return None
+
+    def _record(self, event: tuple) -> None:
+        """Add an event to the record and apply it to every living profile."""
+        self.history.append(event)
+        for name in list(self.alive):
+            problem = self._apply(name, event)
+            if problem:
+                self._kill(name, problem)
 
     def _kill(self, name: str, why: str) -> None:
         self.alive.remove(name)
         self.why[name] = why
+        if name == self.held:
+            self.alive += [n for n in self.waiting if self._replays(n)]
+            self.waiting = []
         if not self.alive:
             others = [f"  under {n}: {' '.join(self.why[n].split())[:200]}" for n in self.why if n != self.held]
             raise Mismatch("\n".join([self.why[self.held], "no other profile allows it either:", *others]))
+
+    def _replays(self, name: str) -> bool:
+        """Whether the model under `name` allows everything recorded so far."""
+        self._start(name)
+        for event in self.history:
+            problem = self._apply(name, event)
+            if problem:
+                self.why[name] = problem
+                return False
+        return True
 
     @property
     def deviation(self) -> str | None:
@@ -131,54 +204,22 @@ class Lockstep:
             del slots[op.args[0]]
         return outcome
 
+    # -- driving ----------------------------------------------------------------------------------
+
     def step(self, op: Op) -> object:
         self.steps += 1
         if op.name in BENCH_OPS:
-            return self._bench(op)
+            self.subject.release()
+            getattr(self.mounted, op.name)()
+            self.subject.reopen()
+            self.trace.append(f"{op}")
+            self._record(("bench", op))
+            return None
         actual = self.subject.apply(op)
         self.trace.append(f"{op} -> {show(actual)}")
-        for name in list(self.alive):
-            outcome = self._model_apply(name, op)
-            if name == self.held:
-                self.coverage.update(outcome.rules)
-            if op.name == "open":
-                if not outcome.failed and not isinstance(actual, Err):
-                    self.slots[name][actual] = outcome.result  # the slot the subject's driver numbered it
-                same = isinstance(actual, Err) == outcome.failed and (not outcome.failed or outcome.allows(actual))
-            else:
-                same = view(actual) == view(outcome.result) or any(view(actual) == view(a) for a in outcome.also)
-            problem = None if same else (
-                f"step {self.steps}: {op}: subject gave {show(actual)}, the model under {name} allows "
-                f"{show(outcome.result)} (rules: {', '.join(outcome.rules) or '-'})")
-            if same and hasattr(actual, "ino"):
-                problem = self.identity[name].check(f"step {self.steps}: {op}", outcome.result.ino, actual.ino)
-            if problem:
-                self._kill(name, problem)
+        self._record(("op", op, actual, self.steps))
         return actual
-
-    def _bench(self, op: Op) -> None:
-        self.subject.release()
-        getattr(self.mounted, op.name)()
-        self.subject.reopen()
-        self.trace.append(f"{op}")
-        for name in self.alive:
-            outcome = getattr(self.models[name], op.name)()
-            if name == self.held:
-                self.coverage.update(outcome.rules)
-        for slots in self.slots.values():
-            slots.clear()
 
     def check_state(self, union: State, upper: State | None) -> None:
         """Compare the subject's abstract state (and upper layer on disk) with every living profile."""
-        for name in list(self.alive):
-            model = self.models[name]
-            expected = model.state()
-            ident = self.identity[name]
-            ident.forget_all_but({e.ino for e in expected.values()}, {e.ino for e in union.values()})
-            diffs = diff_states(expected, union, ident)
-            if upper is not None and self.disk:
-                on_disk = _without_private_xattrs(upper, model.profile.private_disk_xattrs)
-                diffs += [f"upper layer on disk: {d}" for d in diff_states(model.upper_state(), on_disk, None)]
-            if diffs:
-                self._kill(name, f"after step {self.steps}: the state differs from the model under {name}:\n  "
-                           + "\n  ".join(diffs[:12]))
+        self._record(("state", union, upper, self.steps))

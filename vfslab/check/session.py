@@ -8,6 +8,7 @@ from pathlib import Path
 from vfslab.check.lockstep import Lockstep, Mismatch
 from vfslab.check.ops import Op
 from vfslab.check.tree import Layers
+from vfslab.model.union.fs import LOOKS_ONLY
 from vfslab.subjects.mounts import watchdog
 
 
@@ -46,16 +47,18 @@ class Session:
                        "the connection was aborted")
         return result
 
-    def check(self) -> None:
-        """Compare the whole state of the subject with the model's."""
-        union, upper = self._guarded("walking the mount", self.mounted.observe)
-        self.last_upper = upper
+    def check(self, disk: bool = True) -> None:
+        """Compare the whole state of the subject (and, if `disk`, its upper layer) with the model's."""
+        union, upper = self._guarded("walking the mount", lambda: self.mounted.observe(disk))
+        if upper is not None:
+            self.last_upper = upper
         self.lock.check_state(union, upper)
 
     def step(self, op: Op) -> object:
-        """Apply one op to the subject and the models, then compare the whole state."""
+        """Apply one op to the subject and the models, then compare the whole visible state; the upper layer on
+        disk is compared after every op that may write to it."""
         result = self._guarded(str(op), lambda: self.lock.step(op))
-        self.check()
+        self.check(disk=op.name not in LOOKS_ONLY)
         return result
 
     def close(self) -> None:

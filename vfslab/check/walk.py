@@ -1,9 +1,15 @@
-"""The abstract state of a real tree: a walk that never follows a symlink."""
+"""The abstract state of a real tree: a walk that never follows a symlink.
+
+Everything is opened relative to the directory's fd (O_NOFOLLOW), so no path is walked twice and nothing
+resolves outside the tree; this walk runs after every step of every check, so it is kept lean.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat as st
+from collections.abc import Iterator
 from pathlib import Path
 
 from vfslab.check.driver import stat_entry
@@ -11,63 +17,78 @@ from vfslab.model.state import Entry, State, digest
 
 OPAQUE = "trusted.overlay.opaque"
 REDIRECT = "trusted.overlay.redirect"
+_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+_DIR = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY
 
 
-def _xattrs(path: str, wanted: tuple[str, ...] = ()) -> dict[str, bytes]:
-    """The user.* xattrs of `path`, and those named in `wanted`, from one listxattr."""
+def _xattrs(fd: int, wanted: tuple[str, ...]) -> dict[str, bytes]:
+    """The user.* xattrs of an open file, and those named in `wanted` (none where xattrs are not supported)."""
     try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return {}
-    return {n: os.getxattr(path, n, follow_symlinks=False) for n in names if n.startswith("user.") or n in wanted}
+        names = os.listxattr(fd)
+    except OSError as e:
+        if e.errno == errno.EOPNOTSUPP:
+            return {}
+        raise
+    return {n: os.getxattr(fd, n) for n in names if n.startswith("user.") or n in wanted}
 
 
-def _entry(path: str, s: os.stat_result, xattrs: dict[str, bytes]) -> Entry:
-    e = stat_entry(s)
-    data = target = None
-    if e.kind == "file":
-        with open(path, "rb") as f:
-            data = digest(f.read())
-    elif e.kind == "symlink":
-        target = os.readlink(path)
-    user = tuple(sorted((k, v) for k, v in xattrs.items() if k.startswith("user.")))
-    return Entry(e.kind, e.mode, e.uid, e.gid, e.nlink, e.size, data, target, user, e.ino)
+def _read(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
-def _children(root: Path) -> list[tuple[str, str, os.stat_result]]:
-    out = []
+def _walk(root: Path, wanted: tuple[str, ...] = ()) -> Iterator[tuple[str, Entry, dict[str, bytes]]]:
+    """(relative path, entry, xattrs) for the root (as ".") and everything below it, in sorted order."""
 
-    def visit(rel: str) -> None:
-        full = f"{root}/{rel}" if rel else str(root)
-        for name in sorted(os.listdir(full)):
-            r = f"{rel}/{name}" if rel else name
-            s = os.lstat(f"{full}/{name}")
-            out.append((r, f"{full}/{name}", s))
-            if st.S_ISDIR(s.st_mode):
-                visit(r)
+    def entry(s: os.stat_result, fd: int | None, target: str | None) -> tuple[Entry, dict[str, bytes]]:
+        e = stat_entry(s)
+        xattrs = _xattrs(fd, wanted) if fd is not None else {}
+        data = digest(_read(fd)) if e.kind == "file" else None
+        user = tuple(sorted((k, v) for k, v in xattrs.items() if k.startswith("user.")))
+        return Entry(e.kind, e.mode, e.uid, e.gid, e.nlink, e.size, data, target, user, e.ino), xattrs
 
-    visit("")
-    return out
+    def visit(dfd: int, rel: str) -> Iterator[tuple[str, Entry, dict[str, bytes]]]:
+        for name in sorted(os.listdir(dfd)):
+            path = f"{rel}/{name}" if rel else name
+            s = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            if st.S_ISLNK(s.st_mode):  # no user xattrs on a symlink: the VFS refuses them
+                yield path, *entry(s, None, os.readlink(name, dir_fd=dfd))
+            elif st.S_ISREG(s.st_mode) or st.S_ISDIR(s.st_mode):
+                fd = os.open(name, _DIR if st.S_ISDIR(s.st_mode) else _FILE, dir_fd=dfd)
+                try:
+                    yield path, *entry(s, fd, None)
+                    if st.S_ISDIR(s.st_mode):
+                        yield from visit(fd, path)
+                finally:
+                    os.close(fd)
+            else:
+                yield path, *entry(s, None, None)
+
+    rfd = os.open(root, _DIR)
+    try:
+        yield ".", *entry(os.fstat(rfd), rfd, None)
+        yield from visit(rfd, "")
+    finally:
+        os.close(rfd)
 
 
 def union_state(root: Path) -> State:
     """What a user sees through the mount (DESIGN.md abstract state)."""
-    out: State = {".": _entry(str(root), os.lstat(root), _xattrs(str(root)))}
-    for rel, full, s in _children(root):
-        out[rel] = _entry(full, s, _xattrs(full))
-    return out
+    return {path: e for path, e, _ in _walk(root)}
 
 
 def disk_state(layer: Path) -> State:
     """A layer as it lies on disk, in overlayfs's format: whiteouts, opaque and redirect markers."""
     out: State = {}
-    for rel, full, s in _children(layer):
-        if st.S_ISCHR(s.st_mode) and s.st_rdev == 0:
-            out[rel] = Entry("whiteout", 0, s.st_uid, s.st_gid, None, None, None, None)
+    for path, e, marks in _walk(layer, (OPAQUE, REDIRECT)):
+        if path == ".":
             continue
-        marks = _xattrs(full, (OPAQUE, REDIRECT))
-        e = _entry(full, s, marks)
-        out[rel] = Entry(e.kind, e.mode, e.uid, e.gid, None, e.size, e.digest, e.target, e.xattrs, None,
-                         opaque=marks.get(OPAQUE) == b"y",
-                         redirect=marks[REDIRECT].decode() if REDIRECT in marks else None)
+        if e.kind == "other" and os.lstat(layer / path).st_rdev == 0:
+            out[path] = Entry("whiteout", 0, e.uid, e.gid, None, None, None, None)
+            continue
+        out[path] = Entry(e.kind, e.mode, e.uid, e.gid, None, e.size, e.digest, e.target, e.xattrs, None,
+                          opaque=marks.get(OPAQUE) == b"y",
+                          redirect=marks[REDIRECT].decode() if REDIRECT in marks else None)
     return out

@@ -24,8 +24,8 @@ class Mounted(Protocol):
     def driver(self) -> Any:
         """What applies operations to it (an OsDriver on the mount, or the model's own driver)."""
 
-    def observe(self) -> tuple[State, State | None]:
-        """The abstract state of the union, and of the upper layer on disk."""
+    def observe(self, disk: bool = True) -> tuple[State, State | None]:
+        """The abstract state of the union, and (if `disk`) of the upper layer on disk (None if it has none)."""
 
     def abort(self) -> None:
         """Make a hung operation on it fail (the watchdog calls this)."""

@@ -50,8 +50,8 @@ class ModelMount:
     def driver(self) -> ModelDriver:
         return ModelDriver(self.model)
 
-    def observe(self) -> tuple[State, State]:
-        return self.model.state(), self.model.upper_state()
+    def observe(self, disk: bool = True) -> tuple[State, State | None]:
+        return self.model.state(), self.model.upper_state() if disk else None
 
     def remount(self) -> None:
         self.model.remount()

@@ -71,9 +71,9 @@ class UnionMount:
     def driver(self) -> OsDriver:
         return OsDriver(self.path)
 
-    def observe(self) -> tuple[State, State]:
-        """The union as a user sees it, and the upper layer as it lies on disk."""
-        return union_state(self.path), disk_state(self.upper)
+    def observe(self, disk: bool = True) -> tuple[State, State | None]:
+        """The union as a user sees it, and (if `disk`) the upper layer as it lies on disk."""
+        return union_state(self.path), disk_state(self.upper) if disk else None
 
     def abort(self) -> None:
         """Make operations blocked in this mount fail instead of hanging (called by a watchdog)."""
