@@ -37,7 +37,8 @@ class ModelError(Exception):
     """Raised inside a model operation to end it with an errno; the operation's wrapper turns it into an
     `Outcome`. `rule` names the rule that decided the failure."""
 
-    def __init__(self, errno: int, rule: str):
+    def __init__(self, errno: int, rule: str, also: tuple[int, ...] = ()):
         super().__init__(errno, rule)
         self.errno = errno
         self.rule = rule
+        self.also = also  # other errnos the spec allows here

@@ -21,3 +21,18 @@ def test_differences_are_named_or_replay(need, tmp_path, name):
     if tally.failure is not None:
         replay = run_program(tally.failure, subject, "overlayfs", tmp_path / "replay")
         assert replay.failure is not None, f"the shrunk program did not reproduce: {tally.failure.message}"
+
+
+@pytest.mark.mounts
+@pytest.mark.parametrize(("name", "contained"), [("kernel-overlay", True), ("fuse-overlayfs", True),
+                                                 ("unionfs-fuse", False)])
+def test_a_symlink_in_a_lower_layer_never_shows_the_host(need, tmp_path, name, contained):
+    """unionfs-fuse 1.0 looks through a lower layer's symlink hidden under a directory: the host's / shows."""
+    from vfslab.check.examples import check_examples
+    from vfslab.suite import default_suite, load
+
+    subject = need(name)
+    scenario = load(default_suite() / "safety.toml")
+    run = check_examples(scenario.programs, subject, "overlayfs", tmp_path, subject.claims_overlay_format)
+    escaped = [p for p in run.problems if "more than its layers hold" in p or "d/etc" in p]
+    assert (not escaped) == contained, run.problems

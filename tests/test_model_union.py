@@ -128,3 +128,9 @@ def test_a_non_root_caller_gets_eacces_and_eperm_and_copy_up_does_not_happen():
     assert m.chmod("f", 0o777).result == err("EPERM")
     assert m.stat("priv/x").result == err("EACCES")
     assert m.upper_state() == {}
+
+
+def test_posix_leaves_the_errno_of_a_rename_onto_a_non_empty_directory_open():
+    m = model(Node("d", D, 0o755), Node("e", D, 0o755), Node("e/f", F), profile="overlayfs-redirect")
+    out = m.rename("d", "e")
+    assert out.result == err("ENOTEMPTY") and out.allows(err("EEXIST")) and not out.allows(err("EXDEV"))

@@ -11,12 +11,12 @@ from __future__ import annotations
 import errno as E
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import wraps
 
 from vfslab.model.outcome import Err, ModelError, Outcome
-from vfslab.model.state import Entry, State, digest
-from vfslab.model.union.layers import DIR, FALLTHRU, FILE, OPAQUE, REDIRECT, SYMLINK, WHITEOUT, Inode, Store
+from vfslab.model.state import Entry, State
+from vfslab.model.union.layers import DIR, FALLTHRU, FILE, OPAQUE, REDIRECT, SYMLINK, WHITEOUT, Inode, Store, entry
 from vfslab.model.union.profiles import Profile
 
 NAME_MAX = 255
@@ -96,7 +96,7 @@ def operation(method: Callable) -> Callable:
         try:
             value = method(self, *args, **kwargs)
         except ModelError as err:
-            return Outcome(Err(err.errno), (*self._fired, err.rule))
+            return Outcome(Err(err.errno), (*self._fired, err.rule), tuple(Err(e) for e in err.also))
         return Outcome(value, tuple(self._fired))
 
     return run
@@ -369,21 +369,8 @@ class UnionModel:
 
     def _entry(self, found: Found) -> Entry:
         node = self._inode(found)
-        return self._inode_entry(node, self._nlink(found), self._identity(found))
-
-    def _inode_entry(self, node: Inode, nlink: int, ino: int) -> Entry:
-        return Entry(
-            kind=node.kind,
-            mode=node.mode,
-            uid=node.uid,
-            gid=node.gid,
-            nlink=nlink,
-            size=len(node.data) if node.kind == FILE else len(node.target) if node.kind == SYMLINK else None,
-            digest=digest(node.data) if node.kind == FILE else None,
-            target=node.target if node.kind == SYMLINK else None,
-            xattrs=node.user_xattrs(),
-            ino=ino,
-        )
+        shown = entry(node, self._nlink(found), self._identity(found))
+        return shown if self.profile.user_xattrs else replace(shown, xattrs=())
 
     # ---- copy-up ---------------------------------------------------------------------------------
 
@@ -556,7 +543,12 @@ class UnionModel:
 
     # ---- operations: xattrs ----------------------------------------------------------------------
 
+    def _unsupported(self) -> None:
+        if not self.profile.user_xattrs:
+            raise ModelError(E.EOPNOTSUPP, "union.xattr.unsupported")
+
     def _xattr_target(self, path: str, want: int, name: str) -> Found:
+        self._unsupported()
         if not name.startswith("user."):
             raise ModelError(E.EOPNOTSUPP, "union.xattr.user")
         found = self._existing(path, follow=True)
@@ -591,6 +583,7 @@ class UnionModel:
     @operation
     def listxattr(self, path: str) -> tuple[str, ...]:
         found = self._existing(path, follow=True)
+        self._unsupported()
         return tuple(name for name, _ in self._inode(found).user_xattrs())
 
     # ---- operations: namespace -------------------------------------------------------------------
@@ -706,7 +699,7 @@ class UnionModel:
             raise ModelError(E.EXDEV, "union.rename.dir-exdev")
         not_empty = dst is not None and is_dir and bool(self._names(dst))
         if not_empty and (dst.upper is None or dst.merged):
-            raise ModelError(E.ENOTEMPTY, "union.rename.types")
+            raise ModelError(E.ENOTEMPTY, "union.rename.types", also=(E.EEXIST,))
         self._move(op, oname, src, np_, nname, dst, is_dir, not_empty)
 
     def _move(self, op: Found, oname: str, src: Found, np_: Found, nname: str, dst: Found | None,
@@ -735,7 +728,7 @@ class UnionModel:
             self._fire("union.rename.opaque-into-merged")
             up_src.xattrs[OPAQUE] = b"y"
         if not_empty:
-            raise ModelError(E.ENOTEMPTY, "union.rename.types")
+            raise ModelError(E.ENOTEMPTY, "union.rename.types", also=(E.EEXIST,))
         self.store.unlink(up_old, oname)
         if nname in up_new.entries:
             self.store.unlink(up_new, nname)
@@ -878,7 +871,7 @@ class UnionModel:
         if self.profile.ino_from_origin and node.origin is not None and (
                 node.origin in self.index or self.store.nlink(self.store[node.origin]) == 1):
             identity = node.origin
-        return self._inode_entry(node, nlink, identity)
+        return entry(node, nlink, identity)
 
     @operation
     def close(self, fd: int) -> None:

@@ -100,26 +100,30 @@ class Store:
             for name in sorted(node.entries):
                 child = self[node.entries[name]]
                 p = f"{path}/{name}" if path else name
-                out[p] = self.disk_entry(child)
+                out[p] = entry(child, disk=True)
                 if child.kind == DIR:
                     visit(child.ino, p)
 
         visit(root, "")
         return out
 
-    def disk_entry(self, node: Inode) -> Entry:
-        if node.kind == WHITEOUT:
-            return Entry("whiteout", 0, node.uid, node.gid, None, None, None, None)
-        return Entry(
-            kind=node.kind,
-            mode=node.mode,
-            uid=node.uid,
-            gid=node.gid,
-            nlink=None,
-            size=len(node.data) if node.kind == FILE else len(node.target) if node.kind == SYMLINK else None,
-            digest=digest(node.data) if node.kind == FILE else None,
-            target=node.target if node.kind == SYMLINK else None,
-            xattrs=node.user_xattrs(),
-            opaque=node.opaque,
-            redirect=node.redirect,
-        )
+
+def entry(node: Inode, nlink: int | None = None, ino: int | None = None, disk: bool = False) -> Entry:
+    """An inode in the abstract form: as the union shows it, or (`disk`) as it lies in its layer, with its
+    overlayfs markers."""
+    if node.kind == WHITEOUT:
+        return Entry("whiteout", 0, node.uid, node.gid, None, None, None, None)
+    return Entry(
+        kind=node.kind,
+        mode=node.mode,
+        uid=node.uid,
+        gid=node.gid,
+        nlink=nlink,
+        size=len(node.data) if node.kind == FILE else len(node.target) if node.kind == SYMLINK else None,
+        digest=digest(node.data) if node.kind == FILE else None,
+        target=node.target if node.kind == SYMLINK else None,
+        xattrs=node.user_xattrs(),
+        ino=ino,
+        opaque=disk and node.opaque,
+        redirect=node.redirect if disk else None,
+    )

@@ -25,6 +25,8 @@ class Profile:
     #: readdir copies lower entries up as fallthrus and marks the directory opaque (union mounts)
     readdir_fallthrus: bool = False
 
+    #: user.* xattrs are supported (unionfs-fuse as Debian builds it has none: EOPNOTSUPP)
+    user_xattrs: bool = True
     #: xattr prefixes a subject keeps on its upper layer for itself (on-disk checks under this profile ignore them)
     private_disk_xattrs: tuple[str, ...] = ()
 
@@ -55,7 +57,8 @@ PROFILES: dict[str, Profile] = {
                 "overlayfs, mounting that layer, would show to users).", dir_nlink="subdirs",
                 private_disk_xattrs=("user.fuseoverlayfs.",)),
         Profile("unionfs-fuse", "overlayfs as unionfs-fuse serves it: st_ino is the topmost copy's (it changes on "
-                "copy-up), every directory has nlink 1.", ino_from_origin=False, dir_nlink="one"),
+                "copy-up), every directory has nlink 1, no xattrs; directories are renamed (by copying them up).",
+                ino_from_origin=False, dir_nlink="one", user_xattrs=False, redirect_dir=True),
     )
 }
 

@@ -70,7 +70,7 @@ RULES: dict[str, str] = {
     "union.rename.subtree": "Renaming a directory into its own subtree: EINVAL; onto its own ancestor: "
     "ENOTEMPTY.",
     "union.rename.types": "A directory onto a non-directory: ENOTDIR; a non-directory onto a directory: "
-    "EISDIR; onto a non-empty directory: ENOTEMPTY.",
+    "EISDIR; onto a non-empty directory: ENOTEMPTY (POSIX also allows EEXIST).",
     # links and link counts
     "union.link.dir": "link() of a directory: EPERM.",
     "union.link.exists": "link(), symlink(), mkdir() onto an existing name: EEXIST.",
@@ -93,6 +93,7 @@ RULES: dict[str, str] = {
     "union.ino.origin": "overlayfs: a copied-up file keeps the st_ino of its lower origin (unless it broke "
     "a lower hard link); a merged directory reports its lower st_ino.",
     "union.ino.topmost": "union mounts: st_ino is that of the topmost copy.",
+    "union.xattr.unsupported": "No xattrs at all (unionfs-fuse built without them): EOPNOTSUPP.",
     "union.readlink.notlink": "readlink of anything but a symlink: EINVAL.",
     # xattrs
     "union.xattr.user": "user.* xattrs: ENODATA when absent; EPERM on a symlink; set needs write "

@@ -8,6 +8,7 @@ from pathlib import Path
 from vfslab.check.lockstep import Lockstep, Mismatch
 from vfslab.check.ops import Op
 from vfslab.check.tree import Layers
+from vfslab.check.walk import Unbounded
 from vfslab.model.union.fs import LOOKS_ONLY
 from vfslab.subjects.mounts import watchdog
 
@@ -49,7 +50,10 @@ class Session:
 
     def check(self, disk: bool = True) -> None:
         """Compare the whole state of the subject (and, if `disk`, its upper layer) with the model's."""
-        union, upper = self._guarded("walking the mount", lambda: self.mounted.observe(disk))
+        try:
+            union, upper = self._guarded("walking the mount", lambda: self.mounted.observe(disk))
+        except Unbounded as e:
+            raise Mismatch(f"after step {self.lock.steps}: the mount shows {e}: more than its layers hold") from None
         if upper is not None:
             self.last_upper = upper
         self.lock.check_state(union, upper)

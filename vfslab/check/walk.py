@@ -39,8 +39,19 @@ def _read(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+#: far beyond any tree a check builds: a mount that shows more shows something outside its layers
+MAX_ENTRIES = 1000
+MAX_DEPTH = 12
+MAX_FILE = 1 << 22
+
+
+class Unbounded(Exception):
+    """The tree is larger or deeper than any the checks build (a symlink followed out of a layer, say)."""
+
+
 def _walk(root: Path, wanted: tuple[str, ...] = ()) -> Iterator[tuple[str, Entry, dict[str, bytes]]]:
     """(relative path, entry, xattrs) for the root (as ".") and everything below it, in sorted order."""
+    seen = 0
 
     def entry(s: os.stat_result, fd: int | None, target: str | None) -> tuple[Entry, dict[str, bytes]]:
         e = stat_entry(s)
@@ -50,9 +61,17 @@ def _walk(root: Path, wanted: tuple[str, ...] = ()) -> Iterator[tuple[str, Entry
         return Entry(e.kind, e.mode, e.uid, e.gid, e.nlink, e.size, data, target, user, e.ino), xattrs
 
     def visit(dfd: int, rel: str) -> Iterator[tuple[str, Entry, dict[str, bytes]]]:
+        nonlocal seen
+        if rel.count("/") >= MAX_DEPTH:
+            raise Unbounded(f"{rel} is deeper than {MAX_DEPTH} levels")
         for name in sorted(os.listdir(dfd)):
             path = f"{rel}/{name}" if rel else name
+            seen += 1
+            if seen > MAX_ENTRIES:
+                raise Unbounded(f"more than {MAX_ENTRIES} entries (at {path})")
             s = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            if s.st_size > MAX_FILE and st.S_ISREG(s.st_mode):
+                raise Unbounded(f"{path}, a file of {s.st_size} bytes")
             if st.S_ISLNK(s.st_mode):  # no user xattrs on a symlink: the VFS refuses them
                 yield path, *entry(s, None, os.readlink(name, dir_fd=dfd))
             elif st.S_ISREG(s.st_mode) or st.S_ISDIR(s.st_mode):

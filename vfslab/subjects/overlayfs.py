@@ -203,6 +203,8 @@ class FuseUnionSubject(UnionSubject):
 class FuseOverlayfs(FuseUnionSubject):
     name = "fuse-overlayfs"
     binary = "fuse-overlayfs"
+    # it mounts the same whatever it is held to: the profile is only what its behaviour is compared with
+    profiles = ("overlayfs", "overlayfs-index", "fuse-overlayfs")
 
     def argv(self, m: UnionMount) -> list[str]:
         lowerdir = ":".join(map(str, m.lowers))
@@ -218,6 +220,7 @@ class UnionfsFuse(FuseUnionSubject):
 
     name = "unionfs-fuse"
     binary = "unionfs"
+    profiles = ("overlayfs", "unionfs-fuse")
     claims_overlay_format = False
     uses_workdir = False
     # cow: copy-on-write to the RW branch, without which writes to lower files fail; use_ino: real inode
