@@ -25,6 +25,8 @@ class Profile:
     #: readdir copies lower entries up as fallthrus and marks the directory opaque (union mounts)
     readdir_fallthrus: bool = False
 
+    #: what one real program is seen to do, rather than a design (scenarios' written expectations leave it out)
+    observed: bool = False
     #: user.* xattrs are supported (unionfs-fuse as Debian builds it has none: EOPNOTSUPP)
     user_xattrs: bool = True
     #: xattr prefixes a subject keeps on its upper layer for itself (on-disk checks under this profile ignore them)
@@ -55,10 +57,10 @@ PROFILES: dict[str, Profile] = {
         Profile("fuse-overlayfs", "overlayfs as fuse-overlayfs serves it: directories count their visible "
                 "subdirectories in nlink; copy-ups carry a user.fuseoverlayfs.origin xattr on disk (which kernel "
                 "overlayfs, mounting that layer, would show to users).", dir_nlink="subdirs",
-                private_disk_xattrs=("user.fuseoverlayfs.",)),
+                private_disk_xattrs=("user.fuseoverlayfs.",), observed=True),
         Profile("unionfs-fuse", "overlayfs as unionfs-fuse serves it: st_ino is the topmost copy's (it changes on "
                 "copy-up), every directory has nlink 1, no xattrs; directories are renamed (by copying them up).",
-                ino_from_origin=False, dir_nlink="one", user_xattrs=False, redirect_dir=True),
+                ino_from_origin=False, dir_nlink="one", user_xattrs=False, redirect_dir=True, observed=True),
     )
 }
 
