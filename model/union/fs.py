@@ -198,8 +198,7 @@ class UnionModel:
                 fallthru = True
                 continue
             if node.kind == WHITEOUT:
-                if stack:
-                    self._fire("union.lookup.whiteout")
+                self._fire("union.lookup.whiteout")
                 break
             if node.kind != DIR:
                 if stack:
@@ -558,19 +557,27 @@ class UnionModel:
         self._need(node, want)
         return found
 
+    def _xattr_copy_up(self, found: Found) -> Inode:
+        """Where an xattr change lands: the copy-up, or for a lower name of an indexed inode the index inode
+        itself (overlayfs links no upper alias for it, unlike for chmod or a write)."""
+        self._fire("union.copyup.metadata")
+        lower = self._lower_of(found)
+        if found.upper is None and lower in self.index:
+            self._fire("union.hardlink.index")
+            return self.store[self.index[lower]]
+        return self._copy_up(found)
+
     @operation
     def setxattr(self, path: str, name: str, value: bytes) -> None:
         found = self._xattr_target(path, W, name)
-        self._fire("union.copyup.metadata")
-        self._copy_up(found).xattrs[name] = value
+        self._xattr_copy_up(found).xattrs[name] = value
 
     @operation
     def removexattr(self, path: str, name: str) -> None:
         found = self._xattr_target(path, W, name)
         if name not in self._inode(found).xattrs:
             raise ModelError(E.ENODATA, "union.xattr.user")
-        self._fire("union.copyup.metadata")
-        del self._copy_up(found).xattrs[name]
+        del self._xattr_copy_up(found).xattrs[name]
 
     @operation
     def getxattr(self, path: str, name: str) -> bytes:
@@ -657,13 +664,13 @@ class UnionModel:
         self._remove(parent, name, found, "union.rmdir.whiteout")
 
     def _parents_first(self, *paths: str) -> None:
-        """renameat2 walks to both parents before it looks up either last component."""
+        """renameat2 walks to both parents (searching each) before it looks up either last component."""
         for path in paths:
             parent = path.rstrip("/").rpartition("/")[0]
-            if parent:
-                found = self._existing(parent, follow=True)
-                if self._inode(found).kind != DIR:
-                    raise ModelError(E.ENOTDIR, "union.path.enotdir")
+            found = self._existing(parent, follow=True) if parent else self._root()
+            if self._inode(found).kind != DIR:
+                raise ModelError(E.ENOTDIR, "union.path.enotdir")
+            self._need(self._inode(found), X, "union.path.search")
 
     @operation
     def rename(self, old: str, new: str, noreplace: bool = False) -> None:

@@ -6,6 +6,8 @@ there. Symlink targets are relative and never contain `..`, so nothing resolves 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from hypothesis import strategies as st
 
 from vfslab.check.ops import OPEN_FLAGS
@@ -17,6 +19,8 @@ LONG_NAME = "n" * 256
 USER = 1000
 
 names = st.sampled_from(NAMES)
+#: operations also use a name no generated tree holds, so that creations are not mostly EEXIST
+op_names = st.sampled_from(("d", *NAMES))
 link_targets = st.sampled_from(("a", "b", "c", "a/b", "b/c", ".", "x", "a/x"))
 file_data = st.sampled_from((b"", b"x", b"hello\n", b"0123456789" * 500))
 file_modes = st.sampled_from((0o644, 0o600, 0o666, 0o444, 0o755, 0o000))
@@ -57,15 +61,29 @@ def layer(draw: st.DrawFn) -> tuple[Node, ...]:
 layers = st.lists(layer(), min_size=1, max_size=3).map(lambda ls: Layers(tuple(ls)))
 
 
+@dataclass(frozen=True)
+class PathChoice:
+    """A path argument as drawn: a path of random names, or (half the time) the n-th path the model shows now,
+    so that operations meet what is there instead of ending in ENOENT. Resolved when the rule runs; the op
+    records the concrete path, so programs replay without the model."""
+
+    path: str
+    existing: int | None
+
+    def resolve(self, visible: list[str]) -> str:
+        return visible[self.existing % len(visible)] if self.existing is not None and visible else self.path
+
+
 @st.composite
-def paths(draw: st.DrawFn, root: bool = False, long: bool = False) -> str:
+def paths(draw: st.DrawFn, root: bool = False, long: bool = False) -> PathChoice:
     """A path in the tree; sometimes the root (`.`) or a last component over NAME_MAX."""
     if root and draw(st.integers(0, 9)) == 0:
-        return "."
-    comps = draw(st.lists(names, min_size=1, max_size=MAX_DEPTH))
+        return PathChoice(".", None)
+    # mostly shallow: a random deep path rarely exists
+    comps = [draw(op_names) for _ in range(draw(st.sampled_from((1, 1, 1, 2, 2, 3))))]
     if long and draw(st.integers(0, 14)) == 0:
         comps[-1] = LONG_NAME
-    return "/".join(comps)
+    return PathChoice("/".join(comps), draw(st.none() | st.integers(0, 63)))
 
 
 callers = st.sampled_from((0, 0, 0, USER))

@@ -185,6 +185,10 @@ class Lockstep:
                 return False
         return True
 
+    def visible_paths(self) -> list[str]:
+        """The paths the model (under the first living profile) shows now, for choosing arguments that exist."""
+        return sorted(p for p in self.models[self.alive[0]].state() if p != ".") if self.alive else []
+
     @property
     def deviation(self) -> str | None:
         """The profile the subject still agrees with when it left its held one, else None."""

@@ -63,7 +63,9 @@ def _op_rule(name: str, arg_strategies: tuple, fd: bool):
         if fd:
             slots = sorted(self.session.driver.slots)
             args = (slots[pick % len(slots)], *args)
-        self._do(Op(name, tuple(args), uid))
+        visible = self.session.lock.visible_paths()
+        args = tuple(a.resolve(visible) if isinstance(a, gen.PathChoice) else a for a in args)
+        self._do(Op(name, args, uid))
 
     run.__name__ = name
     strategies = {"args": st.tuples(*arg_strategies), "uid": gen.callers}
