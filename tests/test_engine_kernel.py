@@ -15,13 +15,21 @@ from vfslab.model.union.fs import UnionModel
 CI_EXAMPLES = 500
 
 
+def replayable(program: Program, folder) -> str:
+    """The failure, its program, and the command that replays it (the program is kept in `folder`)."""
+    path = folder / "failure.json"
+    program.write(path)
+    return "\n".join([program.message, *map(str, program.ops), f"replay: vfslab replay {path} --subject "
+                      f"{program.subject} --profile {program.profile}"])
+
+
 @pytest.mark.mounts
 @pytest.mark.parametrize("profile", ["overlayfs", "overlayfs-redirect", "overlayfs-index"])
 def test_model_agrees_with_kernel_overlayfs(need, tmp_path, profile):
     subject = need("kernel-overlay")
     tally = check_stateful(subject, profile, seed=20261121, budget=Budget(CI_EXAMPLES, 25, 600),
                            scratch_root=tmp_path)
-    assert tally.failure is None, tally.failure.message + "\n" + "\n".join(map(str, tally.failure.ops))
+    assert tally.failure is None, replayable(tally.failure, tmp_path)
     assert not tally.error
     assert tally.examples >= CI_EXAMPLES
     assert tally.deviations == {}
