@@ -62,11 +62,20 @@ def test_usage_errors_are_one_line_and_exit_2(argv, text, capsys):
     assert text in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_a_bad_scenario_file_is_one_line(tmp_path, capsys):
+@pytest.mark.parametrize(("text", "said"), [
+    ('id = "x"\nkind = "quantum"\nsubjects = ["model"]\n', "kind 'quantum' is not one of"),
+    ('id = "x"\nkind = "program"\nsubjects = ["model"]\n[[programs]]\nname = "p"\n', "missing key 'ops'"),
+    ('id = "x"\nkind = "program"\nsubjects = ["model"]\n[[programs]]\nname = "p"\nops = [["chmod"]]\n',
+     "bad scenario"),
+    ('id = "x"\nkind = "stateful"\nsubjects = ["model"]\n[params]\nops = ["teleport"]\n', "unknown operations"),
+    ("id = ", "cannot read scenario"),
+])
+def test_a_bad_scenario_file_is_one_line(tmp_path, capsys, text, said):
     bad = tmp_path / "bad.toml"
-    bad.write_text('id = "x"\nkind = "quantum"\nsubjects = ["model"]\n')
+    bad.write_text(text)
     assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
-    assert "kind 'quantum' is not one of" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1
 
 
 def test_subjects_lists_every_subject_with_availability(capsys):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from vfslab.check import examples
 from vfslab.check.ops import ALL_OPS
 
 KINDS = ("stateful", "program")
@@ -55,6 +56,9 @@ def load(path: Path) -> Scenario:
         unknown = set(ops) - set(ALL_OPS)
         if unknown:
             raise ValueError(f"unknown operations {sorted(unknown)}")
+        programs = tuple(data.get("programs", ()))
+        for spec in programs:  # a program that cannot be read is the scenario file's error, not the run's
+            examples.parse(spec, data.get("profile", "overlayfs"))
         return Scenario(
             id=data["id"],
             suite=data.get("suite", path.parent.name),
@@ -67,10 +71,10 @@ def load(path: Path) -> Scenario:
             steps=int(budget.get("steps", 25)),
             seconds=float(budget.get("seconds", 120)),
             ops=ops,
-            programs=tuple(data.get("programs", ())),
+            programs=programs,
             source=str(path),
         )
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, IndexError) as e:
         what = f"missing key {e}" if isinstance(e, KeyError) else str(e)
         raise ValueError(f"{path}: bad scenario: {what}") from None
 

@@ -7,11 +7,14 @@ the model and to any subject whatever fd numbers they hand out.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
+from functools import cache
 
 from vfslab.model.outcome import Err
 from vfslab.model.state import Entry
+from vfslab.model.union import UnionModel
 
 ROOT_UID = 0
 
@@ -87,11 +90,21 @@ class Op:
             raise ValueError(f"unknown operation {name!r}; known: {', '.join(ALL_OPS)}")
         args = [a["bytes"].encode("latin-1") if isinstance(a, dict) else tuple(a) if isinstance(a, list) else a
                 for a in data.get("args", [])]
+        low, high = _arity(name)
+        if not low <= len(args) <= high:
+            raise ValueError(f"{name} takes {low if low == high else f'{low} to {high}'} arguments, not {len(args)}")
         if name == "open":
             args[1] = flags_value(args[1])
         if name in ("write", "setxattr") and isinstance(args[-1], str):
             args[-1] = args[-1].encode()
         return cls(name, tuple(args), int(data.get("uid", ROOT_UID)))
+
+
+@cache
+def _arity(name: str) -> tuple[int, int]:
+    """How many arguments the model's operation takes (at least, at most)."""
+    params = list(inspect.signature(getattr(UnionModel, name)).parameters.values())[1:]
+    return sum(p.default is p.empty for p in params), len(params)
 
 
 def view(result: object) -> object:
