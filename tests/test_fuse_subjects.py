@@ -36,3 +36,25 @@ def test_a_symlink_in_a_lower_layer_never_shows_the_host(need, tmp_path, name, c
     run = check_examples(scenario.programs, subject, "overlayfs", tmp_path, subject.claims_overlay_format)
     escaped = [p for p in run.problems if "more than its layers hold" in p or "d/etc" in p]
     assert (not escaped) == contained, run.problems
+
+
+@pytest.mark.mounts
+def test_a_hung_daemon_is_a_hang_verdict_not_a_stuck_run(need, tmp_path):
+    import os
+    import signal
+    import time
+
+    from vfslab.check.ops import Op
+    from vfslab.check.session import Hang, Session
+    from vfslab.check.tree import Layers, Node
+
+    subject = need("fuse-overlayfs")
+    session = Session(subject, "overlayfs", Layers(((Node("a", "file"),),)), tmp_path / "s", watchdog_seconds=1)
+    try:
+        os.kill(session.mounted.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(Hang, match="did not return within 1 s"):
+            session.step(Op("stat", ("a",)))
+        assert time.monotonic() - started < 10
+    finally:
+        session.close()
