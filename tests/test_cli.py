@@ -48,6 +48,10 @@ def test_a_failing_scenario_exits_1_and_saves_a_replayable_program(tmp_path, cap
     assert record["counterexample"]["replay"].startswith(f"vfslab replay {program}")
     assert main(["report", str(out / "results.json"), "--format", "markdown"]) == 1
     assert "## wrong on model: fail" in capsys.readouterr().out
+    # the program also became a regression scenario: the model agrees with itself on it
+    regression = program.with_suffix(".toml")
+    assert 'kind = "program"' in regression.read_text()
+    assert main(["run", str(regression), "--out", str(tmp_path / "again")]) == 0
 
 
 @pytest.mark.parametrize(("argv", "text"), [

@@ -75,6 +75,7 @@ def _save(program: Program, out: Path, name: str) -> Counterexample:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
     program.write(path)
+    (folder / f"{name}.toml").write_text(program.to_scenario(name))
     return Counterexample(program.layers.to_json(), [op.to_json() for op in program.ops], program.message,
                           _replay_command(path, program.subject, program.profile), str(path))
 

@@ -33,6 +33,20 @@ class Program:
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
 
+    def to_scenario(self, scenario_id: str) -> str:
+        """A regression scenario (TOML, kind `program`): the subject must agree with the model on this program."""
+        data = self.to_json()
+        lines = [
+            f"# Found by vfslab on {self.subject} held to {self.profile}:",
+            *(f"#   {line}" for line in self.message.splitlines()[:6]),
+            f"id = {_toml(scenario_id)}", 'suite = "regressions"', 'kind = "program"',
+            f"subjects = {_toml([self.subject])}", f"profile = {_toml(self.profile)}", 'expect = "pass"', "",
+            "[[programs]]", f"name = {_toml(scenario_id)}", f"layers = {_toml(data['layers'])}",
+            f"ops = {_toml(data['ops'])}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
     @classmethod
     def read(cls, path: Path) -> Program:
         try:
@@ -70,3 +84,14 @@ def run_program(program: Program, subject, profile: str, scratch: Path, watchdog
         out.upper = session.last_upper
         session.close()
     return out
+
+
+def _toml(value: object) -> str:
+    """A TOML value from JSON-shaped data (inline tables and arrays)."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
