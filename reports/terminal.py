@@ -33,6 +33,8 @@ def render(results: Results, console: Console) -> None:
         console.print(f"[dim]{name} unavailable: {reason}[/]")
     for r in s.problems:
         console.print(f"\n[bold]{r.scenario} on {r.subject}[/] ({r.profile}): {r.verdict}")
+        if r.reason and (r.verdict.startswith("deviation:") or not r.counterexample):
+            console.print(f"  {r.reason}", markup=False)
         if r.counterexample:
             cx = r.counterexample
             # the held profile's difference; what the other profiles said is in report.md
@@ -42,7 +44,5 @@ def render(results: Results, console: Console) -> None:
                 console.print(f"  {line}", markup=False)
             console.print(f"  program ({len(cx.ops)} ops): {cx.program_file}", markup=False)
             console.print(f"  replay: {cx.replay}", markup=False)
-        elif r.reason:
-            console.print(f"  {r.reason}", markup=False)
     if s.never_fired:
         console.print(f"\n[dim]rules that never fired: {', '.join(s.never_fired)}[/]")

@@ -31,7 +31,7 @@ from vfslab.check.results import (
     deviation,
 )
 from vfslab.check.stateful import Budget, check_stateful
-from vfslab.model.union import RULES
+from vfslab.model.union import PROFILES, RULES
 from vfslab.subjects import SUBJECTS, mounts
 from vfslab.suite import Scenario
 
@@ -105,6 +105,7 @@ def run_one(scenario: Scenario, subject, options: Options, scratch: Path) -> Rec
         elif tally.deviations:
             record.deviations = sorted(tally.deviations)
             record.verdict = deviation(record.deviations[0])
+            record.reason = f"allowed under {record.deviations[0]}: {PROFILES[record.deviations[0]].description}"
             program = tally.deviations[record.deviations[0]]
             record.counterexample = _save(program, options.out, name)
         else:
@@ -119,6 +120,7 @@ def run_one(scenario: Scenario, subject, options: Options, scratch: Path) -> Rec
             record.counterexample = _save(run.failed, options.out, name)
         elif run.deviation:
             record.verdict, record.deviations = deviation(run.deviation), [run.deviation]
+            record.reason = f"allowed under {run.deviation}: {PROFILES[run.deviation].description}"
         else:
             record.verdict = PASS
     record.seconds = round(time.monotonic() - started, 2)
