@@ -630,7 +630,7 @@ class UnionModel:
             raise ModelError(E.ENOENT, "union.path.enoent")
         self._need(self._inode(parent), W | X)
         if self._inode(found).kind == DIR:
-            raise ModelError(E.EISDIR, "union.path.enotdir")
+            raise ModelError(E.EISDIR, "union.unlink.dir")
         self._index_before_removal(found)
         self._remove(parent, name, found, "union.unlink.whiteout")
         self._count_link(found, -1)
@@ -655,7 +655,7 @@ class UnionModel:
         if found is None:
             raise ModelError(E.ENOENT, "union.path.enoent")
         if name == ".":
-            raise ModelError(E.EINVAL, "union.rename.subtree")
+            raise ModelError(E.EINVAL, "union.rmdir.dot")
         self._need(self._inode(parent), W | X)
         if self._inode(found).kind != DIR:
             raise ModelError(E.ENOTDIR, "union.path.enotdir")

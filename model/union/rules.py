@@ -50,6 +50,8 @@ RULES: dict[str, str] = {
     "union.unlink.upper-only": "Removing a name that exists only on the topmost layer leaves no whiteout.",
     "union.rmdir.whiteout": "rmdir() /olddir -> creates a whiteout on topmost layer (when the name exists "
     "below).",
+    "union.unlink.dir": "unlink of a directory: EISDIR.",
+    "union.rmdir.dot": "rmdir of a path ending in `.`: EINVAL.",
     "union.rmdir.notempty": "rmdir of a directory whose merged listing is not empty: ENOTEMPTY.",
     # readdir
     "union.readdir.merge": "readdir merges the layers: upper entries first, whiteouts and duplicates "
