@@ -95,7 +95,7 @@ def run_one(scenario: Scenario, subject, options: Options, scratch: Path) -> Rec
     if scenario.kind == "stateful":
         budget = Budget(options.examples or scenario.examples, scenario.steps, options.budget or scenario.seconds)
         tally = check_stateful(subject, profile, seed=options.seed, budget=budget, scratch_root=scratch,
-                               ops=scenario.ops, database=options.out / "hypothesis")
+                               ops=scenario.ops, database=options.out / "hypothesis", long_names=scenario.long_names)
         record.examples, record.steps, record.coverage = tally.examples, tally.steps, _coverage(tally.coverage)
         if tally.failure is not None:
             record.verdict = HANG if tally.hang else FAIL

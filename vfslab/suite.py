@@ -31,6 +31,7 @@ class Scenario:
     steps: int = 25
     seconds: float = 120.0
     ops: tuple[str, ...] = ALL_OPS
+    long_names: bool = True
     programs: tuple[dict, ...] = ()
     source: str = ""
 
@@ -52,7 +53,8 @@ def load(path: Path) -> Scenario:
         if kind not in KINDS:
             raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
         budget = data.get("budget", {})
-        ops = tuple(data.get("params", {}).get("ops", ALL_OPS))
+        params = data.get("params", {})
+        ops = tuple(params.get("ops", ALL_OPS))
         unknown = set(ops) - set(ALL_OPS)
         if unknown:
             raise ValueError(f"unknown operations {sorted(unknown)}")
@@ -71,6 +73,7 @@ def load(path: Path) -> Scenario:
             steps=int(budget.get("steps", 25)),
             seconds=float(budget.get("seconds", 120)),
             ops=ops,
+            long_names=bool(params.get("long_names", True)),
             programs=programs,
             source=str(path),
         )

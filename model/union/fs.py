@@ -442,7 +442,8 @@ class UnionModel:
             if inode.kind == DIR and was_whiteout:
                 self._fire("union.mkdir.opaque")
                 inode.xattrs[OPAQUE] = b"y"
-        elif inode.kind == DIR and parent.merged and not self.profile.offline_changes:
+        elif inode.kind == DIR and (self.profile.opaque_new_dirs
+                                    or (parent.merged and not self.profile.offline_changes)):
             self._fire("union.mkdir.opaque-in-merged")
             inode.xattrs[OPAQUE] = b"y"
         self.store.link(up, name, inode)
@@ -547,14 +548,14 @@ class UnionModel:
             raise ModelError(E.EOPNOTSUPP, "union.xattr.unsupported")
 
     def _xattr_target(self, path: str, want: int, name: str) -> Found:
-        self._unsupported()
+        found = self._existing(path, follow=True)
         if not name.startswith("user."):
             raise ModelError(E.EOPNOTSUPP, "union.xattr.user")
-        found = self._existing(path, follow=True)
         node = self._inode(found)
         if node.kind not in (FILE, DIR):
             raise ModelError(E.EPERM if want == W else E.ENODATA, "union.xattr.user")
         self._need(node, want)
+        self._unsupported()  # the VFS checks permission before the file system is asked
         return found
 
     def _xattr_copy_up(self, found: Found) -> Inode:

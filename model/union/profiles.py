@@ -29,8 +29,12 @@ class Profile:
     observed: bool = False
     #: user.* xattrs are supported (unionfs-fuse as Debian builds it has none: EOPNOTSUPP)
     user_xattrs: bool = True
-    #: xattr prefixes a subject keeps on its upper layer for itself (on-disk checks under this profile ignore them)
+    #: xattr prefixes and entry names a subject keeps on its upper layer for itself (on-disk checks under this
+    #: profile ignore them)
     private_disk_xattrs: tuple[str, ...] = ()
+    private_disk_names: tuple[str, ...] = ()
+    #: every new directory is created opaque (fuse-overlayfs), not only where overlayfs's rule says
+    opaque_new_dirs: bool = False
 
     @property
     def offline_changes(self) -> bool:
@@ -55,9 +59,11 @@ PROFILES: dict[str, Profile] = {
         Profile("overlayfs-redirect", "Linux overlayfs with redirect_dir=on.", redirect_dir=True),
         Profile("overlayfs-index", "Linux overlayfs with index=on.", index=True),
         Profile("fuse-overlayfs", "overlayfs as fuse-overlayfs serves it: directories count their visible "
-                "subdirectories in nlink; copy-ups carry a user.fuseoverlayfs.origin xattr on disk (which kernel "
-                "overlayfs, mounting that layer, would show to users).", dir_nlink="subdirs",
-                private_disk_xattrs=("user.fuseoverlayfs.",), observed=True),
+                "subdirectories in nlink; every new directory is opaque, with .wh..opq and .wh..wh..opq entries in "
+                "it, and copy-ups carry a user.fuseoverlayfs.origin xattr, on disk (kernel overlayfs, mounting "
+                "that layer, would show the xattr and a .wh..wh..opq file in every such directory).",
+                dir_nlink="subdirs", private_disk_xattrs=("user.fuseoverlayfs.",),
+                private_disk_names=(".wh..opq", ".wh..wh..opq"), opaque_new_dirs=True, observed=True),
         Profile("unionfs-fuse", "overlayfs as unionfs-fuse serves it: st_ino is the topmost copy's (it changes on "
                 "copy-up), every directory has nlink 1, no xattrs; directories are renamed (by copying them up).",
                 ino_from_origin=False, dir_nlink="one", user_xattrs=False, redirect_dir=True, observed=True),

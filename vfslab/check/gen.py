@@ -103,28 +103,31 @@ def open_flags(draw: st.DrawFn) -> int:
     return flags
 
 
-#: argument strategies of each path operation, in call order
-PATH_ARGS = {
-    "stat": (paths(root=True),),
-    "lstat": (paths(root=True, long=True),),
-    "open": (paths(long=True), open_flags(), create_modes),
-    "truncate": (paths(), st.sampled_from((0, 1, 3, 7000))),
-    "mkdir": (paths(long=True), create_modes),
-    "rmdir": (paths(),),
-    "unlink": (paths(),),
-    "rename": (paths(), paths(), st.booleans()),
-    "link": (paths(), paths()),
-    "symlink": (link_targets, paths(long=True)),
-    "readlink": (paths(),),
-    "chmod": (paths(root=True), chmod_modes),
-    "chown": (paths(), st.sampled_from((0, USER)), st.sampled_from((0, USER))),
-    "utimens": (paths(), st.just((1_000_000_000, 2_000_000_000))),
-    "readdir": (paths(root=True),),
-    "setxattr": (paths(), xattr_names, xattr_values),
-    "getxattr": (paths(), xattr_names),
-    "listxattr": (paths(),),
-    "removexattr": (paths(), xattr_names),
-}
+def path_args(long_names: bool = True) -> dict[str, tuple]:
+    """Argument strategies of each path operation, in call order; `long_names` lets some paths end in a
+    component over NAME_MAX."""
+    return {
+        "stat": (paths(root=True),),
+        "lstat": (paths(root=True, long=long_names),),
+        "open": (paths(long=long_names), open_flags(), create_modes),
+        "truncate": (paths(), st.sampled_from((0, 1, 3, 7000))),
+        "mkdir": (paths(long=long_names), create_modes),
+        "rmdir": (paths(),),
+        "unlink": (paths(),),
+        "rename": (paths(), paths(), st.booleans()),
+        "link": (paths(), paths()),
+        "symlink": (link_targets, paths(long=long_names)),
+        "readlink": (paths(),),
+        "chmod": (paths(root=True), chmod_modes),
+        "chown": (paths(), st.sampled_from((0, USER)), st.sampled_from((0, USER))),
+        "utimens": (paths(), st.just((1_000_000_000, 2_000_000_000))),
+        "readdir": (paths(root=True),),
+        "setxattr": (paths(), xattr_names, xattr_values),
+        "getxattr": (paths(), xattr_names),
+        "listxattr": (paths(),),
+        "removexattr": (paths(), xattr_names),
+    }
+
 
 #: argument strategies of each fd operation after the slot
 FD_ARGS = {

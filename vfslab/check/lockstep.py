@@ -77,11 +77,13 @@ def diff_states(expected: State, actual: State, identity: Identity | None) -> li
     return out
 
 
-def _without_private_xattrs(state: State, prefixes: tuple[str, ...]) -> State:
-    if not prefixes:
+def _without_private(state: State, profile) -> State:
+    """A subject's upper layer without what it keeps there for itself (as its profile names it)."""
+    names, prefixes = profile.private_disk_names, profile.private_disk_xattrs
+    if not names and not prefixes:
         return state
     return {p: replace(e, xattrs=tuple(x for x in e.xattrs if not x[0].startswith(prefixes)))
-            for p, e in state.items()}
+            for p, e in state.items() if p.rpartition("/")[2] not in names}
 
 
 class Lockstep:
@@ -151,7 +153,7 @@ class Lockstep:
         ident.forget_all_but({e.ino for e in expected.values()}, {e.ino for e in union.values()})
         diffs = diff_states(expected, union, ident)
         if upper is not None and self.disk:
-            on_disk = _without_private_xattrs(upper, model.profile.private_disk_xattrs)
+            on_disk = _without_private(upper, model.profile)
             diffs += [f"upper layer on disk: {d}" for d in diff_states(model.upper_state(), on_disk, None)]
         if diffs:
             return f"after step {step}: the state differs from the model under {name}:\n  " + "\n  ".join(diffs[:12])

@@ -76,7 +76,7 @@ def _op_rule(name: str, arg_strategies: tuple, fd: bool):
 
 
 def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, ops: tuple[str, ...], deadline: float,
-                 watchdog_seconds: float) -> type[RuleBasedStateMachine]:
+                 watchdog_seconds: float, long_names: bool = True) -> type[RuleBasedStateMachine]:
     """A state machine class checking `subject` held to `profile`, recording into `tally`."""
 
     class UnionMachine(RuleBasedStateMachine):
@@ -143,7 +143,7 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, ops: t
                                                            lock.why[profile])
             self.session.close()
 
-    for name, strategies in gen.PATH_ARGS.items():
+    for name, strategies in gen.path_args(long_names).items():
         if name in ops:
             setattr(UnionMachine, f"op_{name}", _op_rule(name, strategies, fd=False))
     for name, strategies in gen.FD_ARGS.items():
@@ -154,12 +154,12 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, ops: t
 
 def check_stateful(subject, profile: str, *, seed: int, budget: Budget, scratch_root: Path,
                    ops: tuple[str, ...] = ALL_OPS, database: Path | None = None,
-                   watchdog_seconds: float = 10.0) -> Tally:
+                   watchdog_seconds: float = 10.0, long_names: bool = True) -> Tally:
     """Run generated programs against `subject` held to `profile`; a failure is shrunk and kept in the tally."""
     tally = Tally()
     scratch_root.mkdir(parents=True, exist_ok=True)
     machine = make_machine(subject, profile, scratch_root, tally, ops, time.monotonic() + budget.seconds,
-                           watchdog_seconds)
+                           watchdog_seconds, long_names)
     hypothesis_seed(seed)(machine)
     config = settings(
         max_examples=budget.examples,
