@@ -85,6 +85,12 @@ def _coverage(fired: dict[str, int]) -> dict[str, int]:
     return {rule: fired.get(rule, 0) for rule in RULES}
 
 
+def _deviates(record: Record, profiles: list[str]) -> None:
+    record.deviations = profiles
+    record.verdict = deviation(profiles[0])
+    record.reason = f"allowed under {profiles[0]}: {PROFILES[profiles[0]].description}"
+
+
 def run_one(scenario: Scenario, subject, options: Options, scratch: Path) -> Record:
     """One scenario against one subject: the record with its verdict."""
     profile = options.profile or scenario.profile
@@ -103,15 +109,16 @@ def run_one(scenario: Scenario, subject, options: Options, scratch: Path) -> Rec
         elif tally.error:
             record.reason = tally.error
         elif tally.deviations:
-            record.deviations = sorted(tally.deviations)
-            record.verdict = deviation(record.deviations[0])
-            record.reason = f"allowed under {record.deviations[0]}: {PROFILES[record.deviations[0]].description}"
-            program = tally.deviations[record.deviations[0]]
-            record.counterexample = _save(program, options.out, name)
+            _deviates(record, sorted(tally.deviations))
+            record.counterexample = _save(tally.deviations[record.deviations[0]], options.out, name)
         else:
             record.verdict = PASS
     else:
-        run = check_examples(scenario.programs, subject, profile, scratch, subject.claims_overlay_format)
+        try:
+            run = check_examples(scenario.programs, subject, profile, scratch, subject.claims_overlay_format)
+        except (RuntimeError, OSError) as e:  # a mount refused, say: this record's error, not the whole run's
+            record.reason = f"{type(e).__name__}: {e}"
+            return record
         record.examples = len(scenario.programs)
         record.coverage = _coverage(run.coverage)
         if run.problems:
@@ -119,8 +126,7 @@ def run_one(scenario: Scenario, subject, options: Options, scratch: Path) -> Rec
             record.reason = f"{len(run.problems)} expectation(s) not met; first: {run.problems[0].splitlines()[0]}"
             record.counterexample = _save(run.failed, options.out, name)
         elif run.deviation:
-            record.verdict, record.deviations = deviation(run.deviation), [run.deviation]
-            record.reason = f"allowed under {run.deviation}: {PROFILES[run.deviation].description}"
+            _deviates(record, [run.deviation])
         else:
             record.verdict = PASS
     record.seconds = round(time.monotonic() - started, 2)
