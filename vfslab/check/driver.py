@@ -8,6 +8,7 @@ with setfsuid/setfsgid: the kernel then drops the fs capabilities, and FUSE daem
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import stat as st
 from collections.abc import Iterator
@@ -15,8 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from vfslab.check.ops import FD_OPS, Op
-from vfslab.model.outcome import Err
+from vfslab.model.outcome import Err, Outcome
 from vfslab.model.state import Entry
+from vfslab.model.union import Cred, UnionModel
 
 _libc = ctypes.CDLL(None, use_errno=True)
 RENAME_NOREPLACE = 1
@@ -45,7 +47,8 @@ def as_caller(uid: int) -> Iterator[None]:
 
 def stat_entry(s: os.stat_result) -> Entry:
     kind = ("dir" if st.S_ISDIR(s.st_mode) else "file" if st.S_ISREG(s.st_mode)
-            else "symlink" if st.S_ISLNK(s.st_mode) else "other")
+            else "symlink" if st.S_ISLNK(s.st_mode)
+            else "whiteout" if st.S_ISCHR(s.st_mode) and s.st_rdev == 0 else "other")
     return Entry(kind, st.S_IMODE(s.st_mode), s.st_uid, s.st_gid, s.st_nlink, None if kind == "dir" else s.st_size,
                  None, None, (), s.st_ino)
 
@@ -66,7 +69,7 @@ class OsDriver:
         args = op.args
         if op.name in FD_OPS:
             if args[0] not in self.slots:
-                return Err(9)
+                return Err(errno.EBADF)
             args = (self.slots[args[0]], *args[1:])
         try:
             with as_caller(op.uid):
@@ -181,3 +184,37 @@ class OsDriver:
 
     def removexattr(self, path: str, name: str) -> None:
         os.removexattr(self._full(path), name)
+
+
+class ModelDriver:
+    """Runs ops on a UnionModel as OsDriver runs them on a mount: slots map to the model's fds."""
+
+    def __init__(self, model: UnionModel) -> None:
+        self.model = model
+        self.slots: dict[int, int] = {}
+
+    def call(self, op: Op, slot: int | None = None) -> Outcome:
+        """The model's outcome. A successful open takes `slot` (by default the next one, numbered as OsDriver
+        numbers them)."""
+        self.model.cred = Cred(op.uid, caller_gid(op.uid))
+        args = op.args
+        if op.name in FD_OPS:
+            if args[0] not in self.slots:
+                return Outcome(Err(errno.EBADF), ("union.fd.mode",))
+            args = (self.slots[args[0]], *args[1:])
+        outcome = getattr(self.model, op.name)(*args)
+        if not outcome.failed and op.name == "open":
+            self.slots[max(self.slots, default=-1) + 1 if slot is None else slot] = outcome.result
+        elif not outcome.failed and op.name == "close":
+            del self.slots[op.args[0]]
+        return outcome
+
+    def apply(self, op: Op) -> object:
+        outcome = self.call(op)
+        return max(self.slots) if op.name == "open" and not outcome.failed else outcome.result
+
+    def release(self) -> None:
+        self.slots.clear()
+
+    def reopen(self) -> None:
+        """Nothing to reopen."""

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from vfslab.check.ops import BENCH_OPS, FD_OPS, Op, show, view
-from vfslab.model.outcome import Err, Outcome
+from vfslab.check.driver import ModelDriver
+from vfslab.check.ops import BENCH_OPS, Op, show, view
+from vfslab.model.outcome import Err
 from vfslab.model.state import State
-from vfslab.model.union import PROFILES, Cred, UnionModel
+from vfslab.model.union import PROFILES, UnionModel
 from vfslab.model.union import profiles as union_profiles
 
 
@@ -48,6 +49,9 @@ class Identity:
                 self.back.pop(r, None)
 
 
+FIELDS = ("kind", "mode", "uid", "gid", "nlink", "size", "digest", "target", "xattrs", "opaque", "redirect")
+
+
 def diff_states(expected: State, actual: State, identity: Identity | None) -> list[str]:
     out = []
     for path in sorted(expected.keys() | actual.keys()):
@@ -58,22 +62,16 @@ def diff_states(expected: State, actual: State, identity: Identity | None) -> li
         if a is None:
             out.append(f"{path}: absent on the subject, the model has a {e.kind}")
             continue
-        if e == a or (e.kind == a.kind == "whiteout"):
-            if identity is not None and e.kind != "whiteout" and (msg := identity.check(path, e.ino, a.ino)):
-                out.append(msg)
-            continue
-        fields = ("kind", "mode", "uid", "gid", "nlink", "size", "digest", "target", "xattrs", "opaque", "redirect")
-        for f in fields:
-            ev, av = getattr(e, f), getattr(a, f)
-            if e.kind == "whiteout" and f != "kind":
-                continue
-            if ev != av:
-                shown = (oct(ev), oct(av)) if f == "mode" else (ev, av)
-                out.append(f"{path}: {f} model={shown[0]!r} subject={shown[1]!r}")
-        if identity is not None and e.kind != "whiteout":
-            msg = identity.check(path, e.ino, a.ino)
-            if msg:
-                out.append(msg)
+        # a whiteout is only a kind: its mode, owner and link count are the file system's business
+        fields = ("kind",) if e.kind == "whiteout" else FIELDS
+        if e != a:
+            for f in fields:
+                ev, av = getattr(e, f), getattr(a, f)
+                if ev != av:
+                    shown = (oct(ev), oct(av)) if f == "mode" else (ev, av)
+                    out.append(f"{path}: {f} model={shown[0]!r} subject={shown[1]!r}")
+        if identity is not None and e.kind != "whiteout" and (msg := identity.check(path, e.ino, a.ino)):
+            out.append(msg)
     return out
 
 
@@ -90,20 +88,20 @@ class Lockstep:
     """`subject` is an OsDriver-like object (`apply`, `release`, `reopen`); `mounted` has `remount`, `push`
     and `upper`; `held` names the profile the subject is held to."""
 
-    def __init__(self, layers, subject, mounted, held: str, disk: bool, candidates: tuple[str, ...] = ()) -> None:
+    def __init__(self, layers, subject, mounted, held: str, disk: bool) -> None:
         union_profiles.get(held)
         self.layers = layers
         self.subject = subject
         self.mounted = mounted
         self.held = held
         self.disk = disk and mounted.upper is not None
-        self.waiting = [p for p in candidates or PROFILES if p != held]
-        self.models: dict[str, UnionModel] = {}
+        self.waiting = [p for p in PROFILES if p != held]
+        self.drivers: dict[str, ModelDriver] = {}
         self.identity: dict[str, Identity] = {}
-        self.slots: dict[str, dict[int, int]] = {}
         self.alive: list[str] = []
         self.why: dict[str, str] = {}
-        self.history: list[tuple] = []  # ("op", op, actual), ("bench", op) and ("state", union, upper) events
+        # ("op", op, actual, step), ("bench", op) and ("state", union, upper, step) events
+        self.history: list[tuple] = []
         self.coverage: Counter[str] = Counter()
         self.steps = 0
         self.trace: list[str] = []
@@ -111,9 +109,8 @@ class Lockstep:
         self.alive.append(held)
 
     def _start(self, name: str) -> None:
-        self.models[name] = UnionModel(self.layers.lowers, PROFILES[name])
+        self.drivers[name] = ModelDriver(UnionModel(self.layers.lowers, PROFILES[name]))
         self.identity[name] = Identity()
-        self.slots[name] = {}
 
     # -- the record and the comparisons -----------------------------------------------------------
 
@@ -122,20 +119,19 @@ class Lockstep:
         if event[0] == "op":
             return self._compare_op(name, event[1], event[2], event[3])
         if event[0] == "bench":
-            outcome = getattr(self.models[name], event[1].name)()
+            outcome = getattr(self.drivers[name].model, event[1].name)()
             if name == self.held:
                 self.coverage.update(outcome.rules)
-            self.slots[name].clear()
+            self.drivers[name].release()
             return None
         return self._compare_state(name, event[1], event[2], event[3])
 
     def _compare_op(self, name: str, op: Op, actual: object, step: int) -> str | None:
-        outcome = self._model_apply(name, op)
+        # an open takes the slot the subject's driver numbered it
+        outcome = self.drivers[name].call(op, slot=None if isinstance(actual, Err) else actual)
         if name == self.held:
             self.coverage.update(outcome.rules)
         if op.name == "open":
-            if not outcome.failed and not isinstance(actual, Err):
-                self.slots[name][actual] = outcome.result  # the slot the subject's driver numbered it
             same = isinstance(actual, Err) == outcome.failed and (not outcome.failed or outcome.allows(actual))
         else:
             same = view(actual) == view(outcome.result) or any(view(actual) == view(a) for a in outcome.also)
@@ -147,7 +143,7 @@ class Lockstep:
         return None
 
     def _compare_state(self, name: str, union: State, upper: State | None, step: int) -> str | None:
-        model = self.models[name]
+        model = self.drivers[name].model
         expected = model.state()
         ident = self.identity[name]
         ident.forget_all_but({e.ino for e in expected.values()}, {e.ino for e in union.values()})
@@ -189,26 +185,12 @@ class Lockstep:
 
     def visible_paths(self) -> list[str]:
         """The paths the model (under the first living profile) shows now, for choosing arguments that exist."""
-        return sorted(p for p in self.models[self.alive[0]].state() if p != ".") if self.alive else []
+        return sorted(p for p in self.drivers[self.alive[0]].model.state() if p != ".") if self.alive else []
 
     @property
     def deviation(self) -> str | None:
         """The profile the subject still agrees with when it left its held one, else None."""
         return None if self.held in self.alive or not self.alive else self.alive[0]
-
-    def _model_apply(self, name: str, op: Op) -> Outcome:
-        model = self.models[name]
-        model.cred = Cred(op.uid, op.uid)
-        args = op.args
-        slots = self.slots[name]
-        if op.name in FD_OPS:
-            if args[0] not in slots:
-                return Outcome(Err(9), ("union.fd.mode",))
-            args = (slots[args[0]], *args[1:])
-        outcome = getattr(model, op.name)(*args)
-        if op.name == "close" and not outcome.failed:
-            del slots[op.args[0]]
-        return outcome
 
     # -- driving ----------------------------------------------------------------------------------
 

@@ -104,7 +104,7 @@ def disk_state(layer: Path) -> State:
     for path, e, marks in _walk(layer, (OPAQUE, REDIRECT)):
         if path == ".":
             continue
-        if e.kind == "other" and os.lstat(layer / path).st_rdev == 0:
+        if e.kind == "whiteout":
             out[path] = Entry("whiteout", 0, e.uid, e.gid, None, None, None, None)
             continue
         out[path] = Entry(e.kind, e.mode, e.uid, e.gid, None, e.size, e.digest, e.target, e.xattrs, None,

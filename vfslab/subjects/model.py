@@ -5,39 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vfslab.check.ops import FD_OPS, Op
+from vfslab.check.driver import ModelDriver
 from vfslab.check.tree import Layers
-from vfslab.model.outcome import Err
 from vfslab.model.state import State
-from vfslab.model.union import PROFILES, Cred, UnionModel
-
-
-class ModelDriver:
-    def __init__(self, model: UnionModel) -> None:
-        self.model = model
-        self.slots: dict[int, int] = {}
-
-    def apply(self, op: Op) -> object:
-        self.model.cred = Cred(op.uid, op.uid)
-        args = op.args
-        if op.name in FD_OPS:
-            if args[0] not in self.slots:
-                return Err(9)
-            args = (self.slots[args[0]], *args[1:])
-        result = getattr(self.model, op.name)(*args).result
-        if op.name == "open" and not isinstance(result, Err):
-            slot = max(self.slots, default=-1) + 1
-            self.slots[slot] = result
-            return slot
-        if op.name == "close" and not isinstance(result, Err):
-            del self.slots[op.args[0]]
-        return result
-
-    def release(self) -> None:
-        self.slots.clear()
-
-    def reopen(self) -> None:
-        """Nothing to reopen."""
+from vfslab.model.union import PROFILES, UnionModel
 
 
 class ModelMount:
