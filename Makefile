@@ -16,6 +16,7 @@ test: $(VENV)/.installed deps
 
 bench: $(VENV)/.installed deps
 	$(BIN)/python bench/bench_union.py
+	$(BIN)/python bench/bench_union_fs.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

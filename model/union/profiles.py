@@ -58,6 +58,8 @@ PROFILES: dict[str, Profile] = {
         Profile("overlayfs", "Linux overlayfs defaults: redirect_dir=off, index=off, metacopy=off, xino=off."),
         Profile("overlayfs-redirect", "Linux overlayfs with redirect_dir=on.", redirect_dir=True),
         Profile("overlayfs-index", "Linux overlayfs with index=on.", index=True),
+        Profile("overlayfs-redirect-index", "Linux overlayfs with redirect_dir=on and index=on (union-fuse's "
+                "defaults).", redirect_dir=True, index=True),
         Profile("fuse-overlayfs", "overlayfs as fuse-overlayfs serves it: directories count their visible "
                 "subdirectories in nlink; every new directory is opaque, with .wh..opq and .wh..wh..opq entries in "
                 "it, and copy-ups carry a user.fuseoverlayfs.origin xattr, on disk (kernel overlayfs, mounting "

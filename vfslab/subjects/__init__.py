@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from vfslab.subjects.base import Mounted, Subject
 from vfslab.subjects.model import ModelSubject
-from vfslab.subjects.overlayfs import FuseOverlayfs, KernelOverlay, UnionfsFuse
+from vfslab.subjects.overlayfs import FuseOverlayfs, KernelOverlay, UnionfsFuse, UnionFuse
 
 __all__ = ["SUBJECTS", "Mounted", "Subject", "get"]
 
-SUBJECTS: dict[str, Subject] = {s.name: s for s in (ModelSubject(), KernelOverlay(), FuseOverlayfs(), UnionfsFuse())}
+SUBJECTS: dict[str, Subject] = {s.name: s for s in (ModelSubject(), KernelOverlay(), UnionFuse(), FuseOverlayfs(),
+                                                  UnionfsFuse())}
 
 
 def get(name: str) -> Subject:

@@ -56,15 +56,22 @@ class LiveMount:
 
 @dataclass
 class FuseProcess:
-    """A FUSE daemon running in the foreground as our child, mounted at `mnt`."""
+    """A FUSE daemon running in the foreground, mounted at `mnt`: our child (`proc`), or a fork server's."""
 
-    proc: subprocess.Popen
+    pid: int
     mnt: Path
     log: Path
+    proc: subprocess.Popen | None = field(default=None, repr=False)
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+    def exited(self) -> str | None:
+        """None while it runs; else how it ended."""
+        if self.proc is not None:
+            return None if self.proc.poll() is None else f"exited with status {self.proc.returncode}"
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return "exited"
+        return None
 
     def stderr_tail(self) -> str:
         return _log_tail(self.log)
@@ -228,40 +235,43 @@ def _log_tail(log: Path, lines: int = 3) -> str:
     return _one_line("\n".join(text.strip().splitlines()[-lines:]))
 
 
-def start_fuse(argv: list[str], mnt: Path, timeout: float = 10, log: Path | None = None) -> FuseProcess:
+def start_fuse(argv: list[str], mnt: Path, timeout: float = 10, log: Path | None = None,
+               spawn: Callable[[list[str], Path], int] | None = None) -> FuseProcess:
     """Start a FUSE daemon in the foreground (argv must keep it there, e.g. `-f`) and wait for its mount.
 
     The daemon runs in its own process group, so a Ctrl-C meant for us does not kill it before we unmount;
     its stdout and stderr go to `log` (default: `<mnt's parent>/<program>.log`, appended across remounts).
+    `spawn(argv, log) -> pid` starts it some other way than as our child (a fork server, say).
     """
     mnt = _abspath(mnt)
     log = log or mnt.parent / f"{Path(argv[0]).name}.log"
     before = find_mount(mnt)
-    with open(log, "ab") as out:
-        try:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
-            )
-        except OSError as e:
-            raise MountError(f"cannot start {argv[0]}: {e.strerror}") from None
-    daemon = FuseProcess(proc, mnt, log)
+    if spawn is not None:
+        daemon = FuseProcess(spawn(argv, log), mnt, log)
+    else:
+        with open(log, "ab") as out:
+            try:
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+                )
+            except OSError as e:
+                raise MountError(f"cannot start {argv[0]}: {e.strerror}") from None
+        daemon = FuseProcess(proc.pid, mnt, log, proc)
     deadline = time.monotonic() + timeout
     while True:
         now = find_mount(mnt)
         if now is not None and now != before:
-            _register(LiveMount(mnt, now.fstype, proc.pid, proc))
+            _register(LiveMount(mnt, now.fstype, daemon.pid, daemon.proc))
             return daemon
-        if proc.poll() is not None:
-            status = proc.returncode
-            raise MountError(
-                f"{argv[0]} exited with status {status} before mounting {mnt}: {daemon.stderr_tail()}"
-            )
+        ended = daemon.exited()
+        if ended is not None:
+            raise MountError(f"{argv[0]} {ended} before mounting {mnt}: {daemon.stderr_tail()}")
         if time.monotonic() > deadline:
-            _kill_and_reap(proc.pid, proc)
+            _kill_and_reap(daemon.pid, daemon.proc)
             if find_mount(mnt) != before:  # it mounted just as we gave up
                 unmount(mnt)
             raise MountError(f"{argv[0]} did not mount {mnt} within {timeout:g} s: {daemon.stderr_tail()}")
-        time.sleep(0.02)
+        time.sleep(0.002)
 
 
 # --------------------------------------------------------------------------------------------- unmounting

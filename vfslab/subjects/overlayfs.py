@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -20,6 +21,9 @@ from vfslab.check.tree import Layers, build_layer
 from vfslab.check.walk import disk_state, union_state
 from vfslab.model.state import State
 from vfslab.subjects import mounts
+from vfslab.subjects.forkserver import ForkServer
+
+_FORKS = ForkServer()
 
 # Characters that would be read as separators in an option string (`,`), a lowerdir or branch list (`:`),
 # unionfs's `dir=RW` (`=`), or need escaping we do not do.
@@ -140,12 +144,13 @@ class UnionSubject:
 class KernelOverlay(UnionSubject):
     name = "kernel-overlay"
     can_hang = False
-    profiles = ("overlayfs", "overlayfs-redirect", "overlayfs-index")
+    profiles = ("overlayfs", "overlayfs-redirect", "overlayfs-index", "overlayfs-redirect-index")
     # Every feature is spelled out so the kernel's compiled-in defaults cannot change what a profile means.
     PROFILE_OPTIONS: ClassVar[dict[str, str]] = {
         "overlayfs": "redirect_dir=off,index=off,metacopy=off,xino=off",
         "overlayfs-redirect": "redirect_dir=on,index=off,metacopy=off,xino=off",
         "overlayfs-index": "redirect_dir=off,index=on,metacopy=off,xino=off",
+        "overlayfs-redirect-index": "redirect_dir=on,index=on,metacopy=off,xino=off",
     }
 
     def available(self) -> tuple[bool, str]:
@@ -231,3 +236,32 @@ class UnionfsFuse(FuseUnionSubject):
     def argv(self, m: UnionMount) -> list[str]:
         branches = ":".join([f"{m.upper}=RW", *(f"{lower}=RO" for lower in m.lowers)])
         return [self.binary, "-f", "-o", self.OPTIONS, branches, str(m.path)]
+
+
+class UnionFuse(FuseUnionSubject):
+    """Ours (`impl/union`), run by this Python interpreter, so it needs nothing installed on PATH."""
+
+    name = "union-fuse"
+    binary = sys.executable
+    profiles = ("overlayfs-redirect-index", "overlayfs", "overlayfs-redirect", "overlayfs-index")
+    PROFILE_OPTIONS: ClassVar[dict[str, str]] = {
+        "overlayfs": "redirect_dir=off,index=off",
+        "overlayfs-redirect": "redirect_dir=on,index=off",
+        "overlayfs-index": "redirect_dir=off,index=on",
+        "overlayfs-redirect-index": "redirect_dir=on,index=on",
+    }
+
+    def version(self) -> str:
+        from vfslab.impl.union.main import version
+
+        return version()
+
+    def argv(self, m: UnionMount) -> list[str]:
+        lowerdir = ":".join(map(str, m.lowers))
+        options = f"lowerdir={lowerdir},upperdir={m.upper},workdir={m.work},{self.PROFILE_OPTIONS[m.profile]}"
+        return [sys.executable, "-m", "vfslab.impl.union.main", "-f", "-o", options, str(m.path)]
+
+    def mount(self, m: UnionMount) -> int:
+        argv = self.argv(m)
+        return mounts.start_fuse(argv, m.path, log=m.scratch / "union-fuse.log",
+                                 spawn=lambda _, log: _FORKS.spawn("vfslab.impl.union.main:main", argv[3:], log)).pid

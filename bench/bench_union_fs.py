@@ -1,0 +1,294 @@
+"""`make bench`: how fast our union file system is next to fuse-overlayfs, unionfs-fuse and kernel overlayfs.
+
+Each subject is mounted in turn over a lower layer holding one big file and a directory of 4 KiB files, and
+four workloads are timed (wall clock) through the mount:
+
+- create+stat+unlink: in a fresh directory, create an empty file, stat it and unlink it, N times (all in the
+  upper layer: the cost of metadata round trips);
+- sequential read, cold: read the big lower file in 1 MiB reads after `sync` and dropping every cache;
+- sequential read, warm: read it again at once, with the page cache warm;
+- copy-up: append one byte to each of the small lower files (each is copied up to the upper layer first).
+
+The table gives seconds per workload and subject, and each subject's time as a multiple of fuse-overlayfs's.
+The goal: union-fuse takes at most 1.5x fuse-overlayfs's time on every workload. Every figure is one run on a
+live machine, so other load on it shows up in them. Needs root (to mount and to drop caches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from vfslab.check.tree import Layers
+from vfslab.subjects import get
+from vfslab.subjects.mounts import MountError, watchdog
+from vfslab.subjects.overlayfs import UnionMount, UnionSubject
+
+#: subject -> the profile it is mounted with, in table order
+SUBJECTS = {
+    "union-fuse": "overlayfs-redirect-index",
+    "fuse-overlayfs": "overlayfs",
+    "unionfs-fuse": "overlayfs",
+    "kernel-overlay": "overlayfs",
+}
+REFERENCE = "fuse-overlayfs"
+GOAL = 1.5  # union-fuse's time at most this multiple of the reference's
+MiB = 1 << 20
+SMALL_FILE = 4096
+HANG_SECONDS = 600  # a workload still running after this long is taken as hung: its mount is aborted
+BIG, SMALL, CREATES = "big", "small", "creates"  # names in the union
+
+
+@dataclass(frozen=True)
+class Sizes:
+    creates: int
+    read_bytes: int
+    copy_ups: int
+
+
+FULL = Sizes(creates=5000, read_bytes=256 * MiB, copy_ups=1000)
+QUICK = Sizes(creates=500, read_bytes=32 * MiB, copy_ups=100)
+
+
+class SubjectFailed(Exception):
+    """A subject did something wrong (or hung) in a workload; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    label: str
+    run: Callable[[Path], float]  # the mount point -> seconds taken
+    read_bytes: int = 0  # bytes it reads, for a throughput figure
+
+
+@dataclass
+class Outcome:
+    seconds: dict[str, float] = field(default_factory=dict)  # by workload label
+    error: str | None = None
+
+
+def create_stat_unlink(mnt: Path, count: int) -> float:
+    where = mnt / CREATES
+    where.mkdir()
+    started = time.perf_counter()
+    for i in range(count):
+        path = where / f"f{i}"
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+        os.stat(path)
+        os.unlink(path)
+    return time.perf_counter() - started
+
+
+def drop_caches() -> None:
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as e:
+        raise SystemExit(f"bench: cannot drop the page cache: {e.strerror} (needs root, and /proc/sys writable)") \
+            from None
+
+
+def sequential_read(mnt: Path, size: int, cold: bool) -> float:
+    if cold:
+        drop_caches()
+    read = 0
+    started = time.perf_counter()
+    fd = os.open(mnt / BIG, os.O_RDONLY)
+    try:
+        while chunk := os.read(fd, MiB):
+            read += len(chunk)
+    finally:
+        os.close(fd)
+    seconds = time.perf_counter() - started
+    if read != size:
+        raise SubjectFailed(f"read {read} bytes of a {size}-byte file")
+    return seconds
+
+
+def copy_up(mnt: Path, count: int) -> float:
+    paths = [mnt / SMALL / f"f{i}" for i in range(count)]
+    started = time.perf_counter()
+    for path in paths:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, b"+")
+        finally:
+            os.close(fd)
+    seconds = time.perf_counter() - started
+    wrong = [p.name for p in paths if p.stat().st_size != SMALL_FILE + 1]
+    if wrong:
+        raise SubjectFailed(f"{len(wrong)} files are not {SMALL_FILE + 1} bytes long after the append "
+                            f"(the first: {wrong[0]})")
+    return seconds
+
+
+def workloads(sizes: Sizes) -> list[Workload]:
+    mib = sizes.read_bytes // MiB
+    return [
+        Workload(f"create+stat+unlink x{sizes.creates}", partial(create_stat_unlink, count=sizes.creates)),
+        Workload(f"{mib} MiB sequential read, cold", partial(sequential_read, size=sizes.read_bytes, cold=True),
+                 sizes.read_bytes),
+        Workload(f"{mib} MiB sequential read, warm", partial(sequential_read, size=sizes.read_bytes, cold=False),
+                 sizes.read_bytes),
+        Workload(f"copy-up of {sizes.copy_ups} small files", partial(copy_up, count=sizes.copy_ups)),
+    ]
+
+
+def fill_lower(lower: Path, sizes: Sizes) -> None:
+    """The big file (random bytes, so nothing can shortcut reading it) and the small files, on disk."""
+    chunk = os.urandom(MiB)
+    with open(lower / BIG, "wb") as f:
+        for _ in range(sizes.read_bytes // MiB):
+            f.write(chunk)
+    (lower / SMALL).mkdir(mode=0o755)
+    for i in range(sizes.copy_ups):
+        (lower / SMALL / f"f{i}").write_bytes(b"s" * SMALL_FILE)
+    os.sync()  # so writeback does not run during the first workload
+
+
+def run_subject(name: str, scratch: Path, sizes: Sizes, console: Console) -> Outcome:
+    """Mount the subject in `scratch` (made here, removed afterwards) and time every workload until one fails."""
+    subject = get(name)
+    assert isinstance(subject, UnionSubject)
+    outcome = Outcome()
+    mounted: UnionMount | None = None
+    scratch.mkdir(parents=True)  # not exist_ok: what is removed at the end must be ours
+    try:
+        mounted = subject.setup(Layers(), scratch, SUBJECTS[name])
+        # a union's lower layer must not change under it: fill it while unmounted
+        mounted.teardown()
+        fill_lower(mounted.lowers[0], sizes)
+        mounted.mount()
+        for workload in workloads(sizes):
+            with console.status(f"{name}: {workload.label}"), watchdog(HANG_SECONDS, mounted.abort) as dog:
+                try:
+                    outcome.seconds[workload.label] = workload.run(mounted.path)
+                except (OSError, SubjectFailed) as e:
+                    if dog.fired:
+                        raise SubjectFailed(f"{workload.label}: hung, aborted after {HANG_SECONDS} s") from None
+                    raise SubjectFailed(f"{workload.label}: {e}") from None
+    except (OSError, MountError, SubjectFailed) as e:
+        outcome.error = str(e)
+    finally:
+        if mounted is not None:
+            mounted.teardown()  # raises MountError if a mount is left: then the files under it stay
+        shutil.rmtree(scratch)
+    return outcome
+
+
+def table(outcomes: dict[str, Outcome], sizes: Sizes) -> Table:
+    reference = outcomes.get(REFERENCE)
+    others = [name for name in outcomes if name != REFERENCE] if reference else []
+    grid = Table(title="seconds (and MB/s for reads)" + (f"; xN = time / {REFERENCE}'s" if others else ""))
+    grid.add_column("workload")
+    for name in outcomes:
+        grid.add_column(name, justify="right")
+    for name in others:
+        grid.add_column(f"{name}\nx {REFERENCE}", justify="right")
+    for workload in workloads(sizes):
+        cells = []
+        for outcome in outcomes.values():
+            seconds = outcome.seconds.get(workload.label)
+            cell = "-" if seconds is None else f"{seconds:.3f}"
+            if seconds is not None and workload.read_bytes:
+                cell += f" ({workload.read_bytes / seconds / 1e6:,.0f} MB/s)"
+            cells.append(cell)
+        for name in others:
+            assert reference is not None
+            mine, theirs = outcomes[name].seconds.get(workload.label), reference.seconds.get(workload.label)
+            if mine is None or theirs is None:
+                cells.append("-")
+                continue
+            ratio = mine / theirs
+            cell = f"{ratio:.2f}x"
+            if name == "union-fuse":
+                cell = f"[{'green' if ratio <= GOAL else 'red'}]{cell}[/]"
+            cells.append(cell)
+        grid.add_row(workload.label, *cells)
+    return grid
+
+
+def goal(outcomes: dict[str, Outcome], sizes: Sizes) -> str:
+    """Whether union-fuse met the goal on every workload, or on which it did not."""
+    if "union-fuse" not in outcomes or REFERENCE not in outcomes:
+        return f"goal: not judged (needs union-fuse and {REFERENCE})"
+    ours, theirs = outcomes["union-fuse"].seconds, outcomes[REFERENCE].seconds
+    labels = [w.label for w in workloads(sizes)]
+    missed = [f"{label} ({ours[label] / theirs[label]:.2f}x)" for label in labels
+              if label in ours and label in theirs and ours[label] > GOAL * theirs[label]]
+    unjudged = [label for label in labels if label not in ours or label not in theirs]
+    if missed:
+        verdict = f"[red]missed[/] on {', '.join(missed)}"
+    elif unjudged:
+        verdict = "not missed"
+    else:
+        verdict = "[green]met[/]"
+    if unjudged:
+        verdict += f"; not measured: {', '.join(unjudged)}"
+    return f"goal (union-fuse <= {GOAL}x {REFERENCE}'s time): {verdict}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smaller sizes for a smoke run ({QUICK.creates} creates, {QUICK.read_bytes // MiB} "
+                        f"MiB, {QUICK.copy_ups} files)")
+    parser.add_argument("--subject", action="append", choices=list(SUBJECTS),
+                        help="a subject to run (repeatable; default: all)")
+    parser.add_argument("--scratch", type=Path,
+                        help="where the layers go, a directory per subject (default: a fresh directory under "
+                        "/tmp); the bench removes the directories it makes")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    names = [name for name in SUBJECTS if not args.subject or name in args.subject]
+    console = Console()
+    scratch = Path(tempfile.mkdtemp(prefix="vfslab-bench-")) if args.scratch is None else args.scratch
+    outcomes: dict[str, Outcome] = {}
+    skipped: dict[str, str] = {}
+    try:
+        for name in names:
+            ok, why = get(name).available()
+            if ok:
+                outcomes[name] = run_subject(name, scratch / name, sizes, console)
+            else:
+                skipped[name] = why
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    except (MountError, OSError, ValueError) as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if args.scratch is None:
+            with contextlib.suppress(OSError):  # not empty if a mount could not be removed: its files stay
+                scratch.rmdir()
+    for name, why in skipped.items():
+        console.print(f"{name}: skipped ({why})", highlight=False)
+    if not outcomes:
+        print("bench: no subject available", file=sys.stderr)
+        return 1
+    grid = table(outcomes, sizes)
+    natural = console.measure(grid, options=console.options.update_width(1000)).maximum
+    console.width = max(console.width, natural)  # the terminal may wrap lines, but no cell is squeezed
+    console.print(grid)
+    for name, outcome in outcomes.items():
+        if outcome.error:
+            console.print(f"[red]{name} failed[/]: {outcome.error}", highlight=False)
+    console.print(goal(outcomes, sizes), highlight=False)
+    return 1 if any(outcome.error for outcome in outcomes.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Mount options, spelled as for `mount -t overlay`: `-o lowerdir=L1:L2,upperdir=U,workdir=W,...`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+#: generic mount options mount(8) and mount.fuse3 pass along; they change nothing in the union itself
+GENERIC = frozenset({
+    "rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime", "relatime", "norelatime",
+    "strictatime", "nostrictatime", "diratime", "nodiratime", "lazytime", "nolazytime", "sync", "async",
+    "dirsync", "mand", "nomand", "auto", "noauto", "user", "nouser", "users", "nofail", "_netdev", "defaults",
+    "silent", "loud",
+})
+#: options that are passed on to FUSE as they are
+FUSE_PASSED = frozenset({"ro", "allow_other", "allow_root", "default_permissions"})
+ON_OFF = {"on": True, "off": False}
+
+
+class OptionError(ValueError):
+    """A mount option that cannot be used; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class MountOptions:
+    lowerdirs: tuple[str, ...]
+    upperdir: str | None = None
+    workdir: str | None = None
+    #: rename of a lower or merged directory records a redirect instead of failing with EXDEV
+    redirect_dir: bool = True
+    #: lower hard links stay one file after copy-up (an index in workdir/index)
+    index: bool = True
+    #: skip the fsync that makes a copy-up durable before it becomes visible (as overlayfs's `volatile`)
+    volatile: bool = False
+    fuse: tuple[str, ...] = ()
+    #: serve requests with up to this many libfuse worker threads; None (the default): one thread, which is
+    #: faster under Python's GIL (a request costs about a third) and the union takes one lock anyway
+    max_threads: int | None = None
+
+    @property
+    def read_only(self) -> bool:
+        return self.upperdir is None or "ro" in self.fuse
+
+    @property
+    def offline_changes(self) -> bool:
+        """overlayfs lets the layers be changed while unmounted unless redirect_dir or index is on; then new
+        directories in merged ones are made opaque."""
+        return not (self.redirect_dir or self.index)
+
+
+def _split(text: str) -> list[str]:
+    r"""Split at commas not escaped with a backslash (`\,` is a literal comma, as overlayfs reads it)."""
+    out, cur, escaped = [], "", False
+    for ch in text:
+        if escaped:
+            cur += ch
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == ",":
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return [o for o in out if o]
+
+
+def _directory(option: str, path: str) -> str:
+    if not path:
+        raise OptionError(f"{option}= needs a directory")
+    real = os.path.abspath(path)
+    if not os.path.isdir(real):
+        raise OptionError(f"{option}={path}: not a directory")
+    return real
+
+
+def parse(texts: list[str]) -> MountOptions:
+    """Read one or more `-o` option strings; OptionError for anything unknown, missing or inconsistent."""
+    values: dict = {"fuse": []}
+    for text in texts:
+        for opt in _split(text):
+            key, eq, value = opt.partition("=")
+            if key in GENERIC and not eq:
+                continue
+            if key in FUSE_PASSED and not eq:
+                values["fuse"].append(key)
+            elif key == "lowerdir" and eq:
+                values["lowerdirs"] = tuple(_directory("lowerdir", p) for p in value.split(":"))
+            elif key in ("upperdir", "workdir") and eq:
+                values[key] = _directory(key, value)
+            elif key in ("redirect_dir", "index") and value in ON_OFF:
+                values[key] = ON_OFF[value]
+            elif key == "volatile" and not eq:
+                values["volatile"] = True
+            elif key == "max_threads" and value.isdigit() and int(value) > 0:
+                values["max_threads"] = int(value)
+            else:
+                raise OptionError(f"unknown or malformed mount option {opt!r}")
+    if "lowerdirs" not in values:
+        raise OptionError("missing lowerdir=DIR[:DIR...]")
+    if ("upperdir" in values) != ("workdir" in values):
+        raise OptionError("upperdir= and workdir= go together")
+    upper, work = values.get("upperdir"), values.get("workdir")
+    if upper is not None:
+        if os.stat(upper).st_dev != os.stat(work).st_dev:
+            raise OptionError("workdir and upperdir must be on the same file system")
+        if upper == work or work.startswith(upper + "/") or upper.startswith(work + "/"):
+            raise OptionError("workdir and upperdir must be separate directories, neither inside the other")
+    values["fuse"] = tuple(values["fuse"])
+    return MountOptions(**values)

@@ -1,0 +1,938 @@
+"""The union: kernel overlayfs's semantics over real layers, one method per file-system operation.
+
+The kernel has already walked the path, followed symlinks and checked permissions (default_permissions)
+by the time a call reaches us; what is left is overlayfs's part:
+
+- lookup (`child`): the topmost layer decides; a whiteout ends the search, an opaque directory hides what is
+  below it, a redirect sends the search below to another name (ovl_lookup);
+- copy-up (`copy_up`): a lower entry is copied, with mode, owner, times, xattrs and holes, into the work
+  directory and renamed into place, after its parents; with index=on all names of a lower hard-link group
+  share one upper inode, linked from `work/index`;
+- creation over a whiteout and removal that leaves one are each a single rename, so a crash shows either the
+  old or the new entry, never a half-made one;
+- st_ino: a copy-up keeps its origin's number (when the origin is not a hard link, or is indexed), a
+  directory its topmost lower one's, so numbers are stable across copy-up, rename and remount.
+
+Every method runs under one lock: layers change only here, so a cache of resolved paths stays true until a
+method that changes names or copies up clears it. Errors are OSError with the errno a caller should see.
+"""
+
+from __future__ import annotations
+
+import errno as E
+import itertools
+import os
+import shutil
+import stat as st
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+
+from vfslab.impl.union.disk import (
+    NLINK,
+    OPAQUE,
+    ORIGIN,
+    PREFIX,
+    REDIRECT,
+    RENAME_EXCHANGE,
+    RENAME_NOREPLACE,
+    RENAME_WHITEOUT,
+    Layer,
+    Rel,
+    decode_origin,
+    encode_origin,
+    is_whiteout,
+    proc,
+    renameat2,
+)
+from vfslab.impl.union.options import MountOptions
+
+NAME_MAX = 255
+UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
+_REAL_OPEN = os.O_ACCMODE | os.O_TRUNC | os.O_SYNC | os.O_DSYNC
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def _maybe_whiteout(entry: os.DirEntry) -> bool:
+    """Neither file, directory nor symlink (from the directory entry's type, without a stat)."""
+    return not (entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False) or entry.is_symlink())
+
+
+def _redirect_names(value: bytes) -> Rel:
+    """The names a redirect sends the lookup below to: one name in the same directory, or an absolute path.
+    Anything else (`..`, an empty name, a slash in a relative one) is an I/O error, as in overlayfs."""
+    text = os.fsdecode(value)
+    names = tuple(text.split("/")[1:]) if text.startswith("/") else (text,)
+    if not names or any(n in ("", ".", "..") or "/" in n or "\0" in n for n in names):
+        raise fail(E.EIO)
+    return names
+
+
+def fail(errno: int) -> OSError:
+    return OSError(errno, os.strerror(errno))
+
+
+@dataclass(frozen=True)
+class Cred:
+    """Who is asking (the FUSE request's caller): owner of what it creates."""
+
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass
+class Real:
+    """One real entry: where it is, and its lstat when it was looked up."""
+
+    layer: Layer
+    rel: Rel
+    st: os.stat_result
+
+    @property
+    def is_dir(self) -> bool:
+        return st.S_ISDIR(self.st.st_mode)
+
+    def fresh(self) -> os.stat_result:
+        return os.stat(self.rel[-1], dir_fd=self.layer.dirfd(self.rel[:-1]), follow_symlinks=False) \
+            if self.rel else os.fstat(self.layer.root)
+
+
+@dataclass
+class Node:
+    """A name as the union shows it: a directory's merge stack (topmost first), or one entry for anything
+    else; `shown` is whose attributes and data the union shows (the index inode for an indexed lower name)."""
+
+    path: Rel
+    parent: Node | None
+    stack: list[Real]
+    shown: Real
+
+    @property
+    def is_dir(self) -> bool:
+        return self.stack[0].is_dir
+
+    @property
+    def merged(self) -> bool:
+        return len(self.stack) > 1
+
+
+@dataclass
+class OvlFile:
+    """overlayfs's in-memory inode for a non-directory: open files on it follow its copy-up."""
+
+    upper: int | None = None  # an O_PATH fd on the upper file, once there is one
+    refs: int = 0
+
+
+@dataclass
+class Handle:
+    """An open file: the real fd, and the in-memory inode it belongs to."""
+
+    fd: int
+    flags: int
+    key: tuple
+    ovl: OvlFile
+    on_upper: bool
+    path: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Union:
+    """A union of `opts.lowerdirs` (topmost first) under `opts.upperdir`, or of the lower layers alone."""
+
+    def __init__(self, opts: MountOptions) -> None:
+        self.opts = opts
+        self.lock = threading.RLock()
+        self.upper = Layer(opts.upperdir, 0) if opts.upperdir else None
+        base = 1 if self.upper else 0
+        self.lowers = [Layer(p, base + i) for i, p in enumerate(opts.lowerdirs)]
+        self.layers = ([self.upper] if self.upper else []) + self.lowers
+        self.work: Layer | None = None
+        self.index: Layer | None = None
+        if self.upper is not None:
+            self._prepare_workdir(opts.workdir)
+        self._nodes: dict[str, Node] = {}
+        self._origins: dict[bytes, os.stat_result | None] = {}
+        self._ovl: dict[tuple, OvlFile] = {}
+        self._tmp = itertools.count()
+        self.hidden: dict[str, Handle] = {}
+
+    # ---- work directory ---------------------------------------------------------------------------
+
+    def _prepare_workdir(self, workdir: str) -> None:
+        """`work/work` holds copy-ups in progress (a crash leaves them there; they are removed here, never
+        shown); `work/index` the index. Both mode 0, as overlayfs makes them."""
+        wfd = os.open(workdir, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            for name in ("work", "index"):
+                with suppress(FileExistsError):
+                    os.mkdir(name, 0, dir_fd=wfd)
+            os.chmod(proc(wfd, "work"), 0)
+            leftovers = Layer(os.path.join(workdir, "work"), -1)
+            try:
+                for name in os.listdir(proc(leftovers.root)):
+                    self._purge(leftovers.root, name)
+            finally:
+                leftovers.close()
+        finally:
+            os.close(wfd)
+        self.work = Layer(os.path.join(workdir, "work"), -1)
+        if self.opts.index:
+            self.index = Layer(os.path.join(workdir, "index"), -1)
+
+    def _purge(self, dirfd: int, name: str) -> None:
+        """Remove `name` (a whole tree) from a directory we hold, following no symlink."""
+        s = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        if st.S_ISDIR(s.st_mode):
+            shutil.rmtree(name, dir_fd=dirfd)
+        else:
+            os.unlink(name, dir_fd=dirfd)
+
+    def _tmpname(self) -> str:
+        return f"#{os.getpid():x}.{next(self._tmp):x}"
+
+    def close(self) -> None:
+        for fd in (f.upper for f in self._ovl.values()):
+            if fd is not None:
+                os.close(fd)
+        for layer in (*self.layers, self.work, self.index):
+            if layer is not None:
+                layer.close()
+
+    # ---- lookup -----------------------------------------------------------------------------------
+
+    def root(self) -> Node:
+        stack = [Real(layer, (), os.fstat(layer.root)) for layer in self.layers]
+        return Node((), None, stack, stack[0])
+
+    def child(self, parent: Node, name: str) -> Node | None:
+        """ovl_lookup for one name in a directory: None if the union has no such name."""
+        dirs = {r.layer.index: r.rel for r in parent.stack}
+        names: Rel = (name,)
+        absolute_from: int | None = None
+        stack: list[Real] = []
+        for pos, layer in enumerate(self.layers):
+            if absolute_from is not None:
+                if pos <= absolute_from:
+                    continue
+                rel = names
+            elif layer.index in dirs:
+                rel = dirs[layer.index] + names
+            else:
+                continue
+            s = layer.lstat(rel)
+            if s is None:
+                continue
+            if is_whiteout(s):
+                break
+            real = Real(layer, rel, s)
+            if not real.is_dir:
+                if stack:
+                    break  # a directory hides a non-directory below it
+                return self._nondir(parent, name, real)
+            stack.append(real)
+            if layer.getxattr(rel, OPAQUE) == b"y":
+                break
+            redirect = layer.getxattr(rel, REDIRECT)
+            if redirect:
+                names = _redirect_names(redirect)
+                if redirect.startswith(b"/"):
+                    absolute_from = pos
+        return Node((*parent.path, name), parent, stack, stack[0]) if stack else None
+
+    def _nondir(self, parent: Node, name: str, real: Real) -> Node:
+        shown = real
+        if self.index is not None and real.layer is not self.upper and real.st.st_nlink > 1:
+            entry = self._index_entry(self._handle(real))
+            if entry is not None:
+                shown = entry
+        return Node((*parent.path, name), parent, [real], shown)
+
+    def resolve(self, path: str) -> Node | None:
+        """The node at an absolute path from FUSE (the kernel has followed every symlink in it); None when
+        the last component does not exist."""
+        node = self._nodes.get(path)
+        if node is not None:
+            return node
+        if path == "/":
+            node = self._nodes["/"] = self.root()
+            return node
+        head, _, name = path.rpartition("/")
+        if len(os.fsencode(name)) > NAME_MAX:
+            raise fail(E.ENAMETOOLONG)
+        parent = self.existing(head or "/")
+        if not parent.is_dir:
+            raise fail(E.ENOTDIR)
+        node = self.child(parent, name)
+        if node is not None:
+            self._nodes[path] = node
+        return node
+
+    def existing(self, path: str) -> Node:
+        node = self.resolve(path)
+        if node is None:
+            raise fail(E.ENOENT)
+        return node
+
+    def _changed(self, moved: bool = False) -> None:
+        """Names or copy-ups changed: forget resolved paths (and directory fds, when a directory moved)."""
+        self._nodes.clear()
+        if moved:
+            for layer in self.layers:
+                layer.forget()
+
+    def _listing(self, node: Node) -> dict[str, os.DirEntry]:
+        """The merged listing: a name is there if the topmost layer holding it holds no whiteout."""
+        seen: dict[str, os.DirEntry | None] = {}
+        for real in node.stack:
+            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=real.layer.dirfd(real.rel))
+            try:
+                with os.scandir(fd) as entries:
+                    for entry in entries:
+                        if entry.name not in seen:
+                            hidden = _maybe_whiteout(entry) and is_whiteout(entry.stat(follow_symlinks=False))
+                            seen[entry.name] = None if hidden else entry
+            finally:
+                os.close(fd)
+        return {name: entry for name, entry in sorted(seen.items()) if entry is not None}
+
+    def names(self, node: Node) -> list[str]:
+        return list(self._listing(node))
+
+    def entries(self, node: Node) -> list[tuple[str, int, int]]:
+        """readdir: (name, mode, st_ino) for `.`, `..` and the merged listing. d_ino is st_ino, except for a
+        name whose lookup fails (an invalid redirect): listed with its real inode, an error when used."""
+        parent = node.parent or node
+        out = [(".", node.stack[0].st.st_mode, self.ino(node)), ("..", parent.stack[0].st.st_mode, self.ino(parent))]
+        for name, raw in self._listing(node).items():
+            try:
+                child = self.child(node, name)
+            except OSError:
+                out.append((name, 0, raw.inode()))  # type unknown: a readdir caller has to look
+                continue
+            out.append((name, child.shown.st.st_mode, self.ino(child)))
+        return out
+
+    def _lower_positive(self, parent: Node, name: str) -> bool:
+        """Whether a name exists below the upper layer (so removing it needs a whiteout)."""
+        lower = [r for r in parent.stack if r.layer is not self.upper]
+        return bool(lower) and self.child(Node(parent.path, parent.parent, lower, lower[0]), name) is not None
+
+    # ---- origins, the index and identity ------------------------------------------------------------
+
+    def _origin(self, real: Real) -> bytes | None:
+        return real.layer.getxattr(real.rel, ORIGIN) if real.layer is self.upper else None
+
+    def _decode(self, fb: bytes) -> os.stat_result | None:
+        if fb not in self._origins:
+            found = None
+            for layer in self.lowers:
+                found = decode_origin(layer.root, fb)
+                if found is not None:
+                    break
+            self._origins[fb] = found
+        return self._origins[fb]
+
+    def _lower(self, node: Node) -> tuple[bytes | None, os.stat_result] | None:
+        """The lower inode behind a non-directory (its own, or its copy-up's origin), with its handle when
+        known without asking the file system."""
+        top = node.stack[0]
+        if top.layer is not self.upper:
+            return None, top.st
+        fb = self._origin(top)
+        found = self._decode(fb) if fb else None
+        return (fb, found) if found is not None else None
+
+    @staticmethod
+    def _handle(real: Real) -> bytes:
+        return encode_origin(*real.layer.at(real.rel))
+
+    def _index_entry(self, fb: bytes) -> Real | None:
+        """work/index/<the origin handle in hex>, as overlayfs names index entries."""
+        name = fb.hex()
+        s = self.index.lstat((name,))
+        return Real(self.index, (name,), s) if s is not None else None
+
+    def _indexed(self, node: Node) -> Real | None:
+        """The index entry of a non-directory's lower inode, if it has one."""
+        if self.index is None:
+            return None
+        lower = self._lower(node)
+        if lower is None or lower[1].st_nlink < 2:
+            return None
+        fb, _ = lower
+        return self._index_entry(fb if fb is not None else self._handle(node.stack[0]))
+
+    def ino(self, node: Node) -> int:
+        if node.is_dir:
+            lowers = [r for r in node.stack if r.layer is not self.upper]
+            return (lowers or node.stack)[0].st.st_ino
+        top = node.stack[0]
+        if top.layer is not self.upper:
+            return top.st.st_ino
+        lower = self._lower(node)
+        if lower is not None and (lower[1].st_nlink == 1 or self._indexed(node) is not None):
+            return lower[1].st_ino
+        return top.st.st_ino
+
+    def _union_nlink(self, entry: Real) -> int:
+        """The union's link count of an indexed inode: `trusted.overlay.nlink` is `U<delta>` from its own."""
+        s = entry.fresh()
+        value = entry.layer.getxattr(entry.rel, NLINK)
+        if value and value[:1] == b"U":
+            try:
+                return s.st_nlink + int(value[1:])
+            except ValueError:
+                pass
+        return s.st_nlink
+
+    def _set_union_nlink(self, entry: Real, nlink: int) -> None:
+        own = entry.fresh().st_nlink
+        os.setxattr(entry.layer.xpath(entry.rel), NLINK, b"U%+d" % (nlink - own), follow_symlinks=False)
+
+    @contextmanager
+    def _counting(self, node: Node | None, delta: int) -> Iterator[None]:
+        """Keep the union's link count of an indexed inode across a change of names: its count before, plus
+        `delta` (the change may move the index inode's own count too, which the xattr is relative to)."""
+        entry = self._indexed(node) if node is not None and not node.is_dir else None
+        before = self._union_nlink(entry) if entry is not None else 0
+        yield
+        if entry is not None:
+            self._set_union_nlink(entry, before + delta)
+
+    def nlink(self, node: Node, s: os.stat_result) -> int:
+        if node.is_dir:
+            return 1 if node.merged else s.st_nlink
+        entry = self._indexed(node)
+        return self._union_nlink(entry) if entry is not None else s.st_nlink
+
+    def key(self, node: Node) -> tuple:
+        """Which in-memory inode a name belongs to (ovl_hash_bylower): names of one file share it."""
+        lower = self._lower(node)
+        if lower is not None and (self.index is not None or lower[1].st_nlink == 1):
+            return ("lower", lower[1].st_dev, lower[1].st_ino)
+        top = node.stack[0]
+        if top.layer is self.upper:
+            return ("upper", top.st.st_dev, top.st.st_ino)
+        return ("path", node.path)
+
+    # ---- attributes ----------------------------------------------------------------------------------
+
+    def attrs(self, node: Node) -> dict:
+        s = node.shown.fresh()
+        return self._attrs(s, self.ino(node), self.nlink(node, s))
+
+    @staticmethod
+    def _attrs(s: os.stat_result, ino: int, nlink: int) -> dict:
+        return {
+            "st_mode": s.st_mode, "st_ino": ino, "st_nlink": nlink, "st_uid": s.st_uid, "st_gid": s.st_gid,
+            "st_size": s.st_size, "st_rdev": s.st_rdev, "st_blocks": s.st_blocks, "st_blksize": s.st_blksize,
+            "st_atime": s.st_atime_ns, "st_mtime": s.st_mtime_ns, "st_ctime": s.st_ctime_ns,
+        }
+
+    def handle_attrs(self, h: Handle) -> dict:
+        """fstat: the file the handle reads now (its copy-up, if it was copied up since it was opened)."""
+        self._follow(h)
+        s = os.fstat(h.fd)
+        ino, nlink = s.st_ino, s.st_nlink
+        fb = self._fd_origin(h.fd) if h.on_upper else None
+        origin = self._decode(fb) if fb else None
+        if origin is not None:
+            index = self._index_entry(fb) if self.index is not None else None
+            if origin.st_nlink == 1 or index is not None:
+                ino = origin.st_ino
+            if index is not None:
+                nlink = self._union_nlink(index)
+        return self._attrs(s, ino, nlink)
+
+    @staticmethod
+    def _fd_origin(fd: int) -> bytes | None:
+        try:
+            return os.getxattr(proc(fd), ORIGIN)
+        except OSError as e:
+            if e.errno in (E.ENODATA, E.EOPNOTSUPP):
+                return None
+            raise
+
+    # ---- copy-up -------------------------------------------------------------------------------------
+
+    def _writable(self) -> Layer:
+        if self.upper is None or "ro" in self.opts.fuse:
+            raise fail(E.EROFS)
+        return self.upper
+
+    def copy_up(self, node: Node) -> Real:
+        """Give `node` an upper entry (its parents first) and return it."""
+        top = node.stack[0]
+        if top.layer is self.upper:
+            return top
+        upper = self._writable()
+        up_parent = self.copy_up(node.parent)
+        name = node.path[-1]
+        rel = (*up_parent.rel, name)
+        pfd = upper.dirfd(up_parent.rel)
+        done = upper.lstat(rel)
+        if done is not None and not is_whiteout(done):
+            pass  # copied up already, through another node for the same name
+        elif top.is_dir:
+            self._copy(top, pfd, name)
+        elif self.index is not None and top.st.st_nlink > 1:
+            fb = self._handle(top)
+            entry = self._index_entry(fb)
+            # the union's link count starts at the lower inode's, and another name's copy-up keeps it
+            nlink = self._union_nlink(entry) if entry is not None else top.st.st_nlink
+            entry = entry or self._make_index(top, fb)
+            os.link(entry.rel[-1], name, src_dir_fd=self.index.root, dst_dir_fd=pfd, follow_symlinks=False)
+            self._set_union_nlink(entry, nlink)
+        else:
+            self._copy(top, pfd, name)
+        real = Real(upper, rel, os.stat(name, dir_fd=pfd, follow_symlinks=False))
+        node.stack.insert(0, real) if top.is_dir else node.stack.__setitem__(0, real)
+        node.shown = real
+        self._changed()
+        if not top.is_dir:
+            self._copied(node, real)
+        return real
+
+    def _copied(self, node: Node, real: Real) -> None:
+        """Open files of the lower file now read the copy (overlayfs: one in-memory inode for both)."""
+        ovl = self._ovl.get(self.key(node)) or self._ovl.get(("path", node.path))
+        if ovl is not None and ovl.upper is None:
+            ovl.upper = os.open(real.rel[-1], os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                dir_fd=real.layer.dirfd(real.rel[:-1]))
+
+    def _make_index(self, lower: Real, fb: bytes) -> Real:
+        """The first copy-up of a lower hard link goes to work/index/<origin handle in hex>."""
+        name = fb.hex()
+        self._copy(lower, self.index.root, name, origin=fb)
+        return Real(self.index, (name,), os.stat(name, dir_fd=self.index.root, follow_symlinks=False))
+
+    def _copy(self, src: Real, dest_fd: int, dest: str, origin: bytes | None = None) -> None:
+        """Copy a lower entry (not a directory's contents) to `dest` in `dest_fd`: built in the work
+        directory with every attribute, made durable, then renamed into place in one step."""
+        sfd, sname = src.layer.at(src.rel)
+        origin = origin or encode_origin(sfd, sname)
+        wfd, tmp = self.work.root, self._tmpname()
+        s = src.st
+        if st.S_ISDIR(s.st_mode):
+            os.mkdir(tmp, 0o700, dir_fd=wfd)
+        elif st.S_ISLNK(s.st_mode):
+            os.symlink(os.readlink(sname, dir_fd=sfd), tmp, dir_fd=wfd)
+        elif st.S_ISREG(s.st_mode):
+            self._copy_data(sfd, sname, wfd, tmp, s.st_size)
+        else:
+            os.mknod(tmp, s.st_mode, s.st_rdev, dir_fd=wfd)
+        try:
+            self._copy_xattrs(src.layer.xpath(src.rel), proc(wfd, tmp))
+            os.setxattr(proc(wfd, tmp), ORIGIN, origin, follow_symlinks=False)
+            self._set_owner_mode_times(wfd, tmp, s)
+            renameat2(wfd, tmp, dest_fd, dest, RENAME_NOREPLACE)
+        except BaseException:
+            self._purge(wfd, tmp)
+            raise
+
+    def _copy_data(self, sfd: int, sname: str, wfd: int, tmp: str, size: int) -> None:
+        """Copy the data extents only, so holes stay holes."""
+        src = os.open(sname, _READ, dir_fd=sfd)
+        try:
+            dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                          dir_fd=wfd)
+            try:
+                pos = 0
+                while pos < size:
+                    try:
+                        data = os.lseek(src, pos, os.SEEK_DATA)
+                    except OSError as e:
+                        if e.errno == E.ENXIO:
+                            break
+                        raise
+                    end = os.lseek(src, data, os.SEEK_HOLE)
+                    pos = data
+                    while pos < end:
+                        n = os.copy_file_range(src, dst, end - pos, pos, pos)
+                        if n == 0:
+                            break
+                        pos += n
+                os.ftruncate(dst, size)
+                if not self.opts.volatile:
+                    os.fsync(dst)
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+
+    @staticmethod
+    def _copy_xattrs(src: str, dst: str) -> None:
+        try:
+            names = os.listxattr(src, follow_symlinks=False)
+        except OSError as e:
+            if e.errno == E.EOPNOTSUPP:
+                return
+            raise
+        for name in names:
+            if not name.startswith(PREFIX):
+                os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
+
+    @staticmethod
+    def _set_owner_mode_times(dfd: int, name: str, s: os.stat_result) -> None:
+        os.chown(name, s.st_uid, s.st_gid, dir_fd=dfd, follow_symlinks=False)
+        if not st.S_ISLNK(s.st_mode):  # chown cleared set-id bits; a symlink's mode is always 0777
+            os.chmod(proc(dfd, name), st.S_IMODE(s.st_mode))
+        os.utime(name, ns=(s.st_atime_ns, s.st_mtime_ns), dir_fd=dfd, follow_symlinks=False)
+
+    # ---- creation and removal ------------------------------------------------------------------------
+
+    def _free(self, path: str) -> tuple[Node, str]:
+        head, _, name = path.rpartition("/")
+        if self.resolve(path) is not None:
+            raise fail(E.EEXIST)
+        return self.existing(head or "/"), name
+
+    def _add(self, parent: Node, name: str, make: Callable[[int, str], None], cred: Cred | None,
+             is_dir: bool = False) -> None:
+        """Enter a new entry under `name` on the upper layer, replacing a whiteout there.
+
+        A directory is made opaque over a whiteout, and in a merged directory when the layers may not change
+        offline (redirect_dir or index on). Anything that needs more than one step is built in the work
+        directory and renamed into place.
+        """
+        self._writable()
+        up = self.copy_up(parent)
+        pfd = self.upper.dirfd(up.rel)
+        old = self.upper.lstat((*up.rel, name))
+        whiteout = old is not None and is_whiteout(old)
+        if old is not None and not whiteout:
+            raise fail(E.EEXIST)
+        opaque = is_dir and (whiteout or (parent.merged and not self.opts.offline_changes))
+        if not (whiteout or opaque):
+            make(pfd, name)
+            self._own(pfd, name, cred)
+        else:
+            wfd, tmp = self.work.root, self._tmpname()
+            make(wfd, tmp)
+            try:
+                self._own(wfd, tmp, cred)
+                if opaque:
+                    os.setxattr(proc(wfd, tmp), OPAQUE, b"y", follow_symlinks=False)
+                renameat2(wfd, tmp, pfd, name, RENAME_EXCHANGE if whiteout else RENAME_NOREPLACE)
+            except BaseException:
+                self._purge(wfd, tmp)
+                raise
+            if whiteout:
+                os.unlink(tmp, dir_fd=wfd)
+        self._changed()
+
+    @staticmethod
+    def _own(dfd: int, name: str, cred: Cred | None) -> None:
+        if cred is not None and (cred.uid, cred.gid) != (0, 0):
+            os.chown(name, cred.uid, cred.gid, dir_fd=dfd, follow_symlinks=False)
+
+    def _remove(self, parent: Node, name: str, node: Node) -> None:
+        """Remove a name: its upper entry goes, and a whiteout takes its place if it exists below, in one
+        rename (RENAME_WHITEOUT)."""
+        self._writable()
+        up = self.copy_up(parent)
+        pfd = self.upper.dirfd(up.rel)
+        positive = self._lower_positive(parent, name)
+        if node.stack[0].layer is self.upper:
+            if positive or node.is_dir:
+                tmp = self._tmpname()
+                renameat2(pfd, name, self.work.root, tmp, RENAME_WHITEOUT if positive else 0)
+                self._purge(self.work.root, tmp)
+            else:
+                os.unlink(name, dir_fd=pfd)
+        elif positive:
+            os.mknod(name, st.S_IFCHR, 0, dir_fd=pfd)
+        self._changed(moved=node.is_dir)
+
+    def _index_before_removal(self, node: Node) -> None:
+        """overlayfs ovl_nlink_start: a lower hard link is indexed before it is removed or renamed over, so
+        the union's link count can be kept."""
+        top = node.stack[0]
+        if self.index is not None and top.layer is not self.upper and not top.is_dir and top.st.st_nlink > 1:
+            self.copy_up(node)
+
+    # ---- operations: names ---------------------------------------------------------------------------
+
+    def mkdir(self, path: str, mode: int, cred: Cred) -> None:
+        parent, name = self._free(path)
+        self._add(parent, name, lambda fd, n: os.mkdir(n, mode & 0o7777, dir_fd=fd), cred, is_dir=True)
+
+    def mknod(self, path: str, mode: int, rdev: int, cred: Cred) -> None:
+        parent, name = self._free(path)
+        self._add(parent, name, lambda fd, n: os.mknod(n, mode, rdev, dir_fd=fd), cred)
+
+    def symlink(self, path: str, target: str, cred: Cred) -> None:
+        parent, name = self._free(path)
+        self._add(parent, name, lambda fd, n: os.symlink(target, n, dir_fd=fd), cred)
+
+    def link(self, old: str, new: str) -> None:
+        src = self.existing(old)
+        if src.is_dir:
+            raise fail(E.EPERM)
+        parent, name = self._free(new)
+        up = self.copy_up(src)
+        ufd, uname = up.layer.at(up.rel)
+        with self._counting(src, +1):
+            self._add(parent, name, lambda fd, n: os.link(uname, n, src_dir_fd=ufd, dst_dir_fd=fd,
+                                                          follow_symlinks=False), None)
+
+    def unlink(self, path: str) -> None:
+        node = self.existing(path)
+        if node.is_dir:
+            raise fail(E.EISDIR)
+        self._index_before_removal(node)
+        with self._counting(node, -1):
+            self._remove(node.parent, node.path[-1], node)
+
+    def rmdir(self, path: str) -> None:
+        node = self.existing(path)
+        if not node.is_dir:
+            raise fail(E.ENOTDIR)
+        if node.parent is None:
+            raise fail(E.EBUSY)
+        if self.names(node):
+            raise fail(E.ENOTEMPTY)
+        self._remove(node.parent, node.path[-1], node)
+
+    def rename(self, old: str, new: str, flags: int = 0) -> None:
+        """overlayfs ovl_rename: checks, copy-ups, the source's redirect or opaque mark, then one rename on
+        the upper layer, leaving a whiteout where the source name exists below."""
+        if flags & ~RENAME_NOREPLACE:
+            raise fail(E.EINVAL)  # RENAME_EXCHANGE and RENAME_WHITEOUT are not offered
+        src = self.existing(old)
+        dst = self.resolve(new)
+        np_ = self.existing(new.rpartition("/")[0] or "/")
+        op, oname, nname = src.parent, src.path[-1], new.rpartition("/")[2]
+        if dst is not None and flags & RENAME_NOREPLACE:
+            raise fail(E.EEXIST)
+        if dst is not None and (dst.path == src.path or self.key(src) == self.key(dst)):
+            return  # two names of one inode: rename does nothing
+        is_dir = src.is_dir
+        if dst is not None and dst.is_dir != is_dir:
+            raise fail(E.ENOTDIR if is_dir else E.EISDIR)
+        if is_dir and np_.path[: len(src.path)] == src.path:
+            raise fail(E.EINVAL)
+        movable = not is_dir or (src.stack[0].layer is self.upper and not src.merged)
+        if not movable and not self.opts.redirect_dir:
+            raise fail(E.EXDEV)
+        not_empty = dst is not None and is_dir and bool(self.names(dst))
+        if not_empty and (dst.stack[0].layer is not self.upper or dst.merged):
+            raise fail(E.ENOTEMPTY)
+        self._writable()
+        if dst is not None:
+            self._index_before_removal(dst)
+        with self._counting(dst, -1):
+            self._move(src, op, np_, oname, nname, is_dir, movable, not_empty)
+
+    def _move(self, src: Node, op: Node, np_: Node, oname: str, nname: str, is_dir: bool, movable: bool,
+              not_empty: bool) -> None:
+        self._index_before_removal(src)
+        redirect = self._redirect_for(src, op, np_) if is_dir and not movable else None
+        up_src = self.copy_up(src)
+        up_old = self.copy_up(op)
+        up_new = self.copy_up(np_)
+        source_positive = self._lower_positive(op, oname)
+        src_path = self.upper.xpath(up_src.rel)
+        if redirect is not None:
+            os.setxattr(src_path, REDIRECT, os.fsencode(redirect), follow_symlinks=False)
+        elif is_dir and np_.merged and self.upper.getxattr(up_src.rel, OPAQUE) != b"y":
+            os.setxattr(src_path, OPAQUE, b"y", follow_symlinks=False)
+        if not_empty:
+            raise fail(E.ENOTEMPTY)
+        ofd, nfd = self.upper.dirfd(up_old.rel), self.upper.dirfd(up_new.rel)
+        there = self.upper.lstat((*up_new.rel, nname))
+        if there is not None and is_whiteout(there):
+            # exchange with the whiteout: it lands on the old name, where it stays only if needed there
+            renameat2(ofd, oname, nfd, nname, RENAME_EXCHANGE)
+            if not source_positive:
+                os.unlink(oname, dir_fd=ofd)
+        else:
+            if there is not None and st.S_ISDIR(there.st_mode):
+                self._empty_dir_at(nfd, nname)
+            renameat2(ofd, oname, nfd, nname, RENAME_WHITEOUT if source_positive else 0)
+        self._changed(moved=True)
+
+    def _empty_dir_at(self, dfd: int, name: str) -> None:
+        """Swap an upper directory that is empty in the union (but may hold whiteouts) for an empty one, so
+        rename can replace it (overlayfs ovl_clear_empty)."""
+        wfd, tmp = self.work.root, self._tmpname()
+        os.mkdir(tmp, 0o700, dir_fd=wfd)
+        renameat2(wfd, tmp, dfd, name, RENAME_EXCHANGE)
+        self._purge(wfd, tmp)
+
+    def _redirect_for(self, src: Node, op: Node, np_: Node) -> str:
+        """overlayfs ovl_get_redirect: the name in the same directory, else the absolute lower path."""
+        current = self._redirect(src)
+        if op.path == np_.path and (current is None or not current.startswith("/")):
+            return current or src.path[-1]
+        if current is not None and current.startswith("/"):
+            return current
+        return "/" + "/".join((*self._absolute_lower_path(op), current or src.path[-1]))
+
+    def _redirect(self, node: Node) -> str | None:
+        top = node.stack[0]
+        if top.layer is not self.upper:
+            return None
+        value = self.upper.getxattr(top.rel, REDIRECT)
+        return os.fsdecode(value) if value else None
+
+    def _absolute_lower_path(self, node: Node) -> Rel:
+        """Where a directory's lower layers are, following its ancestors' redirects."""
+        if node.parent is None:
+            return ()
+        redirect = self._redirect(node)
+        if redirect is not None and redirect.startswith("/"):
+            return tuple(c for c in redirect.split("/") if c)
+        return (*self._absolute_lower_path(node.parent), redirect or node.path[-1])
+
+    def readlink(self, path: str) -> str:
+        real = self.existing(path).shown
+        return os.readlink(real.rel[-1], dir_fd=real.layer.dirfd(real.rel[:-1]))
+
+    # ---- operations: attributes ----------------------------------------------------------------------
+
+    def _target(self, path: str | None, h: Handle | None) -> tuple[int | str, dict]:
+        """Where an attribute change lands, as the first argument and keywords of the os call: the copy-up of
+        the name, or an unlinked open file itself (a lower one cannot change: it has no name left to copy up
+        under)."""
+        if h is not None:
+            self._follow(h)
+            if not h.on_upper:
+                raise fail(E.EROFS)
+            return h.fd, {}
+        real = self.copy_up(self.existing(path))
+        if not real.rel:
+            return real.layer.root, {}
+        if st.S_ISLNK(real.st.st_mode):
+            return real.rel[-1], {"dir_fd": real.layer.dirfd(real.rel[:-1]), "follow_symlinks": False}
+        return real.rel[-1], {"dir_fd": real.layer.dirfd(real.rel[:-1])}
+
+    def chmod(self, path: str | None, mode: int, h: Handle | None = None) -> None:
+        target, how = self._target(path, h)
+        if "follow_symlinks" in how:
+            raise fail(E.EOPNOTSUPP)  # a symlink's mode cannot change (the VFS never asks: chmod follows)
+        os.chmod(target, st.S_IMODE(mode), **how)
+
+    def chown(self, path: str | None, uid: int, gid: int, h: Handle | None = None) -> None:
+        target, how = self._target(path, h)
+        os.chown(target, uid, gid, **how)
+
+    def utimens(self, path: str | None, times: tuple[int, int] | None, h: Handle | None = None) -> None:
+        target, how = self._target(path, h)
+        os.utime(target, ns=self._times(times, os.stat(target, **how)), **how)
+
+    @staticmethod
+    def _times(times: tuple[int, int] | None, now: os.stat_result) -> tuple[int, int]:
+        current = time.time_ns()
+        if times is None:
+            return current, current
+        out = []
+        for value, old in zip(times, (now.st_atime_ns, now.st_mtime_ns), strict=True):
+            out.append(old if value == UTIME_OMIT else current if value == UTIME_NOW else value)
+        return out[0], out[1]
+
+    def truncate(self, path: str | None, length: int, h: Handle | None = None) -> None:
+        if h is not None:
+            self._follow(h)
+            os.ftruncate(h.fd, length)
+            return
+        node = self.existing(path)
+        if node.is_dir:
+            raise fail(E.EISDIR)
+        up = self.copy_up(node)
+        fd = os.open(up.rel[-1], os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.upper.dirfd(up.rel[:-1]))
+        try:
+            os.ftruncate(fd, length)
+        finally:
+            os.close(fd)
+
+    # ---- operations: xattrs --------------------------------------------------------------------------
+
+    @staticmethod
+    def _private(name: str) -> None:
+        if name.startswith(PREFIX):
+            raise fail(E.EOPNOTSUPP)
+
+    def getxattr(self, path: str, name: str) -> bytes:
+        self._private(name)
+        real = self.existing(path).shown
+        return os.getxattr(real.layer.xpath(real.rel), name, follow_symlinks=False)
+
+    def listxattr(self, path: str) -> list[str]:
+        real = self.existing(path).shown
+        return [n for n in os.listxattr(real.layer.xpath(real.rel), follow_symlinks=False)
+                if not n.startswith(PREFIX)]
+
+    def _xattr_target(self, path: str) -> str:
+        """Where an xattr change lands: the copy-up, or for a lower name of an indexed inode the index inode
+        itself (overlayfs links no upper alias for it)."""
+        node = self.existing(path)
+        self._writable()
+        entry = self._indexed(node) if node.stack[0].layer is not self.upper else None
+        real = entry if entry is not None else self.copy_up(node)
+        return real.layer.xpath(real.rel)
+
+    def setxattr(self, path: str, name: str, value: bytes, flags: int) -> None:
+        self._private(name)
+        os.setxattr(self._xattr_target(path), name, value, flags, follow_symlinks=False)
+
+    def removexattr(self, path: str, name: str) -> None:
+        self._private(name)
+        real = self.existing(path).shown
+        os.getxattr(real.layer.xpath(real.rel), name, follow_symlinks=False)  # ENODATA before any copy-up
+        os.removexattr(self._xattr_target(path), name, follow_symlinks=False)
+
+    # ---- operations: open files ----------------------------------------------------------------------
+
+    def open(self, path: str, flags: int) -> Handle:
+        node = self.existing(path)
+        writing = flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC
+        if writing and not node.is_dir:
+            up = self.copy_up(node)
+            return self._open(node, up, flags)
+        return self._open(node, node.shown, flags)
+
+    def create(self, path: str, mode: int, flags: int, cred: Cred) -> Handle:
+        parent, name = self._free(path)
+        self._add(parent, name, lambda fd, n: os.close(os.open(n, os.O_CREAT | os.O_EXCL | os.O_WRONLY
+                                                               | os.O_NOFOLLOW, mode & 0o7777, dir_fd=fd)), cred)
+        node = self.existing(path)
+        return self._open(node, node.shown, flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC))
+
+    def _open(self, node: Node, real: Real, flags: int) -> Handle:
+        # the kernel sends each write's offset, O_APPEND ones included: the real fd must not move them
+        fd = os.open(real.rel[-1], (flags & _REAL_OPEN) | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=real.layer.dirfd(real.rel[:-1]))
+        key = self.key(node)
+        ovl = self._ovl.setdefault(key, OvlFile())
+        ovl.refs += 1
+        return Handle(fd, flags, key, ovl, real.layer is self.upper or real.layer is self.index,
+                      "/" + "/".join(node.path))
+
+    def _follow(self, h: Handle) -> None:
+        """A file opened before its copy-up reads the copy (overlayfs: one in-memory inode)."""
+        if not h.on_upper and h.ovl.upper is not None:
+            with h.lock:
+                if not h.on_upper:
+                    fd = os.open(proc(h.ovl.upper), (h.flags & os.O_ACCMODE) | os.O_CLOEXEC)
+                    os.close(h.fd)
+                    h.fd, h.on_upper = fd, True
+
+    def read(self, h: Handle, size: int, offset: int) -> bytes:
+        # no union lock on the data path: a request holding it may wait on pages a read has locked
+        self._follow(h)
+        return os.pread(h.fd, size, offset)
+
+    def release(self, h: Handle) -> None:
+        os.close(h.fd)
+        h.ovl.refs -= 1
+        if h.ovl.refs == 0 and self._ovl.get(h.key) is h.ovl:
+            del self._ovl[h.key]
+            if h.ovl.upper is not None:
+                os.close(h.ovl.upper)
+
+    def statfs(self) -> os.statvfs_result:
+        return os.statvfs(proc((self.upper or self.lowers[0]).root))

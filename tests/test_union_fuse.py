@@ -1,0 +1,496 @@
+"""union-fuse (impl/union) on real mounts: the on-disk format both ways with kernel overlayfs, hard links,
+open files, errnos, symlink containment, permissions, a crash in the middle of writes, and the commands."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from vfslab.check.driver import as_caller
+from vfslab.check.tree import Node, build_layer
+from vfslab.check.walk import disk_state, union_state
+from vfslab.subjects import mounts
+
+pytestmark = pytest.mark.mounts
+
+PROGRAM = [sys.executable, "-m", "vfslab.impl.union.main"]
+OPTIONS = {"overlayfs": "redirect_dir=off,index=off", "overlayfs-redirect-index": "redirect_dir=on,index=on"}
+
+LOWER = (
+    Node("dir", "dir", 0o755), Node("dir/file", "file", data=b"lower file"), Node("dir/sub", "dir", 0o755),
+    Node("dir/sub/deep", "file", data=b"deep"), Node("gone", "file", data=b"to be unlinked"),
+    Node("link1", "file", data=b"linked", xattrs=(("user.k", b"v"),)), Node("link2", "hardlink", target="link1"),
+    Node("empty", "dir", 0o700), Node("sym", "symlink", target="dir/file"),
+    Node("mode600", "file", 0o600, uid=1000, gid=1000, data=b"private"),
+    Node("home", "dir", 0o755, uid=1000, gid=1000),
+)
+MIDDLE = (Node("dir", "dir", 0o755), Node("dir/below", "file", data=b"from the second layer"))
+
+
+def _layers(root: Path, *trees: tuple[Node, ...]) -> list[Path]:
+    out = []
+    for i, nodes in enumerate(trees):
+        d = root / f"lower{i}"
+        d.mkdir()
+        build_layer(nodes, d)
+        out.append(d)
+    return out
+
+
+def _dirs(root: Path, *names: str) -> list[Path]:
+    for name in names:
+        (root / name).mkdir()
+    return [root / name for name in names]
+
+
+def mount_ours(lowers: list[Path], upper: Path | None, work: Path | None, mnt: Path, extra: str = "") -> int:
+    opts = "lowerdir=" + ":".join(map(str, lowers))
+    if upper is not None:
+        opts += f",upperdir={upper},workdir={work}"
+    opts += f",{extra}" if extra else ""
+    return mounts.start_fuse([*PROGRAM, "-f", "-o", opts, str(mnt)], mnt, log=mnt.parent / "union-fuse.log").pid
+
+
+def mount_kernel(lowers: list[Path], upper: Path | None, work: Path | None, mnt: Path, extra: str) -> None:
+    opts = "lowerdir=" + ":".join(map(str, lowers))
+    if upper is not None:
+        opts += f",upperdir={upper},workdir={work}"
+    mounts.mount_overlay(f"{opts},{extra},metacopy=off,xino=off", mnt)
+
+
+def workload(mnt: Path) -> None:
+    """Copy-up, whiteouts, an opaque directory, a directory rename, hard links, xattrs, a new subtree."""
+    (mnt / "dir/file").write_bytes(b"changed through the union")
+    os.unlink(mnt / "gone")
+    os.rmdir(mnt / "empty")
+    os.mkdir(mnt / "empty")  # over a whiteout: opaque
+    (mnt / "empty/new").write_bytes(b"new")
+    with open(mnt / "link1", "ab") as f:
+        f.write(b" and appended")
+    os.link(mnt / "link2", mnt / "link3")
+    os.setxattr(mnt / "dir/sub/deep", "user.mark", b"1")
+    os.chmod(mnt / "dir/sub", 0o750)
+    os.rename(mnt / "dir/sub", mnt / "dir/moved")  # EXDEV without redirect_dir
+    os.symlink("moved/deep", mnt / "dir/newlink")
+
+
+def run_workload(mnt: Path) -> None:
+    try:
+        workload(mnt)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        os.rename(mnt / "dir/sub/deep", mnt / "dir/deep")
+
+
+def _state(mnt: Path) -> dict:
+    return union_state(mnt)
+
+
+@pytest.mark.parametrize("profile", sorted(OPTIONS))
+def test_on_disk_format_reads_the_same_both_ways(need, scratch, profile):
+    """The same workload through the kernel and through union-fuse: the two unions look the same, the two
+    upper layers hold the same entries and markers, and each upper layer mounted by the other reads the same
+    (as an upper layer with its work dir, and as a lower layer)."""
+    need("union-fuse")
+    need("kernel-overlay")
+    extra = OPTIONS[profile]
+    seen, uppers = {}, {}
+    for who in ("kernel", "ours"):
+        root = scratch / who
+        root.mkdir()
+        lowers = _layers(root, LOWER, MIDDLE)
+        upper, work, mnt = _dirs(root, "upper", "work", "mnt")
+        if who == "kernel":
+            mount_kernel(lowers, upper, work, mnt, extra)
+            run_workload(mnt)
+            seen[who] = _state(mnt)
+            mounts.unmount(mnt)
+        else:
+            pid = mount_ours(lowers, upper, work, mnt, extra)
+            run_workload(mnt)
+            seen[who] = _state(mnt)
+            mounts.unmount(mnt, pid)
+        uppers[who] = (lowers, upper, work, mnt)
+    assert seen["ours"] == seen["kernel"]
+    assert disk_state(uppers["ours"][1]) == disk_state(uppers["kernel"][1])
+
+    lowers, upper, work, mnt = uppers["ours"]
+    mount_kernel(lowers, upper, work, mnt, extra)  # the kernel on our layers
+    try:
+        assert _state(mnt) == seen["kernel"]
+    finally:
+        mounts.unmount(mnt)
+    lowers, upper, work, mnt = uppers["kernel"]
+    pid = mount_ours(lowers, upper, work, mnt, extra)  # ours on the kernel's layers
+    try:
+        assert _state(mnt) == seen["kernel"]
+    finally:
+        mounts.unmount(mnt, pid)
+    for who in ("ours", "kernel"):  # an old upper layer as the topmost lower layer, read-only
+        lowers, upper, _, mnt = uppers[who]
+        pid = mount_ours([upper, *lowers], None, None, mnt)
+        try:
+            ours = _state(mnt)
+        finally:
+            mounts.unmount(mnt, pid)
+        mount_kernel([upper, *lowers], None, None, mnt, "redirect_dir=follow" if "on" in extra else extra)
+        try:
+            assert ours == _state(mnt), who
+        finally:
+            mounts.unmount(mnt)
+
+
+@dataclass
+class Union:
+    lowers: list[Path]
+    upper: Path
+    work: Path
+    mnt: Path
+    pid: int = 0
+
+    def mount(self) -> None:
+        self.pid = mount_ours(self.lowers, self.upper, self.work, self.mnt)
+
+    def remount(self) -> None:
+        mounts.unmount(self.mnt, self.pid)
+        self.mount()
+
+
+@pytest.fixture
+def union(need, scratch) -> Iterator[Union]:
+    """A union-fuse mount with its defaults (redirect_dir=on, index=on) over LOWER and MIDDLE."""
+    need("union-fuse")
+    u = Union(_layers(scratch, LOWER, MIDDLE), *_dirs(scratch, "upper", "work", "mnt"))
+    u.mount()
+    yield u
+    mounts.unmount(u.mnt, u.pid)
+
+
+def test_hard_links_stay_one_file_across_copy_up_and_remount(union):
+    mnt, work = union.mnt, union.work
+    before = os.stat(mnt / "link1").st_ino
+    with open(mnt / "link2", "r+b") as f:  # copy-up of the second name
+        f.write(b"LINKED")
+    for name in ("link1", "link2"):
+        s = os.stat(mnt / name)
+        assert (s.st_ino, s.st_nlink, (mnt / name).read_bytes()) == (before, 2, b"LINKED")
+    os.link(mnt / "link1", mnt / "link3")
+    union.remount()
+    stats = [os.stat(mnt / n) for n in ("link1", "link2", "link3")]
+    assert {(s.st_ino, s.st_nlink) for s in stats} == {(before, 3)}
+    assert (mnt / "link1").read_bytes() == b"LINKED"
+    assert os.getxattr(mnt / "link3", "user.k") == b"v"
+    assert any((work / "index").iterdir()), "index=on keeps the shared copy in work/index"
+
+
+def test_st_ino_is_stable_across_copy_up_rename_and_remount(union):
+    mnt = union.mnt
+    names = {"dir/file": None, "dir": None, "dir/sub": None}
+    for n in names:
+        names[n] = os.stat(mnt / n).st_ino
+    (mnt / "dir/file").write_bytes(b"x")
+    os.rename(mnt / "dir/sub", mnt / "renamed")
+    os.rename(mnt / "dir/file", mnt / "dir/file2")
+    union.remount()
+    assert os.stat(mnt / "dir").st_ino == names["dir"]
+    assert os.stat(mnt / "renamed").st_ino == names["dir/sub"]
+    assert os.stat(mnt / "dir/file2").st_ino == names["dir/file"]
+    assert len({os.stat(mnt / p).st_dev for p in ("dir", "renamed", "dir/file2", "link1")}) == 1
+
+
+def test_copy_up_keeps_mode_owner_times_xattrs_and_holes(union):
+    mnt, upper, work = union.mnt, union.upper, union.work
+    sparse = union.lowers[0] / "sparse"
+    with open(sparse, "wb") as f:
+        f.seek(64 << 20)
+        f.write(b"end")
+    os.utime(sparse, ns=(10**18, 2 * 10**18))
+    os.setxattr(sparse, "user.x", b"y")
+    os.chown(sparse, 1000, 1000)
+    os.chmod(sparse, 0o640)
+    union.remount()
+    with open(mnt / "sparse", "r+b") as f:  # copy-up, no data change
+        pass
+    os.setxattr(mnt / "sparse", "user.after", b"1")
+    copied = os.stat(upper / "sparse")
+    assert (copied.st_mode & 0o7777, copied.st_uid, copied.st_gid) == (0o640, 1000, 1000)
+    assert copied.st_mtime_ns == 2 * 10**18
+    assert copied.st_size == (64 << 20) + 3
+    assert copied.st_blocks * 512 < 1 << 20, "the 64 MiB hole was written out"
+    assert os.getxattr(upper / "sparse", "user.x") == b"y"
+    assert os.listdir(work / "work") == []
+
+
+def test_open_files_follow_copy_up_and_survive_unlink(union):
+    mnt, upper = union.mnt, union.upper
+    reader = os.open(mnt / "dir/file", os.O_RDONLY)
+    try:
+        (mnt / "dir/file").write_bytes(b"written after the reader opened")
+        assert os.pread(reader, 100, 0) == b"written after the reader opened"
+    finally:
+        os.close(reader)
+    fd = os.open(mnt / "fresh", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        os.write(fd, b"still here")
+        os.unlink(mnt / "fresh")
+        assert os.fstat(fd).st_nlink == 0
+        assert os.pread(fd, 100, 0) == b"still here"
+        assert "fresh" not in os.listdir(mnt)
+        assert not any(n.startswith(".fuse_hidden") for n in os.listdir(mnt))
+    finally:
+        os.close(fd)
+    assert not (upper / "fresh").exists()
+
+
+def test_names_too_long_are_enametoolong_never_enoent(union):
+    mnt, upper = union.mnt, union.upper
+    long_name = "n" * 256
+    for call in (lambda: os.stat(mnt / long_name), lambda: os.mkdir(mnt / long_name),
+                 lambda: os.open(mnt / long_name, os.O_CREAT | os.O_WRONLY),
+                 lambda: os.unlink(mnt / "dir" / long_name)):
+        with pytest.raises(OSError) as e:
+            call()
+        assert e.value.errno == errno.ENAMETOOLONG
+    deep = "/".join(["d"] * 2100)
+    with pytest.raises(OSError) as e:
+        os.stat(mnt / deep)
+    assert e.value.errno == errno.ENAMETOOLONG
+    (mnt / ("m" * 255)).write_bytes(b"")  # 255 is allowed
+    assert (upper / ("m" * 255)).exists()
+
+
+def test_without_upperdir_the_union_is_read_only(need, scratch):
+    need("union-fuse")
+    lowers = _layers(scratch, LOWER, MIDDLE)
+    (mnt,) = _dirs(scratch, "mnt")
+    pid = mount_ours(lowers, None, None, mnt)
+    try:
+        assert (mnt / "dir/below").read_bytes() == b"from the second layer"
+        for call in (lambda: (mnt / "new").write_bytes(b""), lambda: os.unlink(mnt / "gone"),
+                     lambda: os.open(mnt / "dir/file", os.O_RDWR)):
+            with pytest.raises(OSError) as e:
+                call()
+            assert e.value.errno == errno.EROFS
+    finally:
+        mounts.unmount(mnt, pid)
+
+
+def test_permissions_hold_for_a_non_root_caller(union):
+    mnt, upper = union.mnt, union.upper
+    os.chmod(mnt.parent, 0o755)  # the scratch dir is root's 0700
+    with as_caller(2000):
+        for call in (lambda: (mnt / "mode600").read_bytes(), lambda: os.open(mnt / "dir/file", os.O_RDWR),
+                     lambda: os.mkdir(mnt / "dir/mine")):
+            with pytest.raises(PermissionError):
+                call()
+    with as_caller(1000):
+        with open(mnt / "mode600", "r+b") as f:  # the owner may write: copy-up keeps 0600 and the owner
+            f.write(b"P")
+        os.mkdir(mnt / "home/mine", 0o700)
+        (mnt / "home/mine/f").write_bytes(b"")
+    copied = os.stat(upper / "mode600")
+    assert (copied.st_mode & 0o777, copied.st_uid, copied.st_gid) == (0o600, 1000, 1000)
+    made = os.stat(upper / "home/mine")
+    assert (made.st_mode & 0o777, made.st_uid, made.st_gid) == (0o700, 1000, 1000)
+    assert os.stat(upper / "home/mine/f").st_uid == 1000
+    with as_caller(2000):
+        for call in (lambda: (mnt / "mode600").read_bytes(), lambda: os.listdir(mnt / "home/mine")):
+            with pytest.raises(PermissionError):
+                call()
+
+
+# ---- symlinks in layers never take the daemon outside them ----------------------------------------------
+
+
+def test_no_symlink_in_a_layer_takes_the_daemon_outside(need, scratch):
+    """A lower layer's symlink where a directory would be, and redirects crafted to climb out: the daemon
+    neither shows nor changes anything outside the layers (a sentinel tree beside them)."""
+    need("union-fuse")
+    outside = scratch / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"not yours")
+    top = (Node("d", "dir", 0o755), Node("d/own", "file", data=b"mine"), Node("r", "dir", 0o755),
+           Node("s", "dir", 0o755), Node("a", "dir", 0o755))
+    below = (Node("d", "symlink", target=str(outside)), Node("p", "symlink", target=str(outside)),
+             Node("a", "symlink", target=".."))
+    lowers = _layers(scratch, top, below)
+    os.setxattr(lowers[0] / "r", "trusted.overlay.redirect", b"../outside")
+    os.setxattr(lowers[0] / "s", "trusted.overlay.redirect", f"/p/../..{outside}".encode())
+    upper, work, mnt = _dirs(scratch, "upper", "work", "mnt")
+    pid = mount_ours(lowers, upper, work, mnt)
+    try:
+        assert sorted(os.listdir(mnt / "d")) == ["own"]
+        assert os.listdir(mnt / "a") == []
+        for crafted in ("r", "s"):
+            with pytest.raises(OSError) as e:
+                os.listdir(mnt / crafted)
+            assert e.value.errno == errno.EIO, "an invalid redirect is an I/O error, as overlayfs has it"
+        (mnt / "d/secret").write_bytes(b"written in the union")
+        os.mkdir(mnt / "d/sub")
+        os.rename(mnt / "d", mnt / "moved")
+        assert sorted(os.listdir(mnt)) == ["a", "moved", "p", "r", "s"]
+        moved = union_state(mnt / "moved")
+    finally:
+        mounts.unmount(mnt, pid)
+    assert sorted(os.listdir(outside)) == ["secret"]
+    assert (outside / "secret").read_bytes() == b"not yours"
+    assert sorted(moved) == [".", "own", "secret", "sub"]
+
+
+# ---- a crash in the middle of writes ------------------------------------------------------------------
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_sigkill_mid_workload_keeps_fsynced_files_and_shows_no_half_copy_up(need, scratch):
+    """SIGKILL the daemon while a writer copies up big lower files and writes new ones, fsync'ing each; after
+    a remount every fsync'ed file reads back exactly, and every lower file is either untouched or a whole
+    copy (its lower bytes intact around the writer's marker), never a partial one."""
+    need("union-fuse")
+    big = 8 << 20
+    lower_nodes = tuple(Node(f"big{i}", "file", data=bytes([i]) * big) for i in range(12))
+    lowers = _layers(scratch, lower_nodes)
+    upper, work, mnt = _dirs(scratch, "upper", "work", "mnt")
+    pid = mount_ours(lowers, upper, work, mnt)
+    synced: dict[str, bytes] = {}
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        try:
+            while not stop.is_set():
+                name = f"big{i % 12}"
+                fd = os.open(mnt / name, os.O_RDWR)  # copy-up of 8 MiB
+                os.pwrite(fd, b"MARK%04d" % i, 0)
+                os.fsync(fd)
+                os.close(fd)
+                synced[name] = b"MARK%04d" % i
+                new = f"new{i}"
+                data = os.urandom(64 << 10)
+                fd = os.open(mnt / new, os.O_CREAT | os.O_WRONLY, 0o644)
+                os.write(fd, data)
+                os.fsync(fd)
+                os.close(fd)
+                synced[new] = data
+                i += 1
+        except OSError:
+            return  # the daemon is gone
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while len(synced) < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    stop.set()
+    mounts.unmount(mnt, pid)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(synced) >= 6, "the writer did not get going before the kill"
+    pid = mount_ours(lowers, upper, work, mnt)
+    try:
+        assert os.listdir(work / "work") == [], "a half-made copy-up outlived the remount"
+        for name, data in synced.items():
+            got = (mnt / name).read_bytes()
+            if name.startswith("new"):
+                assert got == data, name
+            else:
+                i = int(name[3:])
+                assert len(got) == big and got[8:] == bytes([i]) * (big - 8), name
+        for node in lower_nodes:
+            got = (mnt / node.path).read_bytes()
+            assert len(got) == big and got[8:] == node.data[8:], node.path
+    finally:
+        mounts.unmount(mnt, pid)
+
+
+# ---- the commands -----------------------------------------------------------------------------------
+
+
+def _wait_gone(pid: int, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _daemon_pid(mnt: Path) -> int:
+    out = subprocess.run(["pgrep", "-f", f"vfslab.* {mnt}"], capture_output=True, text=True).stdout.split()
+    assert out, f"no daemon for {mnt}"
+    return int(out[-1])
+
+
+def test_vfslab_mount_union_daemonizes_and_umount_ends_it(need, scratch):
+    need("union-fuse")
+    lowers = _layers(scratch, LOWER)
+    upper, work, mnt = _dirs(scratch, "upper", "work", "mnt")
+    opts = f"lowerdir={lowers[0]},upperdir={upper},workdir={work},rw,noatime,dev,suid"
+    done = subprocess.run([sys.executable, "-m", "vfslab", "mount", "union", "-o", opts, str(mnt)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    info = mounts.find_mount(mnt)
+    assert info is not None and info.fstype == "fuse.vfslab-union"
+    pid = _daemon_pid(mnt)
+    try:
+        assert (mnt / "dir/file").read_bytes() == b"lower file"
+        (mnt / "new").write_bytes(b"1")
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True, timeout=30)
+    assert _wait_gone(pid), "the daemon outlived umount"
+    assert (upper / "new").read_bytes() == b"1"
+
+
+def test_mount_t_fuse_vfslab_union(need, scratch):
+    """The system way, through mount(8) and the installed helper (`make` installs it)."""
+    need("union-fuse")
+    if not (shutil.which("vfslab-union", path="/usr/local/bin:/usr/bin:/bin")
+            and Path("/sbin/mount.fuse.vfslab-union").exists()):
+        message = "vfslab-union is not installed on the default PATH (run `make install-helpers`)"
+        if os.environ.get("VFSLAB_REQUIRE_FUSE") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    lowers = _layers(scratch, LOWER, MIDDLE)
+    upper, work, mnt = _dirs(scratch, "upper", "work", "mnt")
+    opts = f"lowerdir={lowers[0]}:{lowers[1]},upperdir={upper},workdir={work}"
+    done = subprocess.run(["mount", "-t", "fuse.vfslab-union", "vfslab-union", str(mnt), "-o", opts],
+                          capture_output=True, text=True, timeout=30, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert done.returncode == 0, done.stderr
+    pid = _daemon_pid(mnt)
+    try:
+        assert sorted(os.listdir(mnt / "dir")) == ["below", "file", "sub"]
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True, timeout=30)
+    assert _wait_gone(pid)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ("upperdir=/tmp", "missing lowerdir"),
+    ("lowerdir=/nonexistent/x", "not a directory"),
+    ("lowerdir=/tmp,bogus=1", "unknown or malformed mount option 'bogus=1'"),
+    ("lowerdir=/tmp,upperdir=/tmp", "upperdir= and workdir= go together"),
+    ("lowerdir=/tmp,index=maybe", "unknown or malformed mount option 'index=maybe'"),
+])
+def test_bad_options_are_one_line_errors(scratch, options, message):
+    done = subprocess.run([*PROGRAM, "-o", options, str(scratch)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert mounts.find_mount(scratch) is None
