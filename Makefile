@@ -5,16 +5,16 @@ BIN := $(VENV)/bin
 OUT ?= out
 APT_PACKAGES := fuse3 fuse-overlayfs unionfs-fuse attr
 
-.PHONY: run test bench lint deps clean
+.PHONY: run test bench lint deps install-helpers clean
 
-run: $(VENV)/.installed deps
+run: $(VENV)/.installed deps install-helpers
 	$(BIN)/vfslab run --out $(OUT)
 	@echo "results: $(OUT)/results.json (report: $(OUT)/report.md)"
 
-test: $(VENV)/.installed deps
+test: $(VENV)/.installed deps install-helpers
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.installed deps
+bench: $(VENV)/.installed deps install-helpers
 	$(BIN)/python bench/bench_union.py
 	$(BIN)/python bench/bench_union_fs.py
 
@@ -31,6 +31,14 @@ deps:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "not root: cannot install$$missing; subjects needing them will be reported unavailable"; fi; \
 	fi
+
+# union-fuse the system way: mount.fuse3 runs `vfslab-union` with no PATH (so it must be on the default one),
+# and mount(8) looks for /sbin/mount.fuse.vfslab-union first. Links into this checkout's venv, made as root.
+install-helpers: $(VENV)/.installed
+	@if [ "$$(id -u)" = 0 ]; then \
+	  ln -sf "$(abspath $(BIN))/vfslab-union" /usr/local/bin/vfslab-union; \
+	  ln -sf "$(abspath $(BIN))/vfslab-union" /sbin/mount.fuse.vfslab-union; \
+	else echo "not root: vfslab-union not installed for mount -t fuse.vfslab-union"; fi
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { [ "$$(id -u)" = 0 ] && \

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from vfslab.check.program import Program
 from vfslab.subjects import Subject, get, mounts
 
-TEST_ROOT = Path("/tmp/vfslab-test")
+# one root per pytest-xdist worker: a worker's end-of-session sweep must not unmount another's live mounts
+TEST_ROOT = Path("/tmp/vfslab-test") / os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 def _unmount_all_under(root: Path) -> list[str]:
@@ -48,6 +50,14 @@ def scratch(request: pytest.FixtureRequest) -> Iterator[Path]:
     _unmount_all_under(path)
     # only once nothing is mounted: rmtree would otherwise delete through a mount into someone's layers
     shutil.rmtree(path)
+
+
+def replayable(program: Program, folder: Path) -> str:
+    """A failure, its program, and the command that replays it (the program is kept in `folder`)."""
+    path = folder / "failure.json"
+    program.write(path)
+    return "\n".join([program.message, *map(str, program.ops), f"replay: vfslab replay {path} --subject "
+                      f"{program.subject} --profile {program.profile}"])
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import replayable
 
 from vfslab.check.lockstep import Mismatch
 from vfslab.check.ops import Op
@@ -15,16 +16,8 @@ from vfslab.model.union.fs import UnionModel
 CI_EXAMPLES = 500
 
 
-def replayable(program: Program, folder) -> str:
-    """The failure, its program, and the command that replays it (the program is kept in `folder`)."""
-    path = folder / "failure.json"
-    program.write(path)
-    return "\n".join([program.message, *map(str, program.ops), f"replay: vfslab replay {path} --subject "
-                      f"{program.subject} --profile {program.profile}"])
-
-
 @pytest.mark.mounts
-@pytest.mark.parametrize("profile", ["overlayfs", "overlayfs-redirect", "overlayfs-index"])
+@pytest.mark.parametrize("profile", ["overlayfs", "overlayfs-redirect", "overlayfs-index", "overlayfs-redirect-index"])
 def test_model_agrees_with_kernel_overlayfs(need, tmp_path, profile):
     subject = need("kernel-overlay")
     tally = check_stateful(subject, profile, seed=20261121, budget=Budget(CI_EXAMPLES, 25, 600),

@@ -165,7 +165,8 @@ class Layer:
         return self.dirfd(rel[:-1]), rel[-1]
 
     def xpath(self, rel: Rel) -> str:
-        return proc(self.dirfd(rel[:-1]), rel[-1]) if rel else proc(self.root)
+        # the root by `<fd>/.`: l*xattr calls on the bare magic link would act on the link itself
+        return proc(self.dirfd(rel[:-1]), rel[-1]) if rel else proc(self.root, ".")
 
     def getxattr(self, rel: Rel, name: str) -> bytes | None:
         try:

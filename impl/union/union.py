@@ -307,11 +307,13 @@ class Union:
         parent = node.parent or node
         out = [(".", node.stack[0].st.st_mode, self.ino(node)), ("..", parent.stack[0].st.st_mode, self.ino(parent))]
         for name, raw in self._listing(node).items():
+            path = "/" + "/".join((*node.path, name))
             try:
-                child = self.child(node, name)
+                child = self._nodes.get(path) or self.child(node, name)
             except OSError:
                 out.append((name, 0, raw.inode()))  # type unknown: a readdir caller has to look
                 continue
+            self._nodes[path] = child  # a listing is mostly followed by a look at each name
             out.append((name, child.shown.st.st_mode, self.ino(child)))
         return out
 
