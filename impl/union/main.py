@@ -9,6 +9,7 @@ as it likes), and mount.fuse3 as `vfslab-union SOURCE MOUNTPOINT -o rw,...,dev,s
 from __future__ import annotations
 
 import argparse
+from importlib import metadata
 import logging
 import os
 import sys
@@ -20,10 +21,9 @@ USAGE = 2
 
 def version() -> str:
     """`vfslab <version> (libfuse <version>)`."""
-    from vfslab import __version__
     from vfslab.impl.union.serve import libfuse_version
 
-    return f"vfslab {__version__} (libfuse {libfuse_version()})"
+    return f"vfslab {metadata.version('vfslab')} (libfuse {libfuse_version()})"
 
 
 def parser(prog: str = "vfslab-union") -> argparse.ArgumentParser:

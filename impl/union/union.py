@@ -276,10 +276,16 @@ class Union:
             raise fail(E.ENOENT)
         return node
 
-    def _changed(self, moved: bool = False) -> None:
-        """Names or copy-ups changed: forget resolved paths (and directory fds, when a directory moved)."""
-        self._nodes.clear()
-        if moved:
+    def _forget(self, path: Rel, is_dir: bool) -> None:
+        """A name was made, removed or moved: forget what was resolved at it, and below it for a directory
+        (with the layers' directory fds: a path may name another directory now). Other names' nodes stay
+        true: a copy-up updates the nodes it goes through in place."""
+        key = "/" + "/".join(path)
+        self._nodes.pop(key, None)
+        if is_dir:
+            below = key + "/"
+            for k in [k for k in self._nodes if k.startswith(below)]:
+                del self._nodes[k]
             for layer in self.layers:
                 layer.forget()
 
@@ -485,7 +491,9 @@ class Union:
             entry = self._index_entry(fb)
             # the union's link count starts at the lower inode's, and another name's copy-up keeps it
             nlink = self._union_nlink(entry) if entry is not None else top.st.st_nlink
-            entry = entry or self._make_index(top, fb)
+            if entry is None:
+                entry = self._make_index(top, fb)
+                self._nodes.clear()  # the group's other lower names show the index inode from now on
             os.link(entry.rel[-1], name, src_dir_fd=self.index.root, dst_dir_fd=pfd, follow_symlinks=False)
             self._set_union_nlink(entry, nlink)
         else:
@@ -493,7 +501,6 @@ class Union:
         real = Real(upper, rel, os.stat(name, dir_fd=pfd, follow_symlinks=False))
         node.stack.insert(0, real) if top.is_dir else node.stack.__setitem__(0, real)
         node.shown = real
-        self._changed()
         if not top.is_dir:
             self._copied(node, real)
         return real
@@ -624,7 +631,7 @@ class Union:
                 raise
             if whiteout:
                 os.unlink(tmp, dir_fd=wfd)
-        self._changed()
+        self._forget((*parent.path, name), is_dir=False)  # nothing was resolved below a new name
 
     @staticmethod
     def _own(dfd: int, name: str, cred: Cred | None) -> None:
@@ -647,7 +654,7 @@ class Union:
                 os.unlink(name, dir_fd=pfd)
         elif positive:
             os.mknod(name, st.S_IFCHR, 0, dir_fd=pfd)
-        self._changed(moved=node.is_dir)
+        self._forget(node.path, node.is_dir)
 
     def _index_before_removal(self, node: Node) -> None:
         """overlayfs ovl_nlink_start: a lower hard link is indexed before it is removed or renamed over, so
@@ -755,7 +762,8 @@ class Union:
             if there is not None and st.S_ISDIR(there.st_mode):
                 self._empty_dir_at(nfd, nname)
             renameat2(ofd, oname, nfd, nname, RENAME_WHITEOUT if source_positive else 0)
-        self._changed(moved=True)
+        self._forget(src.path, is_dir)
+        self._forget((*np_.path, nname), is_dir)
 
     def _empty_dir_at(self, dfd: int, name: str) -> None:
         """Swap an upper directory that is empty in the union (but may hold whiteouts) for an empty one, so
