@@ -9,10 +9,10 @@ as it likes), and mount.fuse3 as `vfslab-union SOURCE MOUNTPOINT -o rw,...,dev,s
 from __future__ import annotations
 
 import argparse
-from importlib import metadata
 import logging
 import os
 import sys
+from importlib import metadata
 
 from vfslab.impl.union.options import OptionError, parse
 
