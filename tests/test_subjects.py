@@ -19,8 +19,8 @@ from vfslab.subjects.overlayfs import UnionMount
 
 pytestmark = pytest.mark.mounts
 
-ALL = ("kernel-overlay", "fuse-overlayfs", "unionfs-fuse")
-FUSE = ("fuse-overlayfs", "unionfs-fuse")
+ALL = ("kernel-overlay", "union-fuse", "fuse-overlayfs", "unionfs-fuse")
+FUSE = ("union-fuse", "fuse-overlayfs", "unionfs-fuse")
 
 # Two lower layers, topmost first: `f` in the top one shadows the bottom one's; `h` is a hard link to `f`.
 TREE = Layers(
@@ -313,6 +313,7 @@ def test_kernel_copy_up_of_hard_link_depends_on_index(setup: Setup, profile: str
     "name",
     [
         "kernel-overlay",
+        "union-fuse",
         pytest.param(
             "fuse-overlayfs",
             marks=pytest.mark.xfail(

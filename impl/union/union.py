@@ -135,7 +135,6 @@ class Handle:
     key: tuple
     ovl: OvlFile
     on_upper: bool
-    path: str
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -157,7 +156,6 @@ class Union:
         self._origins: dict[bytes, os.stat_result | None] = {}
         self._ovl: dict[tuple, OvlFile] = {}
         self._tmp = itertools.count()
-        self.hidden: dict[str, Handle] = {}
 
     # ---- work directory ---------------------------------------------------------------------------
 
@@ -919,8 +917,7 @@ class Union:
         key = self.key(node)
         ovl = self._ovl.setdefault(key, OvlFile())
         ovl.refs += 1
-        return Handle(fd, flags, key, ovl, real.layer is self.upper or real.layer is self.index,
-                      "/" + "/".join(node.path))
+        return Handle(fd, flags, key, ovl, real.layer is self.upper or real.layer is self.index)
 
     def _follow(self, h: Handle) -> None:
         """A file opened before its copy-up reads the copy (overlayfs: one in-memory inode)."""

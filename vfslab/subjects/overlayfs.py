@@ -14,12 +14,12 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 from vfslab.check.driver import OsDriver
 from vfslab.check.tree import Layers, build_layer
 from vfslab.check.walk import disk_state, union_state
 from vfslab.model.state import State
+from vfslab.model.union import profiles
 from vfslab.subjects import mounts
 from vfslab.subjects.forkserver import ForkServer
 
@@ -28,6 +28,12 @@ _FORKS = ForkServer()
 # Characters that would be read as separators in an option string (`,`), a lowerdir or branch list (`:`),
 # unionfs's `dir=RW` (`=`), or need escaping we do not do.
 _UNSAFE = re.compile(r"[,:=\\\s]")
+
+
+def feature_options(profile: str) -> str:
+    """The overlayfs mount options a profile stands for (kernel overlayfs and union-fuse spell them alike)."""
+    p = profiles.get(profile)
+    return f"redirect_dir={'on' if p.redirect_dir else 'off'},index={'on' if p.index else 'off'}"
 
 
 def _fresh_dir(p: Path) -> None:
@@ -145,13 +151,6 @@ class KernelOverlay(UnionSubject):
     name = "kernel-overlay"
     can_hang = False
     profiles = ("overlayfs", "overlayfs-redirect", "overlayfs-index", "overlayfs-redirect-index")
-    # Every feature is spelled out so the kernel's compiled-in defaults cannot change what a profile means.
-    PROFILE_OPTIONS: ClassVar[dict[str, str]] = {
-        "overlayfs": "redirect_dir=off,index=off,metacopy=off,xino=off",
-        "overlayfs-redirect": "redirect_dir=on,index=off,metacopy=off,xino=off",
-        "overlayfs-index": "redirect_dir=off,index=on,metacopy=off,xino=off",
-        "overlayfs-redirect-index": "redirect_dir=on,index=on,metacopy=off,xino=off",
-    }
 
     def available(self) -> tuple[bool, str]:
         ok, reason = super().available()
@@ -165,8 +164,9 @@ class KernelOverlay(UnionSubject):
     def mount(self, m: UnionMount) -> None:
         assert m.work is not None
         lowerdir = ":".join(map(str, m.lowers))
-        options = f"lowerdir={lowerdir},upperdir={m.upper},workdir={m.work},{self.PROFILE_OPTIONS[m.profile]}"
-        mounts.mount_overlay(options, m.path)
+        # every feature is spelled out so the kernel's compiled-in defaults cannot change what a profile means
+        options = f"lowerdir={lowerdir},upperdir={m.upper},workdir={m.work},{feature_options(m.profile)}"
+        mounts.mount_overlay(f"{options},metacopy=off,xino=off", m.path)
 
     def abort(self, m: UnionMount) -> None:
         """Nothing to abort: a kernel overlay has no daemon that could hang."""
@@ -244,12 +244,6 @@ class UnionFuse(FuseUnionSubject):
     name = "union-fuse"
     binary = sys.executable
     profiles = ("overlayfs-redirect-index", "overlayfs", "overlayfs-redirect", "overlayfs-index")
-    PROFILE_OPTIONS: ClassVar[dict[str, str]] = {
-        "overlayfs": "redirect_dir=off,index=off",
-        "overlayfs-redirect": "redirect_dir=on,index=off",
-        "overlayfs-index": "redirect_dir=off,index=on",
-        "overlayfs-redirect-index": "redirect_dir=on,index=on",
-    }
 
     def version(self) -> str:
         from vfslab.impl.union.main import version
@@ -258,7 +252,7 @@ class UnionFuse(FuseUnionSubject):
 
     def argv(self, m: UnionMount) -> list[str]:
         lowerdir = ":".join(map(str, m.lowers))
-        options = f"lowerdir={lowerdir},upperdir={m.upper},workdir={m.work},{self.PROFILE_OPTIONS[m.profile]}"
+        options = f"lowerdir={lowerdir},upperdir={m.upper},workdir={m.work},{feature_options(m.profile)}"
         return [sys.executable, "-m", "vfslab.impl.union.main", "-f", "-o", options, str(m.path)]
 
     def mount(self, m: UnionMount) -> int:
