@@ -33,9 +33,8 @@ class MountOptions:
     #: skip the fsync that makes a copy-up durable before it becomes visible (as overlayfs's `volatile`)
     volatile: bool = False
     fuse: tuple[str, ...] = ()
-    #: serve requests with up to this many libfuse worker threads; None (the default): one thread, which is
-    #: faster under Python's GIL (a request costs about a third) and the union takes one lock anyway
-    max_threads: int | None = None
+    #: libfuse worker threads at most (its own default, said explicitly); 1 serves from one thread
+    max_threads: int = 10
 
     @property
     def read_only(self) -> bool:

@@ -269,7 +269,7 @@ def serve(opts: MountOptions, mountpoint: str, foreground: bool) -> None:
         fuse_options[name] = True
     if opts.read_only:
         fuse_options["ro"] = True
-    if opts.max_threads is None:
+    if opts.max_threads == 1:
         fuse_options["nothreads"] = True
     else:
         fuse_options["max_threads"] = opts.max_threads
