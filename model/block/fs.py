@@ -1,0 +1,288 @@
+"""The vmblock model: a small tree over a target directory, whose readlinks wait on blocks that writes to a
+control file add and remove.
+
+One method per operation, each returning an `Outcome` tagged with the rules (`rules.py`) that decided it. A
+call that waits returns `Waiting(id)` and stays pending until a later operation releases it; `woken()` tells
+which pending calls have returned since it was last asked, and with what. The target directory is what the
+caller says it holds (`target_add` / `target_remove` mirror a real one).
+"""
+
+from __future__ import annotations
+
+import errno as E
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+
+from vfslab.model.outcome import Err, ModelError, Outcome
+
+PATH_MAX = 4096
+#: what a read of /dev returns (upstream's VMBLOCK_FUSE_READ_RESPONSE, with its NUL)
+BANNER = b"I am VMBLOCK-FUSE\0"
+#: what /version holds (the seed's proposal: the control protocol's version)
+VERSION = b"1\n"
+ROOT_NAMES = ("blockdir", "dev", "notifydir")
+
+
+@dataclass(frozen=True)
+class Attr:
+    kind: str  # "dir", "file" or "symlink"
+    mode: int
+    nlink: int
+    size: int
+    uid: int = 0
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A call that has not returned: it will, with a result `woken()` reports under this id."""
+
+    id: int
+
+
+@dataclass
+class Waiter:
+    id: int
+    kind: str  # "readlink" or "notify"
+    path: str  # the target path it waits on
+    uid: int
+
+
+@dataclass
+class Block:
+    path: str
+    handle: int
+    uid: int
+
+
+@dataclass
+class Options:
+    target: str = "/tmp/VMwareDnD"
+    #: any user may block, and a user's blocks hold only that user's accesses (the seed's idea)
+    unprivileged: bool = False
+    #: the `l` operation lists blocks (upstream: developer builds only; elsewhere EINVAL)
+    list_op: bool = True
+    #: /version exists (the seed's proposal; upstream has none)
+    version_file: bool = True
+
+
+def operation(method: Callable) -> Callable:
+    @wraps(method)
+    def run(self: BlockModel, *args, **kwargs) -> Outcome:
+        self._fired = []
+        try:
+            value = method(self, *args, **kwargs)
+        except ModelError as err:
+            return Outcome(Err(err.errno), (*self._fired, err.rule))
+        return Outcome(value, tuple(self._fired))
+
+    return run
+
+
+class BlockModel:
+    def __init__(self, options: Options | None = None, target_names: tuple[str, ...] = ()) -> None:
+        self.options = options or Options()
+        self.target_names: set[str] = set(target_names)
+        self.blocks: list[Block] = []
+        self.handles: dict[int, int] = {}  # handle -> uid of its opener
+        self.waiters: dict[int, Waiter] = {}
+        self._done: dict[int, object] = {}
+        self._ids = 0
+        self._fired: list[str] = []
+
+    # ---- rules machinery and helpers -----------------------------------------------------------------
+
+    def _fire(self, rule: str) -> None:
+        if rule not in self._fired:
+            self._fired.append(rule)
+
+    def _next(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def _target_of(self, name: str) -> str:
+        return f"{self.options.target}/{name}"
+
+    def _entry(self, path: str) -> tuple[str, str]:
+        """(directory, name) for /blockdir/x or /notifydir/x; ENOENT for anything else below them."""
+        parts = [p for p in path.split("/") if p]
+        if len(parts) != 2 or parts[0] not in ("blockdir", "notifydir"):
+            raise ModelError(E.ENOENT, "vmblock.tree")
+        return parts[0], parts[1]
+
+    def _blocking(self, path: str, uid: int) -> Block | None:
+        """The block a caller's access to `path` waits on (per user in unprivileged mode)."""
+        for b in self.blocks:
+            if b.path == path and (not self.options.unprivileged or b.uid == uid):
+                return b
+        return None
+
+    def _wake(self, path: str, uid: int | None, kinds: tuple[str, ...]) -> None:
+        """Return every waiter of `kinds` on `path` (for `uid` only, in unprivileged mode)."""
+        for w in list(self.waiters.values()):
+            if w.path == path and w.kind in kinds and (uid is None or not self.options.unprivileged or w.uid == uid):
+                self._fire("vmblock.wake")
+                del self.waiters[w.id]
+                self._done[w.id] = path if w.kind == "readlink" else b""
+
+    def _remove(self, block: Block) -> None:
+        self.blocks.remove(block)
+        if self._blocking(block.path, block.uid) is None:
+            self._wake(block.path, block.uid, ("readlink", "notify"))
+
+    # ---- the tree --------------------------------------------------------------------------------------
+
+    @operation
+    def getattr(self, path: str) -> Attr:
+        clean = "/" + "/".join(p for p in path.split("/") if p)
+        if clean in ("/", "/blockdir", "/notifydir"):
+            self._fire("vmblock.getattr.special")
+            return Attr("dir", 0o555, 3, 0)
+        if clean == "/dev":
+            self._fire("vmblock.getattr.special")
+            return Attr("file", 0o666 if self.options.unprivileged else 0o600, 1, 0)
+        if clean == "/version" and self.options.version_file:
+            self._fire("vmblock.version")
+            return Attr("file", 0o444, 1, len(VERSION))
+        where, name = self._entry(clean)
+        if where == "notifydir":
+            self._fire("vmblock.getattr.notify")
+            return Attr("file", 0o444, 1, 0)
+        if name not in self.target_names:
+            raise ModelError(E.ENOENT, "vmblock.getattr.link")
+        self._fire("vmblock.getattr.link")
+        return Attr("symlink", 0o777, 1, len(self._target_of(name)))
+
+    @operation
+    def readdir(self, path: str) -> tuple[str, ...]:
+        clean = "/" + "/".join(p for p in path.split("/") if p)
+        self._fire("vmblock.readdir")
+        if clean == "/":
+            return tuple(sorted((*ROOT_NAMES, "version") if self.options.version_file else ROOT_NAMES))
+        if clean == "/blockdir":
+            return tuple(sorted(self.target_names))
+        if clean == "/notifydir":
+            return ()
+        raise ModelError(E.ENOENT, "vmblock.tree")
+
+    @operation
+    def readlink(self, path: str, uid: int = 0) -> str | Waiting:
+        where, name = self._entry(path)
+        if where != "blockdir":
+            raise ModelError(E.EINVAL, "vmblock.getattr.notify")
+        if name not in self.target_names:
+            raise ModelError(E.ENOENT, "vmblock.readlink.missing")
+        target = self._target_of(name)
+        self._wake(target, uid, ("notify",))
+        if self._blocking(target, uid) is None:
+            self._fire("vmblock.readlink.target")
+            return target
+        self._fire("vmblock.readlink.blocks")
+        w = Waiter(self._next(), "readlink", target, uid)
+        self.waiters[w.id] = w
+        return Waiting(w.id)
+
+    @operation
+    def read_notify(self, path: str, uid: int = 0) -> bytes | Waiting:
+        where, name = self._entry(path)
+        if where != "notifydir":
+            raise ModelError(E.EINVAL, "vmblock.tree")
+        if name not in self.target_names:
+            raise ModelError(E.EINVAL, "vmblock.notify.missing")
+        target = self._target_of(name)
+        if self._blocking(target, uid) is None:
+            raise ModelError(E.ENOENT, "vmblock.notify.unblocked")
+        self._fire("vmblock.notify.waits")
+        w = Waiter(self._next(), "notify", target, uid)
+        self.waiters[w.id] = w
+        return Waiting(w.id)
+
+    @operation
+    def read_version(self) -> bytes:
+        if not self.options.version_file:
+            raise ModelError(E.ENOENT, "vmblock.tree")
+        self._fire("vmblock.version")
+        return VERSION
+
+    # ---- the control file ------------------------------------------------------------------------------
+
+    @operation
+    def open_ctl(self, uid: int = 0) -> int:
+        if uid != 0 and not self.options.unprivileged:
+            raise ModelError(E.EACCES, "vmblock.perm.root")
+        self._fire("vmblock.ctl.handle")
+        handle = self._next()
+        self.handles[handle] = uid
+        return handle
+
+    @operation
+    def read_ctl(self, handle: int, size: int = 4096) -> bytes:
+        self._handle(handle)
+        if size < len(BANNER):
+            raise ModelError(E.EINVAL, "vmblock.ctl.read")
+        self._fire("vmblock.ctl.read")
+        return BANNER
+
+    def _handle(self, handle: int) -> int:
+        if handle not in self.handles:
+            raise ModelError(E.EBADF, "vmblock.ctl.handle")
+        return self.handles[handle]
+
+    @operation
+    def write_ctl(self, handle: int, data: bytes) -> int:
+        uid = self._handle(handle)
+        self._fire("vmblock.ctl.format")
+        if len(data) > PATH_MAX:
+            raise ModelError(E.ENAMETOOLONG, "vmblock.ctl.toolong")
+        text = data.split(b"\0", 1)[0].decode(errors="surrogateescape")
+        text = re.sub("/+", "/", text)
+        if len(text) > 1 and text.endswith("/"):
+            text = text[:-1]
+        if text != data.decode(errors="surrogateescape"):
+            self._fire("vmblock.ctl.normalise")
+        op, path = text[:1], text[1:]
+        if op == "a":
+            if any(b.path == path and (not self.options.unprivileged or b.uid == uid) for b in self.blocks):
+                raise ModelError(E.EEXIST, "vmblock.ctl.add.exists")
+            if self.options.unprivileged:
+                self._fire("vmblock.perm.per-user")
+            self.blocks.append(Block(path, handle, uid))
+        elif op == "d":
+            mine = next((b for b in self.blocks if b.path == path and b.handle == handle), None)
+            if mine is None:
+                raise ModelError(E.ENOENT, "vmblock.ctl.delete.owner")
+            self._remove(mine)
+        elif op == "l" and self.options.list_op:
+            pass
+        else:
+            raise ModelError(E.EINVAL, "vmblock.ctl.op")
+        self._fire("vmblock.ctl.op")
+        return len(data)
+
+    @operation
+    def close_ctl(self, handle: int) -> None:
+        self._handle(handle)
+        self._fire("vmblock.release")
+        del self.handles[handle]
+        for b in [b for b in self.blocks if b.handle == handle]:
+            self._remove(b)
+
+    # ---- the target directory, and what the waiting calls did -----------------------------------------
+
+    @operation
+    def target_add(self, name: str) -> None:
+        self.target_names.add(name)
+
+    @operation
+    def target_remove(self, name: str) -> None:
+        self.target_names.discard(name)
+
+    def woken(self) -> dict[int, object]:
+        """The waiting calls that returned since the last time this was asked, with their results."""
+        done, self._done = self._done, {}
+        return done
+
+    def pending(self) -> tuple[int, ...]:
+        return tuple(sorted(self.waiters))
+

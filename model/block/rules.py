@@ -1,0 +1,43 @@
+"""The rules of the vmblock model, each with an id that outcomes and reports cite.
+
+Texts quote the vmblock-fuse design (seeds/001) or what upstream open-vm-tools does (FACTS.md, vmblock 1-11).
+"""
+
+RULES: dict[str, str] = {
+    "vmblock.tree": "The mount point contains /blockdir/, /dev, /notifydir/ (and /version, proposed in the "
+    "seed); anything else: ENOENT.",
+    "vmblock.getattr.special": "/, /blockdir and /notifydir are directories 0555 with nlink 3; /dev is a "
+    "regular file 0600 owned by root.",
+    "vmblock.getattr.link": "/blockdir/x is a symlink 0777 whose size is the length of <target>/x, present only "
+    "if lstat of <target>/x succeeds (else that errno).",
+    "vmblock.getattr.notify": "/notifydir/x is a regular file 0444.",
+    "vmblock.readdir": "readdir of / lists dev, blockdir and notifydir; of /blockdir, the target directory; "
+    "readdir never blocks.",
+    "vmblock.readlink.target": "readlink of /blockdir/x returns the absolute path <target>/x once no block is on "
+    "it.",
+    "vmblock.readlink.missing": "readlink lstats the target first: a missing target fails at once (no "
+    "blocking).",
+    "vmblock.readlink.blocks": "When an entry in /blockdir/ is blocked, any readlink() on that entry will block.",
+    "vmblock.ctl.handle": "Each open of /dev is a separate blocker: its file handle is the blocker's id.",
+    "vmblock.ctl.read": "Reading /dev returns a fixed banner.",
+    "vmblock.ctl.format": "A write is one operation character then the path; count is the length of both; "
+    "the offset is ignored; success returns the count.",
+    "vmblock.ctl.normalise": "Repeated '/' are collapsed and one trailing '/' is stripped, so that the same "
+    "file is one block.",
+    "vmblock.ctl.toolong": "A path longer than PATH_MAX: ENAMETOOLONG.",
+    "vmblock.ctl.op": "Operations: 'a' add block, 'd' delete block, 'l' list blocks; any other: EINVAL.",
+    "vmblock.ctl.add.exists": "Adding a block on a path that is blocked already (by any blocker, even the same "
+    "handle): EEXIST.",
+    "vmblock.ctl.delete.owner": "A block is deleted only by the same path and the same handle; else ENOENT.",
+    "vmblock.release": "Closing a /dev handle removes all blocks of that handle, and only those.",
+    "vmblock.wake": "Removing a block wakes every waiter on it.",
+    "vmblock.notify.missing": "Reading /notifydir/x when <target>/x is missing: EINVAL.",
+    "vmblock.notify.unblocked": "Reading /notifydir/x when x is not blocked: ENOENT.",
+    "vmblock.notify.waits": "Reading /notifydir/x waits until someone readlinks /blockdir/x or the block is "
+    "removed.",
+    "vmblock.version": "/version is a read-only file (0444) giving the control protocol's version.",
+    "vmblock.perm.root": "The control file is owned and only writable by root: a non-root open for writing is "
+    "EACCES.",
+    "vmblock.perm.per-user": "Unprivileged mode: any user may add blocks, but a user's blocks apply to that "
+    "user's accesses only.",
+}

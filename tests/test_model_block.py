@@ -1,0 +1,130 @@
+"""The vmblock model against the rules it encodes (FACTS.md vmblock 1-11 and the seed)."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from vfslab.model.block import BANNER, RULES, VERSION, BlockModel, Options, Waiting
+from vfslab.model.outcome import Err
+
+T = "/tmp/VMwareDnD"
+
+
+@pytest.fixture
+def m() -> BlockModel:
+    return BlockModel(target_names=("foo", "bar"))
+
+
+def test_the_tree(m):
+    assert m.readdir("/").result == ("blockdir", "dev", "notifydir", "version")
+    assert m.readdir("/blockdir").result == ("bar", "foo")
+    for d in ("/", "/blockdir", "/notifydir"):
+        attr = m.getattr(d).result
+        assert (attr.kind, attr.mode, attr.nlink) == ("dir", 0o555, 3)
+    dev = m.getattr("/dev").result
+    assert (dev.kind, dev.mode, dev.uid) == ("file", 0o600, 0)
+    link = m.getattr("/blockdir/foo")
+    assert (link.result.kind, link.result.mode, link.result.size) == ("symlink", 0o777, len(f"{T}/foo"))
+    assert m.getattr("/blockdir/missing").result == Err(errno.ENOENT)
+    assert m.getattr("/notifydir/anything").result.mode == 0o444
+    assert m.getattr("/other").result == Err(errno.ENOENT)
+    assert m.read_version().result == VERSION
+    upstream = BlockModel(Options(version_file=False))
+    assert "version" not in upstream.readdir("/").result
+    assert upstream.getattr("/version").result == Err(errno.ENOENT)
+
+
+def test_readlink_waits_on_exactly_the_blocked_path_until_the_block_goes(m):
+    h = m.open_ctl().result
+    assert m.write_ctl(h, f"a{T}/foo".encode()).result == len(f"a{T}/foo")
+    waiting = m.readlink("/blockdir/foo").result
+    assert isinstance(waiting, Waiting) and m.pending() == (waiting.id,)
+    assert m.readlink("/blockdir/bar").result == f"{T}/bar"
+    assert m.write_ctl(h, f"d{T}//foo/".encode()).result == len(f"d{T}//foo/")
+    assert m.woken() == {waiting.id: f"{T}/foo"} and m.pending() == ()
+
+
+def test_a_missing_target_fails_at_once_even_when_blocked(m):
+    h = m.open_ctl().result
+    m.write_ctl(h, f"a{T}/gone".encode())
+    outcome = m.readlink("/blockdir/gone")
+    assert outcome.result == Err(errno.ENOENT) and "vmblock.readlink.missing" in outcome.rules
+
+
+def test_the_control_protocol_errnos(m):
+    h, other = m.open_ctl().result, m.open_ctl().result
+    assert m.write_ctl(h, f"a{T}/foo".encode()).result > 0
+    assert m.write_ctl(h, f"a{T}/foo".encode()).result == Err(errno.EEXIST)
+    assert m.write_ctl(other, f"a{T}//foo/".encode()).result == Err(errno.EEXIST)
+    assert m.write_ctl(other, f"d{T}/foo".encode()).result == Err(errno.ENOENT), "only its owner deletes it"
+    assert m.write_ctl(h, b"x/whatever").result == Err(errno.EINVAL)
+    assert m.write_ctl(h, b"a" + b"/x" * 2048 + b"y").result == Err(errno.ENAMETOOLONG)
+    assert m.write_ctl(h, b"l").result == 1
+    assert BlockModel(Options(list_op=False)).write_ctl(1, b"l").result == Err(errno.EBADF)
+    upstream = BlockModel(Options(list_op=False))
+    assert upstream.write_ctl(upstream.open_ctl().result, b"l").result == Err(errno.EINVAL)
+    assert m.read_ctl(h).result == BANNER
+    assert m.read_ctl(h, 4).result == Err(errno.EINVAL)
+
+
+def test_closing_a_handle_removes_its_blocks_only_and_wakes_every_waiter(m):
+    h, other = m.open_ctl().result, m.open_ctl().result
+    m.write_ctl(h, f"a{T}/foo".encode())
+    m.write_ctl(other, f"a{T}/bar".encode())
+    waiters = [m.readlink("/blockdir/foo").result.id for _ in range(3)]
+    still = m.readlink("/blockdir/bar").result.id
+    assert "vmblock.release" in m.close_ctl(h).rules
+    assert m.woken() == dict.fromkeys(waiters, f"{T}/foo")
+    assert m.pending() == (still,)
+
+
+def test_notifydir_waits_for_a_readlink_or_the_unblock(m):
+    assert m.read_notify("/notifydir/gone").result == Err(errno.EINVAL)
+    assert m.read_notify("/notifydir/foo").result == Err(errno.ENOENT)
+    h = m.open_ctl().result
+    m.write_ctl(h, f"a{T}/foo".encode())
+    first = m.read_notify("/notifydir/foo").result.id
+    reader = m.readlink("/blockdir/foo").result.id
+    assert m.woken() == {first: b""}
+    second = m.read_notify("/notifydir/foo").result.id
+    m.close_ctl(h)
+    assert m.woken() == {reader: f"{T}/foo", second: b""}
+
+
+def test_only_root_may_block_unless_unprivileged(m):
+    assert m.open_ctl(uid=1000).result == Err(errno.EACCES)
+    u = BlockModel(Options(unprivileged=True), ("foo",))
+    assert u.getattr("/dev").result.mode == 0o666
+    alice, bob = u.open_ctl(uid=1000).result, u.open_ctl(uid=1001).result
+    u.write_ctl(alice, f"a{T}/foo".encode())
+    assert u.write_ctl(bob, f"a{T}/foo".encode()).result > 0, "blocks are per user"
+    u.write_ctl(bob, f"d{T}/foo".encode())
+    assert u.readlink("/blockdir/foo", uid=1001).result == f"{T}/foo"
+    assert u.readlink("/blockdir/foo", uid=0).result == f"{T}/foo"
+    assert isinstance(u.readlink("/blockdir/foo", uid=1000).result, Waiting)
+
+
+def test_every_rule_fires_somewhere(m):
+    fired: set[str] = set()
+    u = BlockModel(Options(unprivileged=True), ("foo",))
+    for model, uid in ((m, 0), (u, 1000)):
+        for outcome in (model.readdir("/"), model.getattr("/"), model.getattr("/blockdir/foo"),
+                        model.getattr("/notifydir/foo"), model.getattr("/nope"), model.read_version()):
+            fired.update(outcome.rules)
+        opened = model.open_ctl(uid)
+        fired.update(opened.rules)
+        h = opened.result
+        for data in (f"a{T}//foo/", f"a{T}/foo", f"d{T}/nope", "x", "a" + "/" * 5000):
+            fired.update(model.write_ctl(h, data.encode()).rules)
+        fired.update(model.read_ctl(h).rules)
+        fired.update(model.readlink("/blockdir/foo", uid).rules)
+        fired.update(model.readlink("/blockdir/gone", uid).rules)
+        fired.update(model.read_notify("/notifydir/foo", uid).rules)
+        fired.update(model.read_notify("/notifydir/gone", uid).rules)
+        fired.update(model.close_ctl(h).rules)
+        fired.update(model.read_notify("/notifydir/foo", uid).rules)
+        fired.update(model.readlink("/blockdir/foo", uid).rules)
+    fired.update(m.open_ctl(uid=1000).rules)
+    assert set(RULES) - fired == set()
