@@ -42,10 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--subject", help="subject to run it on (default: the one it was found on)")
     rp.add_argument("--profile", help="profile to hold it to (default: the program's)")
 
-    mnt = sub.add_parser("mount", help="mount one of our file systems (union)", add_help=False,
+    mnt = sub.add_parser("mount", help="mount one of our file systems (union, vmblock)", add_help=False,
                          description="Mount one of vfslab's own FUSE file systems: `vfslab mount union -o "
-                         "lowerdir=L1:L2,upperdir=U,workdir=W MOUNTPOINT`; `vfslab mount union --help` for more.")
-    mnt.add_argument("kind", choices=("union",))
+                         "lowerdir=L1:L2,upperdir=U,workdir=W MOUNTPOINT`, `vfslab mount vmblock --target DIR "
+                         "MOUNTPOINT`; `vfslab mount KIND --help` for more.")
+    mnt.add_argument("kind", choices=("union", "vmblock"))
     mnt.add_argument("args", nargs=argparse.REMAINDER)
 
     rep = sub.add_parser("report", help="render a results.json")
@@ -137,9 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "replay":
             return _replay(args, console)
         if args.command == "mount":
+            from vfslab.impl.block.main import main as mount_vmblock
             from vfslab.impl.union.main import main as mount_union
 
-            return mount_union(args.args, prog="vfslab mount union")
+            mount = mount_union if args.kind == "union" else mount_vmblock
+            return mount(args.args, prog=f"vfslab mount {args.kind}")
         return _report(args, console)
     except KeyboardInterrupt:
         print("vfslab: interrupted", file=sys.stderr)
