@@ -17,14 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import replayable
 
 from vfslab.check.driver import as_caller
-from vfslab.check.stateful import Budget, check_stateful
 from vfslab.check.tree import Node, build_layer
 from vfslab.check.walk import disk_state, union_state
 from vfslab.subjects import mounts
-from vfslab.subjects.overlayfs import UnionFuse
 
 pytestmark = pytest.mark.mounts
 
@@ -313,26 +310,6 @@ def test_permissions_hold_for_a_non_root_caller(union):
         for call in (lambda: (mnt / "mode600").read_bytes(), lambda: os.listdir(mnt / "home/mine")):
             with pytest.raises(PermissionError):
                 call()
-
-
-# ---- the model's verdict ----------------------------------------------------------------------------------
-
-CI_EXAMPLES = 1000
-
-
-@pytest.mark.parametrize("profile", UnionFuse.profiles)
-def test_union_fuse_agrees_with_the_model(need, tmp_path, profile):
-    """Every profile union-fuse claims, over generated programs with remounts, pushes and non-root callers,
-    the upper layer on disk compared after every write."""
-    subject = need("union-fuse")
-    tally = check_stateful(subject, profile, seed=20261121, budget=Budget(CI_EXAMPLES, 12, 900),
-                           scratch_root=tmp_path)
-    assert tally.failure is None, replayable(tally.failure, tmp_path)
-    assert not tally.error and tally.deviations == {}
-    assert tally.examples >= CI_EXAMPLES
-    for rule in ("union.bench.remount", "union.bench.push", "union.copyup.file", "union.unlink.whiteout",
-                 "union.perm.access"):
-        assert tally.coverage[rule], f"{rule} never fired"
 
 
 # ---- symlinks in layers never take the daemon outside them ----------------------------------------------
