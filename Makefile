@@ -4,14 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 OUT ?= out
 APT_PACKAGES := fuse3 fuse-overlayfs unionfs-fuse attr
+# Debian's vmware-vmblock-fuse, unpacked from open-vm-tools (not installed: no VMware services start)
+VMBLOCK_CACHE := /var/cache/vfslab/open-vm-tools
+VMWARE_VMBLOCK := $(VMBLOCK_CACHE)/usr/bin/vmware-vmblock-fuse
 
-.PHONY: run test bench lint deps install-helpers clean
+.PHONY: run test bench lint deps install-helpers vmware-vmblock clean
 
-run: $(VENV)/.installed deps install-helpers
+run: $(VENV)/.installed deps install-helpers vmware-vmblock
 	$(BIN)/vfslab run --out $(OUT)
 	@echo "results: $(OUT)/results.json (report: $(OUT)/report.md)"
 
-test: $(VENV)/.installed deps install-helpers
+test: $(VENV)/.installed deps install-helpers vmware-vmblock
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed deps install-helpers
@@ -39,6 +42,16 @@ install-helpers: $(VENV)/.installed
 	  ln -sf "$(abspath $(BIN))/vfslab-union" /usr/local/bin/vfslab-union; \
 	  ln -sf "$(abspath $(BIN))/vfslab-union" /sbin/mount.fuse.vfslab-union; \
 	else echo "not root: vfslab-union not installed for mount -t fuse.vfslab-union"; fi
+
+vmware-vmblock: $(VMWARE_VMBLOCK)
+
+$(VMWARE_VMBLOCK):
+	@if [ "$$(id -u)" = 0 ]; then \
+	  tmp=$$(mktemp -d) && cd $$tmp && \
+	  { apt-get download open-vm-tools >/dev/null 2>&1 || \
+	    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get download open-vm-tools >/dev/null; }; } && \
+	  mkdir -p $(VMBLOCK_CACHE) && dpkg -x open-vm-tools_*.deb $(VMBLOCK_CACHE) && cd / && rm -rf $$tmp; \
+	else echo "not root: vmware-vmblock-fuse not fetched; its tests will say so"; fi
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { [ "$$(id -u)" = 0 ] && \
