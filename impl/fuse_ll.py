@@ -86,8 +86,7 @@ class fuse_lowlevel_ops(ctypes.Structure):
 
 lib.fuse_session_new.restype = c_void_p
 lib.fuse_session_new.argtypes = [POINTER(fuse_args), POINTER(fuse_lowlevel_ops), c_size_t, c_void_p]
-for name in ("fuse_session_mount",):
-    getattr(lib, name).argtypes = [c_void_p, c_char_p]
+lib.fuse_session_mount.argtypes = [c_void_p, c_char_p]
 for name in ("fuse_session_unmount", "fuse_session_destroy", "fuse_session_loop", "fuse_set_signal_handlers",
              "fuse_remove_signal_handlers", "fuse_session_exit"):
     getattr(lib, name).argtypes = [c_void_p]

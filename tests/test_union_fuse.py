@@ -95,10 +95,6 @@ def run_workload(mnt: Path) -> None:
         os.rename(mnt / "dir/sub/deep", mnt / "dir/deep")
 
 
-def _state(mnt: Path) -> dict:
-    return union_state(mnt)
-
-
 @pytest.mark.parametrize("profile", sorted(OPTIONS))
 def test_on_disk_format_reads_the_same_both_ways(need, scratch, profile):
     """The same workload through the kernel and through union-fuse: the two unions look the same, the two
@@ -113,16 +109,11 @@ def test_on_disk_format_reads_the_same_both_ways(need, scratch, profile):
         root.mkdir()
         lowers = _layers(root, LOWER, MIDDLE)
         upper, work, mnt = _dirs(root, "upper", "work", "mnt")
-        if who == "kernel":
-            mount_kernel(lowers, upper, work, mnt, extra)
-            run_workload(mnt)
-            seen[who] = _state(mnt)
-            mounts.unmount(mnt)
-        else:
-            pid = mount_ours(lowers, upper, work, mnt, extra)
-            run_workload(mnt)
-            seen[who] = _state(mnt)
-            mounts.unmount(mnt, pid)
+        mount = mount_kernel if who == "kernel" else mount_ours
+        pid = mount(lowers, upper, work, mnt, extra)
+        run_workload(mnt)
+        seen[who] = union_state(mnt)
+        mounts.unmount(mnt, pid)
         uppers[who] = (lowers, upper, work, mnt)
     assert seen["ours"] == seen["kernel"]
     assert disk_state(uppers["ours"][1]) == disk_state(uppers["kernel"][1])
@@ -130,25 +121,25 @@ def test_on_disk_format_reads_the_same_both_ways(need, scratch, profile):
     lowers, upper, work, mnt = uppers["ours"]
     mount_kernel(lowers, upper, work, mnt, extra)  # the kernel on our layers
     try:
-        assert _state(mnt) == seen["kernel"]
+        assert union_state(mnt) == seen["kernel"]
     finally:
         mounts.unmount(mnt)
     lowers, upper, work, mnt = uppers["kernel"]
     pid = mount_ours(lowers, upper, work, mnt, extra)  # ours on the kernel's layers
     try:
-        assert _state(mnt) == seen["kernel"]
+        assert union_state(mnt) == seen["kernel"]
     finally:
         mounts.unmount(mnt, pid)
     for who in ("ours", "kernel"):  # an old upper layer as the topmost lower layer, read-only
         lowers, upper, _, mnt = uppers[who]
         pid = mount_ours([upper, *lowers], None, None, mnt)
         try:
-            ours = _state(mnt)
+            ours = union_state(mnt)
         finally:
             mounts.unmount(mnt, pid)
         mount_kernel([upper, *lowers], None, None, mnt, "redirect_dir=follow" if "on" in extra else extra)
         try:
-            assert ours == _state(mnt), who
+            assert ours == union_state(mnt), who
         finally:
             mounts.unmount(mnt)
 

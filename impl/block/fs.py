@@ -81,6 +81,10 @@ class VMBlock(ll.Operations):
         """readlink and getattr lstat the target first: its errno if it is missing."""
         os.stat(name, dir_fd=self.target_fd, follow_symlinks=False)
 
+    def _entry(self, ino: int) -> tuple[int, str]:
+        """(parent directory, name) of a /blockdir or /notifydir entry; (0, "") for any other inode."""
+        return self.entries.get(ino, (0, ""))
+
     def _ino_of(self, parent: int, name: str) -> int:
         with self.lock:
             ino = self.names.get((parent, name))
@@ -96,7 +100,7 @@ class VMBlock(ll.Operations):
             return ll.stat(st.S_IFREG | (0o666 if self.unprivileged else 0o600), 1, 0, ino)
         if ino == VERSION_INO:
             return ll.stat(st.S_IFREG | 0o444, 1, len(VERSION), ino)
-        parent, name = self.entries.get(ino, (0, ""))
+        parent, name = self._entry(ino)
         if parent == BLOCKDIR:
             self._lstat_target(name)
             return ll.stat(st.S_IFLNK | 0o777, 1, len(self._target_path(name)), ino)
@@ -182,7 +186,7 @@ class VMBlock(ll.Operations):
                 ll.reply_err(req, E.EINTR)
 
     def readlink(self, req: int, ino: int) -> None:
-        parent, name = self.entries.get(ino, (0, ""))
+        parent, name = self._entry(ino)
         if parent != BLOCKDIR:
             raise OSError(E.EINVAL, "not a symlink")
         self._lstat_target(name)
@@ -203,11 +207,9 @@ class VMBlock(ll.Operations):
             with self.lock:
                 info.fh = next(self._fh)
                 self.handles[info.fh] = ll.caller(req).uid
-            info.direct_io = 1
-        elif ino not in (VERSION_INO,) and self.entries.get(ino, (0, ""))[0] != NOTIFYDIR:
+        elif ino != VERSION_INO and self._entry(ino)[0] != NOTIFYDIR:
             raise OSError(E.EISDIR if ino in (ll.ROOT, BLOCKDIR, NOTIFYDIR) else E.ENOENT, "cannot open")
-        else:
-            info.direct_io = 1
+        info.direct_io = 1  # every read is answered afresh: no page cache
         ll.reply_open(req, fi)
 
     def read(self, req: int, ino: int, size: int, off: int, fi) -> None:
@@ -221,7 +223,7 @@ class VMBlock(ll.Operations):
             self._read_notify(req, ino)
 
     def _read_notify(self, req: int, ino: int) -> None:
-        _, name = self.entries[ino]
+        _, name = self._entry(ino)
         try:
             self._lstat_target(name)
         except OSError:

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import ctypes
 import errno as E
+import itertools
 import logging
 import os
 import re
-import threading
 from collections.abc import Callable
 from functools import wraps
 
@@ -65,12 +65,7 @@ class UnionOps(mfusepy.Operations):
         self.union = union
         self.files: dict[int, Handle] = {}
         self.hidden: dict[str, tuple] = {}  # hidden name -> the key of the open file it stands for
-        self._ids = iter(range(1, 1 << 62))
-        self._id_lock = threading.Lock()
-
-    def _id(self) -> int:
-        with self._id_lock:
-            return next(self._ids)
+        self._ids = itertools.count(1)  # next() on it is atomic: file handles need no lock of their own
 
     def init_with_config(self, conn, config) -> None:
         if config is None:
@@ -189,7 +184,7 @@ class UnionOps(mfusepy.Operations):
     # ---- files -----------------------------------------------------------------------------------------
 
     def _register(self, h: Handle) -> int:
-        fh = self._id()
+        fh = next(self._ids)
         self.files[fh] = h
         return fh
 

@@ -95,8 +95,10 @@ class Real:
         return st.S_ISDIR(self.st.st_mode)
 
     def fresh(self) -> os.stat_result:
-        return os.stat(self.rel[-1], dir_fd=self.layer.dirfd(self.rel[:-1]), follow_symlinks=False) \
-            if self.rel else os.fstat(self.layer.root)
+        if not self.rel:
+            return os.fstat(self.layer.root)
+        dfd, name = self.layer.at(self.rel)
+        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
 
 
 @dataclass
@@ -168,15 +170,11 @@ class Union:
                 with suppress(FileExistsError):
                     os.mkdir(name, 0, dir_fd=wfd)
             os.chmod(proc(wfd, "work"), 0)
-            leftovers = Layer(os.path.join(workdir, "work"), -1)
-            try:
-                for name in os.listdir(proc(leftovers.root)):
-                    self._purge(leftovers.root, name)
-            finally:
-                leftovers.close()
         finally:
             os.close(wfd)
         self.work = Layer(os.path.join(workdir, "work"), -1)
+        for name in os.listdir(proc(self.work.root)):
+            self._purge(self.work.root, name)
         if self.opts.index:
             self.index = Layer(os.path.join(workdir, "index"), -1)
 
@@ -341,15 +339,13 @@ class Union:
             self._origins[fb] = found
         return self._origins[fb]
 
-    def _lower(self, node: Node) -> tuple[bytes | None, os.stat_result] | None:
-        """The lower inode behind a non-directory (its own, or its copy-up's origin), with its handle when
-        known without asking the file system."""
+    def _lower(self, node: Node) -> os.stat_result | None:
+        """The lower inode behind a non-directory: its own, or its copy-up's origin."""
         top = node.stack[0]
         if top.layer is not self.upper:
-            return None, top.st
+            return top.st
         fb = self._origin(top)
-        found = self._decode(fb) if fb else None
-        return (fb, found) if found is not None else None
+        return self._decode(fb) if fb else None
 
     @staticmethod
     def _handle(real: Real) -> bytes:
@@ -361,27 +357,27 @@ class Union:
         s = self.index.lstat((name,))
         return Real(self.index, (name,), s) if s is not None else None
 
-    def _indexed(self, node: Node) -> Real | None:
-        """The index entry of a non-directory's lower inode, if it has one."""
-        if self.index is None:
-            return None
-        lower = self._lower(node)
-        if lower is None or lower[1].st_nlink < 2:
-            return None
-        fb, _ = lower
-        return self._index_entry(fb if fb is not None else self._handle(node.stack[0]))
+    def _by_origin(self, fb: bytes | None, own_ino: int) -> tuple[int, Real | None]:
+        """An upper non-directory's st_ino and index entry, from its origin handle: the origin's number when
+        the origin is not a hard link, or is indexed (ovl_get_inode); else its own."""
+        origin = self._decode(fb) if fb else None
+        if origin is None:
+            return own_ino, None
+        index = self._index_entry(fb) if self.index is not None and origin.st_nlink > 1 else None
+        return (origin.st_ino if origin.st_nlink == 1 or index is not None else own_ino), index
 
-    def ino(self, node: Node) -> int:
+    def _identity(self, node: Node) -> tuple[int, Real | None]:
+        """A name's st_ino, and the index entry of a non-directory's lower inode if it has one."""
+        top = node.stack[0]
         if node.is_dir:
             lowers = [r for r in node.stack if r.layer is not self.upper]
-            return (lowers or node.stack)[0].st.st_ino
-        top = node.stack[0]
+            return (lowers or node.stack)[0].st.st_ino, None
         if top.layer is not self.upper:
-            return top.st.st_ino
-        lower = self._lower(node)
-        if lower is not None and (lower[1].st_nlink == 1 or self._indexed(node) is not None):
-            return lower[1].st_ino
-        return top.st.st_ino
+            return top.st.st_ino, node.shown if node.shown.layer is self.index else None  # found by `_nondir`
+        return self._by_origin(self._origin(top), top.st.st_ino)
+
+    def ino(self, node: Node) -> int:
+        return self._identity(node)[0]
 
     def _union_nlink(self, entry: Real) -> int:
         """The union's link count of an indexed inode: `trusted.overlay.nlink` is `U<delta>` from its own."""
@@ -402,23 +398,17 @@ class Union:
     def _counting(self, node: Node | None, delta: int) -> Iterator[None]:
         """Keep the union's link count of an indexed inode across a change of names: its count before, plus
         `delta` (the change may move the index inode's own count too, which the xattr is relative to)."""
-        entry = self._indexed(node) if node is not None and not node.is_dir else None
+        entry = self._identity(node)[1] if node is not None else None
         before = self._union_nlink(entry) if entry is not None else 0
         yield
         if entry is not None:
             self._set_union_nlink(entry, before + delta)
 
-    def nlink(self, node: Node, s: os.stat_result) -> int:
-        if node.is_dir:
-            return 1 if node.merged else s.st_nlink
-        entry = self._indexed(node)
-        return self._union_nlink(entry) if entry is not None else s.st_nlink
-
     def key(self, node: Node) -> tuple:
         """Which in-memory inode a name belongs to (ovl_hash_bylower): names of one file share it."""
         lower = self._lower(node)
-        if lower is not None and (self.index is not None or lower[1].st_nlink == 1):
-            return ("lower", lower[1].st_dev, lower[1].st_ino)
+        if lower is not None and (self.index is not None or lower.st_nlink == 1):
+            return ("lower", lower.st_dev, lower.st_ino)
         top = node.stack[0]
         if top.layer is self.upper:
             return ("upper", top.st.st_dev, top.st.st_ino)
@@ -428,7 +418,12 @@ class Union:
 
     def attrs(self, node: Node) -> dict:
         s = node.shown.fresh()
-        return self._attrs(s, self.ino(node), self.nlink(node, s))
+        ino, index = self._identity(node)
+        if node.is_dir:
+            nlink = 1 if node.merged else s.st_nlink
+        else:
+            nlink = self._union_nlink(index) if index is not None else s.st_nlink
+        return self._attrs(s, ino, nlink)
 
     @staticmethod
     def _attrs(s: os.stat_result, ino: int, nlink: int) -> dict:
@@ -442,16 +437,8 @@ class Union:
         """fstat: the file the handle reads now (its copy-up, if it was copied up since it was opened)."""
         self._follow(h)
         s = os.fstat(h.fd)
-        ino, nlink = s.st_ino, s.st_nlink
-        fb = self._fd_origin(h.fd) if h.on_upper else None
-        origin = self._decode(fb) if fb else None
-        if origin is not None:
-            index = self._index_entry(fb) if self.index is not None else None
-            if origin.st_nlink == 1 or index is not None:
-                ino = origin.st_ino
-            if index is not None:
-                nlink = self._union_nlink(index)
-        return self._attrs(s, ino, nlink)
+        ino, index = self._by_origin(self._fd_origin(h.fd), s.st_ino) if h.on_upper else (s.st_ino, None)
+        return self._attrs(s, ino, self._union_nlink(index) if index is not None else s.st_nlink)
 
     @staticmethod
     def _fd_origin(fd: int) -> bytes | None:
@@ -507,8 +494,8 @@ class Union:
         """Open files of the lower file now read the copy (overlayfs: one in-memory inode for both)."""
         ovl = self._ovl.get(self.key(node)) or self._ovl.get(("path", node.path))
         if ovl is not None and ovl.upper is None:
-            ovl.upper = os.open(real.rel[-1], os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                dir_fd=real.layer.dirfd(real.rel[:-1]))
+            dfd, name = real.layer.at(real.rel)
+            ovl.upper = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
 
     def _make_index(self, lower: Real, fb: bytes) -> Real:
         """The first copy-up of a lower hard link goes to work/index/<origin handle in hex>."""
@@ -711,8 +698,9 @@ class Union:
             raise fail(E.EINVAL)  # RENAME_EXCHANGE and RENAME_WHITEOUT are not offered
         src = self.existing(old)
         dst = self.resolve(new)
-        np_ = self.existing(new.rpartition("/")[0] or "/")
-        op, oname, nname = src.parent, src.path[-1], new.rpartition("/")[2]
+        head, _, nname = new.rpartition("/")
+        np_ = self.existing(head or "/")
+        op, oname = src.parent, src.path[-1]
         if dst is not None and flags & RENAME_NOREPLACE:
             raise fail(E.EEXIST)
         if dst is not None and (dst.path == src.path or self.key(src) == self.key(dst)):
@@ -798,7 +786,8 @@ class Union:
 
     def readlink(self, path: str) -> str:
         real = self.existing(path).shown
-        return os.readlink(real.rel[-1], dir_fd=real.layer.dirfd(real.rel[:-1]))
+        dfd, name = real.layer.at(real.rel)
+        return os.readlink(name, dir_fd=dfd)
 
     # ---- operations: attributes ----------------------------------------------------------------------
 
@@ -814,9 +803,10 @@ class Union:
         real = self.copy_up(self.existing(path))
         if not real.rel:
             return real.layer.root, {}
+        dfd, name = real.layer.at(real.rel)
         if st.S_ISLNK(real.st.st_mode):
-            return real.rel[-1], {"dir_fd": real.layer.dirfd(real.rel[:-1]), "follow_symlinks": False}
-        return real.rel[-1], {"dir_fd": real.layer.dirfd(real.rel[:-1])}
+            return name, {"dir_fd": dfd, "follow_symlinks": False}
+        return name, {"dir_fd": dfd}
 
     def chmod(self, path: str | None, mode: int, h: Handle | None = None) -> None:
         target, how = self._target(path, h)
@@ -851,7 +841,8 @@ class Union:
         if node.is_dir:
             raise fail(E.EISDIR)
         up = self.copy_up(node)
-        fd = os.open(up.rel[-1], os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.upper.dirfd(up.rel[:-1]))
+        dfd, name = up.layer.at(up.rel)
+        fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
         try:
             os.ftruncate(fd, length)
         finally:
@@ -879,8 +870,7 @@ class Union:
         itself (overlayfs links no upper alias for it)."""
         node = self.existing(path)
         self._writable()
-        entry = self._indexed(node) if node.stack[0].layer is not self.upper else None
-        real = entry if entry is not None else self.copy_up(node)
+        real = node.shown if node.shown.layer is self.index else self.copy_up(node)
         return real.layer.xpath(real.rel)
 
     def setxattr(self, path: str, name: str, value: bytes, flags: int) -> None:
@@ -912,8 +902,8 @@ class Union:
 
     def _open(self, node: Node, real: Real, flags: int) -> Handle:
         # the kernel sends each write's offset, O_APPEND ones included: the real fd must not move them
-        fd = os.open(real.rel[-1], (flags & _REAL_OPEN) | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     dir_fd=real.layer.dirfd(real.rel[:-1]))
+        dfd, name = real.layer.at(real.rel)
+        fd = os.open(name, (flags & _REAL_OPEN) | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
         key = self.key(node)
         ovl = self._ovl.setdefault(key, OvlFile())
         ovl.refs += 1

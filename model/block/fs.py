@@ -126,6 +126,11 @@ class BlockModel:
                 del self.waiters[w.id]
                 self._done[w.id] = path if w.kind == "readlink" else b""
 
+    def _park(self, kind: str, path: str, uid: int) -> Waiting:
+        w = Waiter(self._next(), kind, path, uid)
+        self.waiters[w.id] = w
+        return Waiting(w.id)
+
     def _remove(self, block: Block) -> None:
         self.blocks.remove(block)
         if self._blocking(block.path, block.uid) is None:
@@ -179,9 +184,7 @@ class BlockModel:
             self._fire("vmblock.readlink.target")
             return target
         self._fire("vmblock.readlink.blocks")
-        w = Waiter(self._next(), "readlink", target, uid)
-        self.waiters[w.id] = w
-        return Waiting(w.id)
+        return self._park("readlink", target, uid)
 
     @operation
     def read_notify(self, path: str, uid: int = 0) -> bytes | Waiting:
@@ -194,9 +197,7 @@ class BlockModel:
         if self._blocking(target, uid) is None:
             raise ModelError(E.ENOENT, "vmblock.notify.unblocked")
         self._fire("vmblock.notify.waits")
-        w = Waiter(self._next(), "notify", target, uid)
-        self.waiters[w.id] = w
-        return Waiting(w.id)
+        return self._park("notify", target, uid)
 
     @operation
     def read_version(self) -> bytes:
