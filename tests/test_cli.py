@@ -14,7 +14,7 @@ from vfslab.check.results import Results
 from vfslab.cli import main
 from vfslab.suite import default_suite
 
-SEED_EXAMPLES = default_suite() / "seed-examples.toml"
+SEED_EXAMPLES = default_suite() / "union" / "seed-examples.toml"
 
 
 @pytest.mark.mounts

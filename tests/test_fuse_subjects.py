@@ -32,7 +32,7 @@ def test_a_symlink_in_a_lower_layer_never_shows_the_host(need, tmp_path, name, c
     from vfslab.suite import default_suite, load
 
     subject = need(name)
-    scenario = load(default_suite() / "safety.toml")
+    scenario = load(default_suite() / "union" / "safety.toml")
     run = check_examples(scenario.programs, subject, "overlayfs", tmp_path, subject.claims_overlay_format)
     escaped = [p for p in run.problems if "more than its layers hold" in p or "d/etc" in p]
     assert (not escaped) == contained, run.problems

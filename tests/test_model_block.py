@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from vfslab.model.block import BANNER, RULES, VERSION, BlockModel, Options, Waiting
+from vfslab.model.block import BANNER, PROFILES, RULES, VERSION, BlockModel, Options, Waiting
 from vfslab.model.outcome import Err
 
 T = "/tmp/VMwareDnD"
@@ -20,9 +20,10 @@ def m() -> BlockModel:
 def test_the_tree(m):
     assert m.readdir("/").result == ("blockdir", "dev", "notifydir", "version")
     assert m.readdir("/blockdir").result == ("bar", "foo")
+    assert m.readdir("/notifydir").result == ("bar", "foo")
     for d in ("/", "/blockdir", "/notifydir"):
         attr = m.getattr(d).result
-        assert (attr.kind, attr.mode, attr.nlink) == ("dir", 0o555, 3)
+        assert (attr.kind, attr.mode, attr.nlink, attr.size) == ("dir", 0o555, 3, 4096)
     dev = m.getattr("/dev").result
     assert (dev.kind, dev.mode, dev.uid) == ("file", 0o600, 0)
     link = m.getattr("/blockdir/foo")
@@ -31,9 +32,10 @@ def test_the_tree(m):
     assert m.getattr("/notifydir/anything").result.mode == 0o444
     assert m.getattr("/other").result == Err(errno.ENOENT)
     assert m.read_version().result == VERSION
-    upstream = BlockModel(Options(version_file=False))
-    assert "version" not in upstream.readdir("/").result
+    upstream = BlockModel(PROFILES["vmblock-upstream"].options(T))
+    assert upstream.readdir("/").result == ("blockdir", "dev", "notifydir")
     assert upstream.getattr("/version").result == Err(errno.ENOENT)
+    assert upstream.read_version().rules == ("vmblock.version.absent",)
 
 
 def test_readlink_waits_on_exactly_the_blocked_path_until_the_block_goes(m):
@@ -63,8 +65,9 @@ def test_the_control_protocol_errnos(m):
     assert m.write_ctl(h, b"a" + b"/x" * 2048 + b"y").result == Err(errno.ENAMETOOLONG)
     assert m.write_ctl(h, b"l").result == 1
     assert BlockModel(Options(list_op=False)).write_ctl(1, b"l").result == Err(errno.EBADF)
-    upstream = BlockModel(Options(list_op=False))
-    assert upstream.write_ctl(upstream.open_ctl().result, b"l").result == Err(errno.EINVAL)
+    upstream = BlockModel(PROFILES["vmblock-upstream"].options(T))
+    listed = upstream.write_ctl(upstream.open_ctl().result, b"l")
+    assert (listed.result, listed.rules[-1]) == (Err(errno.EINVAL), "vmblock.ctl.list.release")
     assert m.read_ctl(h).result == BANNER
     assert m.read_ctl(h, 4).result == Err(errno.EINVAL)
 
@@ -88,9 +91,15 @@ def test_notifydir_waits_for_a_readlink_or_the_unblock(m):
     first = m.read_notify("/notifydir/foo").result.id
     reader = m.readlink("/blockdir/foo").result.id
     assert m.woken() == {first: b""}
-    second = m.read_notify("/notifydir/foo").result.id
+    later = m.read_notify("/notifydir/foo")
+    assert (later.result, later.rules) == (b"", ("vmblock.notify.accessed",)), "the notification is sticky"
     m.close_ctl(h)
-    assert m.woken() == {reader: f"{T}/foo", second: b""}
+    assert m.woken() == {reader: f"{T}/foo"}
+    m.write_ctl(m.open_ctl().result, f"a{T}/foo".encode())
+    fresh = m.read_notify("/notifydir/foo").result.id
+    m.write_ctl(m.open_ctl().result, f"a{T}/bar".encode())
+    m.readlink("/blockdir/bar")
+    assert fresh in m.pending(), "a new block starts unaccessed, and only its own path's readlinks count"
 
 
 def test_only_root_may_block_unless_unprivileged(m):
@@ -109,16 +118,18 @@ def test_only_root_may_block_unless_unprivileged(m):
 def test_every_rule_fires_somewhere(m):
     fired: set[str] = set()
     u = BlockModel(Options(unprivileged=True), ("foo",))
-    for model, uid in ((m, 0), (u, 1000)):
+    upstream = BlockModel(PROFILES["vmblock-upstream"].options(T), ("foo",))
+    for model, uid in ((m, 0), (u, 1000), (upstream, 0)):
         for outcome in (model.readdir("/"), model.getattr("/"), model.getattr("/blockdir/foo"),
                         model.getattr("/notifydir/foo"), model.getattr("/nope"), model.read_version()):
             fired.update(outcome.rules)
         opened = model.open_ctl(uid)
         fired.update(opened.rules)
         h = opened.result
-        for data in (f"a{T}//foo/", f"a{T}/foo", f"d{T}/nope", "x", "a" + "/" * 5000):
+        for data in (f"a{T}//foo/", f"a{T}/foo", f"d{T}/nope", "x", "l", "a" + "/" * 5000):
             fired.update(model.write_ctl(h, data.encode()).rules)
         fired.update(model.read_ctl(h).rules)
+        fired.update(model.read_notify("/notifydir/foo", uid).rules)
         fired.update(model.readlink("/blockdir/foo", uid).rules)
         fired.update(model.readlink("/blockdir/gone", uid).rules)
         fired.update(model.read_notify("/notifydir/foo", uid).rules)
@@ -127,4 +138,18 @@ def test_every_rule_fires_somewhere(m):
         fired.update(model.read_notify("/notifydir/foo", uid).rules)
         fired.update(model.readlink("/blockdir/foo", uid).rules)
     fired.update(m.open_ctl(uid=1000).rules)
+    fired.update(m.target_remove("never-there").rules)
+    upstream.target_remove("foo")
+    fired.update(upstream.getattr("/blockdir/foo").rules)
     assert set(RULES) - fired == set()
+
+
+def test_upstream_lets_the_kernel_keep_a_looked_up_entry_for_a_while():
+    upstream = BlockModel(PROFILES["vmblock-upstream"].options(T), ("foo", "bar"))
+    link = upstream.getattr("/blockdir/foo").result
+    upstream.target_remove("foo")
+    upstream.target_remove("bar")
+    stale = upstream.getattr("/blockdir/foo")
+    assert stale.result == Err(errno.ENOENT) and stale.allows(link) and stale.rules == ("vmblock.cache.entry",)
+    assert not upstream.getattr("/blockdir/bar").allows(link), "never looked up: nothing cached"
+    assert not BlockModel(Options(), ("foo",)).getattr("/blockdir/nope").also

@@ -2,41 +2,30 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
+import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
+from conftest import replayable
 
+from vfslab.check.driver import as_caller
+from vfslab.check.stateful import Budget
+from vfslab.check.vmblock.deadlock import probe
+from vfslab.check.vmblock.stateful import check_block_stateful
 from vfslab.model.block import BANNER, VERSION
-from vfslab.subjects import mounts, vmblock
+from vfslab.subjects import mounts
 
 pytestmark = pytest.mark.mounts
 
 
-def mount_vmblock(scratch: Path, kind: str = "deferred", max_threads: int = 10) -> tuple[Path, Path, int]:
-    ok, reason = vmblock.available(kind)
-    if not ok:
-        if os.environ.get("VFSLAB_REQUIRE_FUSE") == "1":
-            pytest.fail(f"{kind} vmblock is unavailable: {reason}")
-        pytest.skip(f"{kind} vmblock is unavailable: {reason}")
-    target, mnt = vmblock.target_of(kind, scratch), scratch / "mnt"
-    target.mkdir(exist_ok=True)
-    mnt.mkdir()
-    (target / "foo").write_text("x")
-    (target / "bar").mkdir(exist_ok=True)
-    argv = vmblock.argv(kind, target, mnt, max_threads)
-    return target, mnt, mounts.start_fuse(argv, mnt, log=scratch / "vmblock.log").pid
-
-
 @pytest.fixture
-def ours(scratch):
-    target, mnt, pid = mount_vmblock(scratch)
-    yield target, mnt
-    mounts.unmount(mnt, pid)
+def ours(scratch, need):
+    m = need("vmblock-fuse").mount(scratch, names=("foo", "bar"))
+    yield m.target, m.path
+    m.teardown()
 
 
 def errno_of(call) -> int:
@@ -92,54 +81,83 @@ def test_a_blocked_readlink_waits_until_the_block_goes_and_notify_sees_it(ours):
     assert got == [f"{target}/foo"] * 3
 
 
-def _deadlocks(scratch: Path, kind: str, max_threads: int, waiters: int) -> bool:
-    """`waiters` readlinks wait on a block, then the block is deleted: True if they never return (the mount
-    is then aborted and torn down)."""
-    target, mnt, pid = mount_vmblock(scratch, kind, max_threads)
-    name = f"wait-{os.getpid()}-{max_threads}-{waiters}"  # vmware's target dir is shared by parallel tests
-    (target / name).write_text("x")
-    fd = os.open(mnt / "dev", os.O_RDWR)
-    os.write(fd, f"a{target}/{name}".encode())
-    os.lstat(mnt / "blockdir" / name)  # looked up while workers are free
-    done = threading.Semaphore(0)
-
-    def reader() -> None:
-        with contextlib.suppress(OSError):  # the connection was aborted
-            os.readlink(mnt / "blockdir" / name)
-        done.release()
-
-    threads = [threading.Thread(target=reader, daemon=True) for _ in range(waiters)]
-    for t in threads:
-        t.start()
-    time.sleep(0.5 + waiters * 0.005)  # let every readlink reach the daemon
-    def unblock_them() -> None:
-        with contextlib.suppress(OSError):  # hangs in a deadlock, until the abort fails it
-            os.write(fd, f"d{target}/{name}".encode())
-
-    unblock = threading.Thread(target=unblock_them, daemon=True)
-    unblock.start()
-    deadline = time.monotonic() + 3 + waiters * 0.01
-    returned = sum(done.acquire(timeout=max(0.0, deadline - time.monotonic())) for _ in range(waiters))
-    stuck = returned < waiters
-    if stuck:
-        mounts.abort(mnt, pid)  # fusectl abort + SIGKILL: every waiter gets an error at once
-    for t in [*threads, unblock]:
-        t.join(10)
-    with contextlib.suppress(OSError):
-        os.close(fd)
-    mounts.unmount(mnt, pid)
-    (target / name).unlink()
-    assert not any(t.is_alive() for t in threads), "a reader outlived the abort"
-    return stuck
+TABLE = [(name, cap, n, name != "vmblock-fuse" and n >= cap)
+         for name in ("vmblock-fuse-upstream", "vmware-vmblock") for cap in (5, 10, 20) for n in (cap - 1, cap)]
+TABLE += [("vmblock-fuse", 10, 200, False), ("vmblock-fuse", 5, 20, False)]
 
 
-TABLE = [(kind, cap, n, kind != "deferred" and n >= cap)
-         for kind in ("upstream", "vmware") for cap in (5, 10, 20) for n in (cap - 1, cap)]
-TABLE += [("deferred", 10, 200, False), ("deferred", 5, 20, False)]
-
-
-@pytest.mark.parametrize(("kind", "max_threads", "waiters", "deadlock"), TABLE)
-def test_the_deadlock_table(scratch, kind, max_threads, waiters, deadlock):
+@pytest.mark.parametrize(("name", "max_threads", "waiters", "deadlock"), TABLE)
+def test_the_deadlock_table(scratch, need, name, max_threads, waiters, deadlock):
     """The upstream design and Debian's vmware-vmblock-fuse deadlock exactly when the waiting readlinks take
-    every worker; our deferred design never does."""
-    assert _deadlocks(scratch, kind, max_threads, waiters) == deadlock
+    every worker; our default (deferred) design never does. A deadlock is aborted, never a hang."""
+    found = probe(need(name), scratch, waiters, max_threads)
+    assert found.deadlocked == deadlock, found.describe()
+    assert mounts.mounts_under(scratch) == [], "the probe left its mount behind"
+
+
+@pytest.mark.parametrize(("name", "profile", "expected"), [
+    ("vmblock-fuse", "vmblock", None),
+    ("vmblock-fuse-upstream", "vmblock", None),
+    ("vmware-vmblock", "vmblock-upstream", None),
+    ("vmware-vmblock", "vmblock", "vmblock-upstream"),
+])
+def test_generated_concurrent_programs_agree_with_the_model(scratch, need, name, profile, expected):
+    """The CI check: 100 generated programs per subject (seed 20261121), waits and wake-ups included.
+    Debian's program keeps to open-vm-tools' release build, which differs from the seed's design."""
+    tally = check_block_stateful(need(name), profile, seed=20261121, budget=Budget(100, 25, 600),
+                                 scratch_root=scratch / "check")
+    assert tally.failure is None, replayable(tally.failure, scratch)
+    assert not tally.error, tally.error
+    assert tally.examples >= 100
+    assert tally.coverage["vmblock.wake"] > 0 and tally.coverage["vmblock.notify.waits"] > 0
+    assert sorted(tally.deviations) == ([expected] if expected else [])
+    if expected:
+        assert "vmblock.version.absent" in tally.differences
+
+
+def _as(uid: int, call) -> threading.Thread:
+    """Run `call` in a thread whose file-system uid is `uid` (FUSE sees the caller's fsuid)."""
+
+    def run() -> None:
+        with as_caller(uid):
+            call()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_only_root_may_open_the_control_file(ours):
+    _, mnt = ours
+    got: list[int] = []
+    _as(1000, lambda: got.append(errno_of(lambda: os.open(mnt / "dev", os.O_RDWR)))).join(10)
+    assert got == [errno.EACCES]
+
+
+def test_unprivileged_mode_blocks_a_user_only_for_that_user(scratch):
+    target, mnt = scratch / "target", scratch / "mnt"
+    target.mkdir()
+    mnt.mkdir()
+    (target / "foo").touch()
+    scratch.chmod(0o755)
+    argv = [sys.executable, "-m", "vfslab.impl.block.main", "--unprivileged", "--target", str(target), "-f",
+            str(mnt)]
+    pid = mounts.start_fuse(argv, mnt).pid
+    link, fds, seen = mnt / "blockdir/foo", [], {}
+    try:
+        assert os.stat(mnt / "dev").st_mode & 0o777 == 0o666
+        _as(1000, lambda: fds.append(os.open(mnt / "dev", os.O_RDWR))).join(10)
+        os.write(fds[0], f"a{target}/foo".encode())  # the handle is user 1000's, whoever writes
+        assert os.readlink(link) == f"{target}/foo", "root is not held by user 1000's block"
+        _as(1001, lambda: seen.setdefault(1001, os.readlink(link))).join(10)
+        assert seen == {1001: f"{target}/foo"}, "nor is another user"
+        waiter = _as(1000, lambda: seen.setdefault(1000, os.readlink(link)))
+        waiter.join(0.5)
+        assert waiter.is_alive() and 1000 not in seen, "user 1000's own readlink waits"
+        os.close(fds.pop())  # the handle's blocks go with it
+        waiter.join(10)
+        assert seen[1000] == f"{target}/foo"
+    finally:
+        for fd in fds:
+            os.close(fd)
+        mounts.unmount(mnt, pid)

@@ -22,10 +22,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run scenario suites against subjects and write results.json",
-                       description="Run scenarios (default: the union suite) against every available subject, or "
+                       description="Run scenarios (default: every suite shipped, union and vmblock) against every "
+                       "available subject, or "
                        "those named, print the scenario x subject matrix and write results.json, report.md and "
                        "junit.xml into --out. Failing programs are saved under OUT/programs with a replay command.")
-    r.add_argument("paths", nargs="*", type=Path, help="scenario files or folders (default: the union suite)")
+    r.add_argument("paths", nargs="*", type=Path, help="scenario files or folders (default: every suite shipped)")
     r.add_argument("--subject", action="append", default=[], help="a subject to run (repeatable; default: all)")
     r.add_argument("--profile", help="hold every subject to this profile instead of the scenarios' own")
     r.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
@@ -87,10 +88,18 @@ def _subjects(console: Console) -> int:
 
 
 def _replay(args: argparse.Namespace, console: Console) -> int:
+    import json
+
     from vfslab.check.program import Program, run_program
+    from vfslab.check.vmblock.program import FAMILY, BlockProgram
+    from vfslab.check.vmblock.stateful import run_block_program
     from vfslab.subjects import get
 
-    program = Program.read(args.file)
+    try:
+        data = json.loads(args.file.read_text())
+        program = (BlockProgram if data.get("family") == FAMILY else Program).from_json(data)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+        raise ValueError(f"{args.file}: not a vfslab program ({e})") from None
     subject = get(args.subject or program.subject or "model")
     profile = args.profile or program.profile
     if profile not in subject.profiles:
@@ -100,16 +109,20 @@ def _replay(args: argparse.Namespace, console: Console) -> int:
     if not ok:
         raise RuntimeError(f"subject {subject.name} is unavailable: {reason}")
     scratch = Path(tempfile.mkdtemp(prefix="vfslab-replay-"))
-    replay = run_program(program, subject, profile, scratch)
-    for line in replay.trace:
+    if isinstance(program, BlockProgram):
+        trace, failure, deviated, _ = run_block_program(program, subject, profile, scratch)
+    else:
+        replay = run_program(program, subject, profile, scratch)
+        trace, failure, deviated = replay.trace, replay.failure, replay.deviation
+    for line in trace:
         console.print(f"  {line}", markup=False)
-    if replay.failure:
+    if failure:
         console.print(f"[bold red]reproduced on {subject.name} ({profile}):[/]")
-        console.print(replay.failure, markup=False)
+        console.print(failure, markup=False)
         return UNEXPECTED
-    if replay.deviation:
-        console.print(f"[yellow]deviation:{replay.deviation}[/] on {subject.name}: allowed only under "
-                      f"{replay.deviation}, not {profile}")
+    if deviated:
+        console.print(f"[yellow]deviation:{deviated}[/] on {subject.name}: allowed only under "
+                      f"{deviated}, not {profile}")
         return UNEXPECTED
     console.print(f"[green]pass[/] on {subject.name} ({profile}): every outcome and state as the model says")
     return EXPECTED

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vfslab import __version__
 from vfslab.check.examples import check_examples
-from vfslab.check.program import Program
 from vfslab.check.results import (
+    DEADLOCK,
     ERROR,
     FAIL,
     HANG,
@@ -30,7 +31,12 @@ from vfslab.check.results import (
     RunMeta,
     deviation,
 )
-from vfslab.check.stateful import Budget, check_stateful
+from vfslab.check.stateful import Budget, Tally, check_stateful
+from vfslab.check.vmblock.deadlock import probe
+from vfslab.check.vmblock.program import BlockProgram
+from vfslab.check.vmblock.stateful import check_block_stateful, run_block_program
+from vfslab.model.block import PROFILES as BLOCK_PROFILES
+from vfslab.model.block import RULES as BLOCK_RULES
 from vfslab.model.union import PROFILES, RULES
 from vfslab.subjects import SUBJECTS, mounts
 from vfslab.suite import Scenario
@@ -70,25 +76,104 @@ def _replay_command(path: Path, subject: str, profile: str) -> str:
     return f"vfslab replay {path} --subject {subject} --profile {profile}"
 
 
-def _save(program: Program, out: Path, name: str) -> Counterexample:
+def _save(program, out: Path, name: str) -> Counterexample:
+    """Keep a program (union or vmblock) as JSON and as a regression scenario; the counterexample citing it."""
     folder = out / "programs"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
     program.write(path)
     (folder / f"{name}.toml").write_text(program.to_scenario(name))
-    return Counterexample(program.layers.to_json(), [op.to_json() for op in program.ops], program.message,
+    data = program.to_json()
+    return Counterexample(data["layers"], data["ops"], program.message,
                           _replay_command(path, program.subject, program.profile), str(path))
 
 
-def _coverage(fired: dict[str, int]) -> dict[str, int]:
+@dataclass(frozen=True)
+class Family:
+    """What a scenario's model brings: its rules (for coverage) and its profiles (for deviations)."""
+
+    rules: dict[str, str]
+    profiles: dict
+
+
+FAMILIES = {"union": Family(RULES, PROFILES), "vmblock": Family(BLOCK_RULES, BLOCK_PROFILES)}
+
+
+def _coverage(fired: dict[str, int], family: Family) -> dict[str, int]:
     """Every rule with how often it decided an outcome: a rule at 0 never fired in this scenario."""
-    return {rule: fired.get(rule, 0) for rule in RULES}
+    return {rule: fired.get(rule, 0) for rule in family.rules}
 
 
-def _deviates(record: Record, profiles: list[str]) -> None:
+def _deviates(record: Record, profiles: list[str], family: Family, differences: Counter | None = None) -> None:
     record.deviations = profiles
     record.verdict = deviation(profiles[0])
-    record.reason = f"allowed under {profiles[0]}: {PROFILES[profiles[0]].description}"
+    record.reason = f"allowed under {profiles[0]}: {family.profiles[profiles[0]].description}"
+    if differences:
+        record.reason += "; differences seen: " + ", ".join(f"{rule} x{n}" for rule, n in differences.most_common())
+
+
+def _from_tally(record: Record, tally: Tally, family: Family, options: Options, name: str) -> None:
+    record.examples, record.steps, record.coverage = tally.examples, tally.steps, _coverage(tally.coverage, family)
+    if tally.failure is not None:
+        record.verdict = HANG if tally.hang else FAIL
+        record.counterexample = _save(tally.failure, options.out, name)
+    elif tally.error:
+        record.reason = tally.error
+    elif tally.deviations:
+        _deviates(record, sorted(tally.deviations), family, tally.differences)
+        record.counterexample = _save(tally.deviations[record.deviations[0]], options.out, name)
+    else:
+        record.verdict = PASS
+
+
+def _union(scenario: Scenario, subject, profile: str, options: Options, scratch: Path, record: Record) -> None:
+    family, name = FAMILIES["union"], f"{scenario.id}--{subject.name}"
+    if scenario.kind == "stateful":
+        budget = Budget(options.examples or scenario.examples, scenario.steps, options.budget or scenario.seconds)
+        tally = check_stateful(subject, profile, seed=options.seed, budget=budget, scratch_root=scratch,
+                               ops=scenario.ops, database=options.out / "hypothesis", long_names=scenario.long_names)
+        _from_tally(record, tally, family, options, name)
+        return
+    run = check_examples(scenario.programs, subject, profile, scratch, subject.claims_overlay_format)
+    record.examples = len(scenario.programs)
+    record.coverage = _coverage(run.coverage, family)
+    if run.problems:
+        record.verdict = FAIL
+        record.reason = f"{len(run.problems)} expectation(s) not met; first: {run.problems[0].splitlines()[0]}"
+        record.counterexample = _save(run.failed, options.out, name)
+    elif run.deviation:
+        _deviates(record, [run.deviation], family)
+    else:
+        record.verdict = PASS
+
+
+def _vmblock(scenario: Scenario, subject, profile: str, options: Options, scratch: Path, record: Record) -> None:
+    family, name = FAMILIES["vmblock"], f"{scenario.id}--{subject.name}"
+    if scenario.kind == "stateful":
+        budget = Budget(options.examples or scenario.examples, scenario.steps, options.budget or scenario.seconds)
+        tally = check_block_stateful(subject, profile, seed=options.seed, budget=budget, scratch_root=scratch,
+                                     database=options.out / "hypothesis")
+        _from_tally(record, tally, family, options, name)
+    elif scenario.kind == "deadlock":
+        found = probe(subject, scratch, scenario.waiters, scenario.max_threads)
+        record.examples, record.reason = 1, found.describe()
+        record.verdict = DEADLOCK if found.deadlocked else PASS
+    else:
+        fired: Counter = Counter()
+        record.verdict = PASS
+        for i, spec in enumerate(scenario.programs):
+            program = BlockProgram.from_json(spec)
+            _, failure, deviated, coverage = run_block_program(program, subject, profile, scratch / f"p{i}")
+            fired.update(coverage)
+            record.examples += 1
+            if failure or deviated:
+                program.subject, program.profile, program.message = subject.name, profile, failure or deviated
+                record.counterexample = _save(program, options.out, name)
+                if failure:
+                    record.verdict, record.reason = FAIL, failure.splitlines()[0]
+                    break
+                _deviates(record, [deviated], family)
+        record.coverage = _coverage(fired, family)
 
 
 def run_one(scenario: Scenario, subject, options: Options, scratch: Path) -> Record:
@@ -97,38 +182,10 @@ def run_one(scenario: Scenario, subject, options: Options, scratch: Path) -> Rec
     record = Record(scenario.id, scenario.suite, scenario.kind, subject.name, profile,
                     scenario.expected(subject.name), verdict=ERROR)
     started = time.monotonic()
-    name = f"{scenario.id}--{subject.name}"
-    if scenario.kind == "stateful":
-        budget = Budget(options.examples or scenario.examples, scenario.steps, options.budget or scenario.seconds)
-        tally = check_stateful(subject, profile, seed=options.seed, budget=budget, scratch_root=scratch,
-                               ops=scenario.ops, database=options.out / "hypothesis", long_names=scenario.long_names)
-        record.examples, record.steps, record.coverage = tally.examples, tally.steps, _coverage(tally.coverage)
-        if tally.failure is not None:
-            record.verdict = HANG if tally.hang else FAIL
-            record.counterexample = _save(tally.failure, options.out, name)
-        elif tally.error:
-            record.reason = tally.error
-        elif tally.deviations:
-            _deviates(record, sorted(tally.deviations))
-            record.counterexample = _save(tally.deviations[record.deviations[0]], options.out, name)
-        else:
-            record.verdict = PASS
-    else:
-        try:
-            run = check_examples(scenario.programs, subject, profile, scratch, subject.claims_overlay_format)
-        except (RuntimeError, OSError) as e:  # a mount refused, say: this record's error, not the whole run's
-            record.reason = f"{type(e).__name__}: {e}"
-            return record
-        record.examples = len(scenario.programs)
-        record.coverage = _coverage(run.coverage)
-        if run.problems:
-            record.verdict = FAIL
-            record.reason = f"{len(run.problems)} expectation(s) not met; first: {run.problems[0].splitlines()[0]}"
-            record.counterexample = _save(run.failed, options.out, name)
-        elif run.deviation:
-            _deviates(record, [run.deviation])
-        else:
-            record.verdict = PASS
+    try:
+        (_union if scenario.model == "union" else _vmblock)(scenario, subject, profile, options, scratch, record)
+    except (RuntimeError, OSError) as e:  # a mount refused, say: this record's error, not the whole run's
+        record.verdict, record.reason = ERROR, f"{type(e).__name__}: {e}"
     record.seconds = round(time.monotonic() - started, 2)
     return record
 

@@ -1,8 +1,9 @@
 """Scenario files (TOML) and suites: what `vfslab run` runs.
 
-A scenario names its id, suite, kind (`stateful` or `program` for the union suite), the subjects it
-applies to, the profile they are held to, a budget, parameters, and the expected verdict (per subject
-where subjects are known to differ). A suite is a folder of scenario files.
+A scenario names its id, suite, the model it checks against (`union`, the default, or `vmblock`), its kind
+(`stateful` or `program`; and `deadlock` for vmblock), the subjects it applies to, the profile they are held
+to, a budget, parameters, and the expected verdict (per subject where subjects are known to differ). A suite
+is a folder of scenario files.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ from pathlib import Path
 
 from vfslab.check import examples
 from vfslab.check.ops import ALL_OPS
+from vfslab.check.vmblock.program import BlockProgram
 
-KINDS = ("stateful", "program")
+KINDS = {"union": ("stateful", "program"), "vmblock": ("stateful", "program", "deadlock")}
+PROFILE = {"union": "overlayfs", "vmblock": "vmblock"}
 
 
 @dataclass(frozen=True)
 class Scenario:
     id: str
     suite: str
+    model: str
     kind: str
     subjects: tuple[str, ...]
     profile: str
@@ -33,6 +37,9 @@ class Scenario:
     ops: tuple[str, ...] = ALL_OPS
     long_names: bool = True
     programs: tuple[dict, ...] = ()
+    #: deadlock scenarios: readlinks that wait, and the daemon's worker cap
+    waiters: int = 0
+    max_threads: int = 10
     source: str = ""
 
     def expected(self, subject: str) -> str:
@@ -40,7 +47,8 @@ class Scenario:
 
 
 def default_suite() -> Path:
-    return Path(str(resources.files("vfslab.scenarios") / "union"))
+    """Every suite shipped with vfslab."""
+    return Path(str(resources.files("vfslab.scenarios")))
 
 
 def load(path: Path) -> Scenario:
@@ -49,9 +57,13 @@ def load(path: Path) -> Scenario:
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ValueError(f"{path}: cannot read scenario: {e}") from None
     try:
+        model = data.get("model", "union")
+        if model not in KINDS:
+            raise ValueError(f"model {model!r} is not one of {', '.join(KINDS)}")
         kind = data["kind"]
-        if kind not in KINDS:
-            raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+        if kind not in KINDS[model]:
+            raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS[model])} for model {model}")
+        profile = data.get("profile", PROFILE[model])
         budget = data.get("budget", {})
         params = data.get("params", {})
         ops = tuple(params.get("ops", ALL_OPS))
@@ -60,13 +72,20 @@ def load(path: Path) -> Scenario:
             raise ValueError(f"unknown operations {sorted(unknown)}")
         programs = tuple(data.get("programs", ()))
         for spec in programs:  # a program that cannot be read is the scenario file's error, not the run's
-            examples.parse(spec, data.get("profile", "overlayfs"))
+            if model == "union":
+                examples.parse(spec, profile)
+            else:
+                BlockProgram.from_json(spec)
+        waiters, max_threads = int(params.get("waiters", 0)), int(params.get("max_threads", 10))
+        if kind == "deadlock" and (waiters < 1 or max_threads < 1):
+            raise ValueError("a deadlock scenario needs params waiters >= 1 and max_threads >= 1")
         return Scenario(
             id=data["id"],
             suite=data.get("suite", path.parent.name),
+            model=model,
             kind=kind,
             subjects=tuple(data["subjects"]),
-            profile=data.get("profile", "overlayfs"),
+            profile=profile,
             expect=data.get("expect", "pass"),
             expect_by_subject=dict(data.get("expect_by_subject", {})),
             examples=int(budget.get("examples", 100)),
@@ -75,6 +94,8 @@ def load(path: Path) -> Scenario:
             ops=ops,
             long_names=bool(params.get("long_names", True)),
             programs=programs,
+            waiters=waiters,
+            max_threads=max_threads,
             source=str(path),
         )
     except (KeyError, TypeError, ValueError, IndexError) as e:

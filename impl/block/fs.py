@@ -41,6 +41,7 @@ class Block:
     path: str
     handle: int
     uid: int
+    accessed: bool = False  # a readlink has waited on it: notify reads return at once
 
 
 @dataclass
@@ -132,13 +133,14 @@ class VMBlock(ll.Operations):
         if ino == ll.ROOT:
             entries += [("blockdir", BLOCKDIR, st.S_IFDIR), ("dev", DEV, st.S_IFREG),
                         ("notifydir", NOTIFYDIR, st.S_IFDIR), ("version", VERSION_INO, st.S_IFREG)]
-        elif ino == BLOCKDIR:
+        elif ino in (BLOCKDIR, NOTIFYDIR):  # both list the target directory, as upstream's do
             fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.target_fd)
             try:
                 names = sorted(os.listdir(fd))
             finally:
                 os.close(fd)
-            entries += [(n, self._ino_of(BLOCKDIR, n), st.S_IFLNK) for n in names]
+            kind = st.S_IFLNK if ino == BLOCKDIR else st.S_IFREG
+            entries += [(n, self._ino_of(ino, n), kind) for n in names]
         ll.reply_dir(req, entries, size, off)
 
     def releasedir(self, req: int, ino: int, fi) -> None:
@@ -146,8 +148,9 @@ class VMBlock(ll.Operations):
 
     # ---- waiting ---------------------------------------------------------------------------------------
 
-    def _blocked(self, path: str, uid: int) -> bool:
-        return any(b.path == path and (not self.unprivileged or b.uid == uid) for b in self.blocks)
+    def _blocking(self, path: str, uid: int) -> Block | None:
+        """The block an access by `uid` to `path` waits on."""
+        return next((b for b in self.blocks if b.path == path and (not self.unprivileged or b.uid == uid)), None)
 
     def _wait(self, req: int, kind: str, path: str, uid: int) -> None:
         """Make `req` wait (the lock is held); it is answered by `_release` when the block goes."""
@@ -193,8 +196,10 @@ class VMBlock(ll.Operations):
         path = self._target_path(name)
         uid = ll.caller(req).uid
         with self.lock:
-            self._release(path, uid, ("notify",))
-            if self._blocked(path, uid):
+            block = self._blocking(path, uid)
+            if block is not None:
+                block.accessed = True
+                self._release(path, uid, ("notify",))
                 self._wait(req, "readlink", path, uid)
                 return
         ll.reply_readlink(req, path)
@@ -231,9 +236,13 @@ class VMBlock(ll.Operations):
         path = self._target_path(name)
         uid = ll.caller(req).uid
         with self.lock:
-            if not self._blocked(path, uid):
+            block = self._blocking(path, uid)
+            if block is None:
                 raise OSError(E.ENOENT, "not blocked")
-            self._wait(req, "notify", path, uid)
+            if not block.accessed:
+                self._wait(req, "notify", path, uid)
+                return
+        ll.reply_buf(req, b"")
 
     def write(self, req: int, ino: int, buf: int, size: int, off: int, fi) -> None:
         handle = fi.contents.fh
@@ -249,7 +258,7 @@ class VMBlock(ll.Operations):
         uid = self.handles[handle]
         with self.lock:
             if op == "a":
-                if self._blocked(path, uid):
+                if self._blocking(path, uid) is not None:
                     raise OSError(E.EEXIST, "blocked already")
                 self.blocks.append(Block(path, handle, uid))
             elif op == "d":
@@ -263,7 +272,7 @@ class VMBlock(ll.Operations):
 
     def _remove(self, block: Block) -> None:
         self.blocks.remove(block)
-        if not self._blocked(block.path, block.uid):
+        if self._blocking(block.path, block.uid) is None:
             self._release(block.path, block.uid, ("readlink", "notify"))
 
     def release(self, req: int, ino: int, fi) -> None:

@@ -23,6 +23,8 @@ BANNER = b"I am VMBLOCK-FUSE\0"
 #: what /version holds (the seed's proposal: the control protocol's version)
 VERSION = b"1\n"
 ROOT_NAMES = ("blockdir", "dev", "notifydir")
+#: st_size of the three directories (upstream fills in 4096, a page)
+DIR_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Block:
     path: str
     handle: int
     uid: int
+    #: someone's readlink has waited on it (notify reads then return at once)
+    accessed: bool = False
 
 
 @dataclass
@@ -65,17 +69,20 @@ class Options:
     list_op: bool = True
     #: /version exists (the seed's proposal; upstream has none)
     version_file: bool = True
+    #: the kernel keeps /blockdir entries for a while (libfuse's high-level API: 1 s), so one may still be
+    #: seen after its target went
+    entry_cache: bool = False
 
 
 def operation(method: Callable) -> Callable:
     @wraps(method)
     def run(self: BlockModel, *args, **kwargs) -> Outcome:
-        self._fired = []
+        self._fired, self._also = [], []
         try:
             value = method(self, *args, **kwargs)
         except ModelError as err:
-            return Outcome(Err(err.errno), (*self._fired, err.rule))
-        return Outcome(value, tuple(self._fired))
+            return Outcome(Err(err.errno), (*self._fired, err.rule), (*map(Err, err.also), *self._also))
+        return Outcome(value, tuple(self._fired), tuple(self._also))
 
     return run
 
@@ -87,9 +94,11 @@ class BlockModel:
         self.blocks: list[Block] = []
         self.handles: dict[int, int] = {}  # handle -> uid of its opener
         self.waiters: dict[int, Waiter] = {}
+        self.looked_up: set[str] = set()  # /blockdir names the kernel may have cached
         self._done: dict[int, object] = {}
         self._ids = 0
         self._fired: list[str] = []
+        self._also: list[object] = []  # other results the operation being run allows
 
     # ---- rules machinery and helpers -----------------------------------------------------------------
 
@@ -143,32 +152,38 @@ class BlockModel:
         clean = "/" + "/".join(p for p in path.split("/") if p)
         if clean in ("/", "/blockdir", "/notifydir"):
             self._fire("vmblock.getattr.special")
-            return Attr("dir", 0o555, 3, 0)
+            return Attr("dir", 0o555, 3, DIR_SIZE)
         if clean == "/dev":
             self._fire("vmblock.getattr.special")
             return Attr("file", 0o666 if self.options.unprivileged else 0o600, 1, 0)
-        if clean == "/version" and self.options.version_file:
-            self._fire("vmblock.version")
+        if clean == "/version":
+            self._version_file()
             return Attr("file", 0o444, 1, len(VERSION))
         where, name = self._entry(clean)
         if where == "notifydir":
             self._fire("vmblock.getattr.notify")
             return Attr("file", 0o444, 1, 0)
+        link = Attr("symlink", 0o777, 1, len(self._target_of(name)))
         if name not in self.target_names:
+            if self.options.entry_cache and name in self.looked_up:
+                self._also.append(link)
+                raise ModelError(E.ENOENT, "vmblock.cache.entry")
             raise ModelError(E.ENOENT, "vmblock.getattr.link")
         self._fire("vmblock.getattr.link")
-        return Attr("symlink", 0o777, 1, len(self._target_of(name)))
+        self.looked_up.add(name)
+        return link
 
     @operation
     def readdir(self, path: str) -> tuple[str, ...]:
         clean = "/" + "/".join(p for p in path.split("/") if p)
         self._fire("vmblock.readdir")
         if clean == "/":
-            return tuple(sorted((*ROOT_NAMES, "version") if self.options.version_file else ROOT_NAMES))
-        if clean == "/blockdir":
+            if not self.options.version_file:
+                self._fire("vmblock.version.absent")
+                return ROOT_NAMES
+            return tuple(sorted((*ROOT_NAMES, "version")))
+        if clean in ("/blockdir", "/notifydir"):
             return tuple(sorted(self.target_names))
-        if clean == "/notifydir":
-            return ()
         raise ModelError(E.ENOENT, "vmblock.tree")
 
     @operation
@@ -178,12 +193,15 @@ class BlockModel:
             raise ModelError(E.EINVAL, "vmblock.getattr.notify")
         if name not in self.target_names:
             raise ModelError(E.ENOENT, "vmblock.readlink.missing")
+        self.looked_up.add(name)
         target = self._target_of(name)
-        self._wake(target, uid, ("notify",))
-        if self._blocking(target, uid) is None:
+        block = self._blocking(target, uid)
+        if block is None:
             self._fire("vmblock.readlink.target")
             return target
         self._fire("vmblock.readlink.blocks")
+        block.accessed = True
+        self._wake(target, uid, ("notify",))
         return self._park("readlink", target, uid)
 
     @operation
@@ -194,16 +212,23 @@ class BlockModel:
         if name not in self.target_names:
             raise ModelError(E.EINVAL, "vmblock.notify.missing")
         target = self._target_of(name)
-        if self._blocking(target, uid) is None:
+        block = self._blocking(target, uid)
+        if block is None:
             raise ModelError(E.ENOENT, "vmblock.notify.unblocked")
+        if block.accessed:
+            self._fire("vmblock.notify.accessed")
+            return b""
         self._fire("vmblock.notify.waits")
         return self._park("notify", target, uid)
 
+    def _version_file(self) -> None:
+        if not self.options.version_file:
+            raise ModelError(E.ENOENT, "vmblock.version.absent")
+        self._fire("vmblock.version")
+
     @operation
     def read_version(self) -> bytes:
-        if not self.options.version_file:
-            raise ModelError(E.ENOENT, "vmblock.tree")
-        self._fire("vmblock.version")
+        self._version_file()
         return VERSION
 
     # ---- the control file ------------------------------------------------------------------------------
@@ -254,8 +279,9 @@ class BlockModel:
             if mine is None:
                 raise ModelError(E.ENOENT, "vmblock.ctl.delete.owner")
             self._remove(mine)
-        elif op == "l" and self.options.list_op:
-            pass
+        elif op == "l":
+            if not self.options.list_op:
+                raise ModelError(E.EINVAL, "vmblock.ctl.list.release")
         else:
             raise ModelError(E.EINVAL, "vmblock.ctl.op")
         self._fire("vmblock.ctl.op")
@@ -273,11 +299,15 @@ class BlockModel:
 
     @operation
     def target_add(self, name: str) -> None:
+        self._fire("vmblock.target")
         self.target_names.add(name)
 
     @operation
     def target_remove(self, name: str) -> None:
-        self.target_names.discard(name)
+        if name not in self.target_names:
+            raise ModelError(E.ENOENT, "vmblock.target")
+        self._fire("vmblock.target")
+        self.target_names.remove(name)
 
     def woken(self) -> dict[int, object]:
         """The waiting calls that returned since the last time this was asked, with their results."""

@@ -11,8 +11,8 @@ RULES: dict[str, str] = {
     "vmblock.getattr.link": "/blockdir/x is a symlink 0777 whose size is the length of <target>/x, present only "
     "if lstat of <target>/x succeeds (else that errno).",
     "vmblock.getattr.notify": "/notifydir/x is a regular file 0444.",
-    "vmblock.readdir": "readdir of / lists dev, blockdir and notifydir; of /blockdir, the target directory; "
-    "readdir never blocks.",
+    "vmblock.readdir": "readdir of / lists dev, blockdir and notifydir; of /blockdir and /notifydir, the target "
+    "directory; readdir never blocks.",
     "vmblock.readlink.target": "readlink of /blockdir/x returns the absolute path <target>/x once no block is on "
     "it.",
     "vmblock.readlink.missing": "readlink lstats the target first: a missing target fails at once (no "
@@ -35,7 +35,16 @@ RULES: dict[str, str] = {
     "vmblock.notify.unblocked": "Reading /notifydir/x when x is not blocked: ENOENT.",
     "vmblock.notify.waits": "Reading /notifydir/x waits until someone readlinks /blockdir/x or the block is "
     "removed.",
+    "vmblock.notify.accessed": "The notification is sticky (a completion, completed for all): once a readlink has "
+    "waited on the block, reading /notifydir/x returns at once until the block goes.",
     "vmblock.version": "/version is a read-only file (0444) giving the control protocol's version.",
+    "vmblock.version.absent": "Upstream has no /version (the seed proposes it): ENOENT, and readdir of / leaves it "
+    "out.",
+    "vmblock.ctl.list.release": "Upstream compiles the 'l' operation into developer builds only: in a release "
+    "build it is an unknown operation, EINVAL.",
+    "vmblock.cache.entry": "libfuse's high-level API lets the kernel keep an entry for a second: after <target>/x "
+    "goes, /blockdir/x may still be seen for that long (once it was looked up).",
+    "vmblock.target": "The target directory is an ordinary directory, whose entries come and go under vmblock.",
     "vmblock.perm.root": "The control file is owned and only writable by root: a non-root open for writing is "
     "EACCES.",
     "vmblock.perm.per-user": "Unprivileged mode: any user may add blocks, but a user's blocks apply to that "

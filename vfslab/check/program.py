@@ -39,10 +39,10 @@ class Program:
         lines = [
             f"# Found by vfslab on {self.subject} held to {self.profile}:",
             *(f"#   {line}" for line in self.message.splitlines()[:6]),
-            f"id = {_toml(scenario_id)}", 'suite = "regressions"', 'kind = "program"',
-            f"subjects = {_toml([self.subject])}", f"profile = {_toml(self.profile)}", 'expect = "pass"', "",
-            "[[programs]]", f"name = {_toml(scenario_id)}", f"layers = {_toml(data['layers'])}",
-            f"ops = {_toml(data['ops'])}",
+            f"id = {toml_value(scenario_id)}", 'suite = "regressions"', 'kind = "program"',
+            f"subjects = {toml_value([self.subject])}", f"profile = {toml_value(self.profile)}", 'expect = "pass"', "",
+            "[[programs]]", f"name = {toml_value(scenario_id)}", f"layers = {toml_value(data['layers'])}",
+            f"ops = {toml_value(data['ops'])}",
         ]
         return "\n".join(lines) + "\n"
 
@@ -86,12 +86,12 @@ def run_program(program: Program, subject, profile: str, scratch: Path, watchdog
     return out
 
 
-def _toml(value: object) -> str:
+def toml_value(value: object) -> str:
     """A TOML value from JSON-shaped data (inline tables and arrays)."""
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
     if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     return json.dumps(value)

@@ -53,6 +53,8 @@ class Tally:
     failure: Program | None = None
     hang: bool = False
     deviations: dict[str, Program] = field(default_factory=dict)
+    #: rules of the deviating profile that explained a result, with how often (named differences)
+    differences: Counter = field(default_factory=Counter)
     error: str = ""
 
 
@@ -160,6 +162,12 @@ def check_stateful(subject, profile: str, *, seed: int, budget: Budget, scratch_
     scratch_root.mkdir(parents=True, exist_ok=True)
     machine = make_machine(subject, profile, scratch_root, tally, ops, time.monotonic() + budget.seconds,
                            watchdog_seconds, long_names)
+    return run_machine(machine, tally, seed=seed, budget=budget, database=database)
+
+
+def run_machine(machine: type[RuleBasedStateMachine], tally: Tally, *, seed: int, budget: Budget,
+                database: Path | None) -> Tally:
+    """Run a checking state machine (which records into `tally`) within `budget`, derandomised by `seed`."""
     hypothesis_seed(seed)(machine)
     config = settings(
         max_examples=budget.examples,

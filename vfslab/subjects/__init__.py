@@ -5,11 +5,12 @@ from __future__ import annotations
 from vfslab.subjects.base import Mounted, Subject
 from vfslab.subjects.model import ModelSubject
 from vfslab.subjects.overlayfs import FuseOverlayfs, KernelOverlay, UnionfsFuse, UnionFuse
+from vfslab.subjects.vmblock import SUBJECTS as VMBLOCKS
 
 __all__ = ["SUBJECTS", "Mounted", "Subject", "get"]
 
 SUBJECTS: dict[str, Subject] = {s.name: s for s in (ModelSubject(), KernelOverlay(), UnionFuse(), FuseOverlayfs(),
-                                                  UnionfsFuse())}
+                                                  UnionfsFuse(), *VMBLOCKS)}
 
 
 def get(name: str) -> Subject:

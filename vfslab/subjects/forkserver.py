@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 
 #: what the server imports before it forks anything (what makes a fork cheap)
-PRELOAD = ("vfslab.impl.union.main", "vfslab.impl.union.serve")
+PRELOAD = ("vfslab.impl.union.main", "vfslab.impl.union.serve", "vfslab.impl.block.main", "vfslab.impl.block.fs")
 
 
 class ForkServer:
@@ -84,3 +84,6 @@ def serve() -> None:
             _child(request)
         print(pid, flush=True)
 
+
+#: the bench's one fork server, shared by every subject that runs our daemons
+FORKS = ForkServer()

@@ -277,7 +277,7 @@ def start_fuse(argv: list[str], mnt: Path, timeout: float = 10, log: Path | None
 # --------------------------------------------------------------------------------------------- unmounting
 
 
-def _ensure_fusectl() -> None:
+def ensure_fusectl() -> None:
     if any(m.fstype == "fusectl" for m in read_mountinfo()):
         return
     done = _run(["mount", "-t", "fusectl", "fusectl", str(FUSECTL)], 5)
@@ -289,7 +289,7 @@ def _ensure_fusectl() -> None:
 
 def _abort_connection(info: MountInfo) -> None:
     """Fail every pending and future request of this FUSE connection (they return ECONNABORTED/ENOTCONN)."""
-    _ensure_fusectl()
+    ensure_fusectl()
     with contextlib.suppress(FileNotFoundError):  # the connection is already gone
         (FUSECTL / str(info.minor) / "abort").write_text("1")
 

@@ -21,9 +21,7 @@ from vfslab.check.walk import disk_state, union_state
 from vfslab.model.state import State
 from vfslab.model.union import profiles
 from vfslab.subjects import mounts
-from vfslab.subjects.forkserver import ForkServer
-
-_FORKS = ForkServer()
+from vfslab.subjects.forkserver import FORKS
 
 # Characters that would be read as separators in an option string (`,`), a lowerdir or branch list (`:`),
 # unionfs's `dir=RW` (`=`), or need escaping we do not do.
@@ -258,4 +256,4 @@ class UnionFuse(FuseUnionSubject):
     def mount(self, m: UnionMount) -> int:
         argv = self.argv(m)
         return mounts.start_fuse(argv, m.path, log=m.scratch / "union-fuse.log",
-                                 spawn=lambda _, log: _FORKS.spawn("vfslab.impl.union.main:main", argv[3:], log)).pid
+                                 spawn=lambda _, log: FORKS.spawn("vfslab.impl.union.main:main", argv[3:], log)).pid

@@ -1,21 +1,35 @@
-"""How to start a vmblock: ours (`impl/block`, per design) or Debian's vmware-vmblock-fuse, whose target
-directory is fixed at /tmp/VMwareDnD. `make` unpacks Debian's binary into /var/cache/vfslab (it is never
-installed, so no VMware service starts)."""
+"""vmblock subjects: ours (`impl/block`, one subject per design) and Debian's vmware-vmblock-fuse.
+
+Debian's program has its target directory fixed at /tmp/VMwareDnD. So that it can be checked on a target
+of our making, and run beside other instances, it is started in a mount namespace of its own where our
+target directory is bind-mounted over /tmp/VMwareDnD; only its FUSE mount reaches ours, through a mount
+point made a shared bind of itself. `make` unpacks the binary into /var/cache/vfslab (never installed, so no
+VMware service starts).
+"""
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
+import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from vfslab.impl.block.fs import DESIGNS
+from vfslab.model.block import PROFILES
+from vfslab.subjects import mounts
+from vfslab.subjects.forkserver import FORKS
 
 VMWARE_TARGET = Path("/tmp/VMwareDnD")
 LIBFUSE_MAX_THREADS = 10  # FUSE_LOOP_MT_DEF_MAX_THREADS since libfuse 3.12
-VMWARE_CACHE = Path("/var/cache/vfslab/open-vm-tools/usr/bin/vmware-vmblock-fuse")
-#: our designs, and Debian's program as one more "design"
-KINDS = (*DESIGNS, "vmware")
+VMWARE_ROOT = Path("/var/cache/vfslab/open-vm-tools")
+VMWARE_CACHE = VMWARE_ROOT / "usr/bin/vmware-vmblock-fuse"
+
+# In the daemon's own namespace: keep the bind over /tmp/VMwareDnD from spreading, then bind our target there.
+_NAMESPACED = ('mount --make-private "$(findmnt -no TARGET -T "$1")" && mount --bind "$2" "$1" && '
+               'shift 2 && exec "$@"')
 
 
 def vmware_binary() -> Path | None:
@@ -26,23 +40,103 @@ def vmware_binary() -> Path | None:
     return None
 
 
-def available(kind: str) -> tuple[bool, str]:
-    if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
-        return False, "needs root and /dev/fuse"
-    if kind == "vmware" and vmware_binary() is None:
-        return False, f"vmware-vmblock-fuse not found (make fetches it into {VMWARE_CACHE.parent.parent.parent})"
-    return True, ""
+@dataclass
+class BlockMount:
+    """A vmblock mounted at `path`. `target` is its target directory as the daemon names it (what readlink
+    returns); `entries` is that same directory as we reach it, where the target's entries are made."""
+
+    subject: VMBlockSubject
+    path: Path
+    target: Path
+    entries: Path
+    max_threads: int
+    pid: int | None = None
+
+    def connection(self) -> Path | None:
+        """Its fusectl directory (`waiting`, `abort`), or None once it is unmounted."""
+        info = mounts.find_mount(self.path)
+        return mounts.FUSECTL / str(info.minor) if info is not None and info.is_fuse else None
+
+    def abort(self) -> None:
+        mounts.abort(self.path, self.pid)
+
+    def teardown(self) -> None:
+        mounts.unmount(self.path, self.pid)
+        self.pid = None
 
 
-def target_of(kind: str, scratch: Path) -> Path:
-    return VMWARE_TARGET if kind == "vmware" else scratch / "target"
+class VMBlockSubject:
+    """A vmblock: `kind` is one of our designs, or `vmware` for Debian's program."""
+
+    profiles = tuple(PROFILES)
+    claims_overlay_format = False
+    can_hang = True
+
+    def __init__(self, name: str, kind: str) -> None:
+        self.name = name
+        self.kind = kind
+
+    def available(self) -> tuple[bool, str]:
+        if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
+            return False, "needs root and /dev/fuse"
+        if self.kind == "vmware":
+            if vmware_binary() is None:
+                return False, f"vmware-vmblock-fuse not found (make fetches it into {VMWARE_ROOT})"
+            if shutil.which("unshare") is None:
+                return False, "unshare (util-linux) not found on PATH"
+        return True, ""
+
+    def version(self) -> str:
+        if self.kind != "vmware":
+            from vfslab.impl.union.main import version
+
+            return f"{version()}, design {self.kind}"
+        changelog = VMWARE_ROOT / "usr/share/doc/open-vm-tools/changelog.Debian.gz"
+        try:
+            with gzip.open(changelog, "rt") as f:
+                return f"open-vm-tools {f.readline().split('(')[1].split(')')[0]}"
+        except (OSError, IndexError):
+            return "open-vm-tools (version unknown)"
+
+    def mount(self, scratch: Path, max_threads: int = LIBFUSE_MAX_THREADS, names: tuple[str, ...] = ()
+              ) -> BlockMount:
+        """Mount it on a fresh target directory holding `names` (empty files) under `scratch`."""
+        entries, mnt = scratch / "target", scratch / "mnt"
+        for d in (entries, mnt):
+            d.mkdir(parents=True)
+        for name in names:
+            (entries / name).touch()
+        target = VMWARE_TARGET if self.kind == "vmware" else entries
+        m = BlockMount(self, mnt, target, entries, max_threads)
+        log = scratch / f"{self.name}.log"
+        if self.kind == "vmware":
+            m.pid = self._start_vmware(m, log)
+        else:
+            argv = ["--target", str(target), "--design", self.kind, "--max-threads", str(max_threads), "-f",
+                    str(mnt)]
+            m.pid = mounts.start_fuse([sys.executable, *argv], mnt, log=log,
+                                      spawn=lambda _, out: FORKS.spawn("vfslab.impl.block.main:main", argv, out)).pid
+        return m
+
+    def _start_vmware(self, m: BlockMount, log: Path) -> int:
+        # libfuse's own cap (10) is left to libfuse, so that its default is what runs
+        cap = f"max_threads={m.max_threads}," if m.max_threads != LIBFUSE_MAX_THREADS else ""
+        VMWARE_TARGET.mkdir(exist_ok=True)
+        for argv in (["mount", "--bind", str(m.path), str(m.path)], ["mount", "--make-shared", str(m.path)]):
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            if done.returncode != 0:
+                mounts.unmount(m.path)
+                raise mounts.MountError(f"{' '.join(argv)}: {done.stderr.strip()}")
+        argv = ["unshare", "-m", "--propagation", "unchanged", "sh", "-c", _NAMESPACED, "vmblock",
+                str(VMWARE_TARGET), str(m.entries), str(vmware_binary()), "-f", "-o",
+                f"{cap}default_permissions,allow_other", str(m.path)]
+        try:
+            return mounts.start_fuse(argv, m.path, log=log).pid
+        except mounts.MountError:
+            mounts.unmount(m.path)  # the shared bind
+            raise
 
 
-def argv(kind: str, target: Path, mnt: Path, max_threads: int) -> list[str]:
-    """The command that serves a vmblock of `kind` at `mnt` in the foreground."""
-    if kind == "vmware":
-        # libfuse's own default cap (10) is left to libfuse, so that the default itself is what runs
-        cap = f"max_threads={max_threads}," if max_threads != LIBFUSE_MAX_THREADS else ""
-        return [str(vmware_binary()), "-f", "-o", f"{cap}default_permissions,allow_other", str(mnt)]
-    return [sys.executable, "-m", "vfslab.impl.block.main", "--target", str(target), "--design", kind,
-            "--max-threads", str(max_threads), "-f", str(mnt)]
+#: ours per design (the default design plain `vmblock-fuse`), then Debian's
+SUBJECTS = (*(VMBlockSubject("vmblock-fuse" if d == DESIGNS[0] else f"vmblock-fuse-{d}", d) for d in DESIGNS),
+            VMBlockSubject("vmware-vmblock", "vmware"))

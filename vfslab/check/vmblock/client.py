@@ -1,0 +1,165 @@
+"""The real side of a vmblock check: operations applied to a mounted vmblock by concurrent clients.
+
+A readlink or notify read may wait for as long as a block stays, so each runs in a thread of its own and is
+looked at later. Two facts from the kernel say where a request is, without asking the daemon:
+`/proc/self/task/TID/wchan` is `request_wait_answer` while a thread waits for a FUSE reply, and fusectl's
+`waiting` counts the connection's requests not yet answered (releases, which close sends in the
+background, included).
+"""
+
+from __future__ import annotations
+
+import os
+import stat as st
+import threading
+import time
+from pathlib import Path
+
+from vfslab.check.vmblock.program import BlockOp
+from vfslab.model.block import Attr
+from vfslab.model.outcome import Err
+from vfslab.subjects import mounts
+from vfslab.subjects.vmblock import BlockMount
+
+#: how long a call the model says returns may take to return (a slow machine, a busy daemon)
+RETURN_SECONDS = 5.0
+#: how long requests may take to settle after a step
+SETTLE_SECONDS = 2.0
+
+
+class Blocked:
+    """The result of a call that has not returned."""
+
+    def __repr__(self) -> str:
+        return "still waiting"
+
+
+BLOCKED = Blocked()
+
+
+def _attr(s: os.stat_result) -> Attr:
+    kind = "dir" if st.S_ISDIR(s.st_mode) else "symlink" if st.S_ISLNK(s.st_mode) else "file"
+    return Attr(kind, st.S_IMODE(s.st_mode), s.st_nlink, s.st_size, s.st_uid)
+
+
+def _outcome(call) -> object:
+    try:
+        return call()
+    except OSError as e:
+        return Err(e.errno)
+
+
+class Background:
+    """One call running in its own thread."""
+
+    def __init__(self, op: BlockOp, call) -> None:
+        self.op = op
+        self._result: object = BLOCKED
+        self._done = threading.Event()
+        self._tid: int | None = None
+        self._started = threading.Event()
+        threading.Thread(target=self._run, args=(call,), daemon=True, name=str(op)).start()
+        self._started.wait()
+
+    def _run(self, call) -> None:
+        self._tid = threading.get_native_id()
+        self._started.set()
+        self._result = _outcome(call)
+        self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self, seconds: float = 0.0) -> object:
+        """What it returned, waiting up to `seconds` for it; BLOCKED if it has not."""
+        self._done.wait(seconds)
+        return self._result
+
+    def settle(self) -> None:
+        """Wait until it has returned or waits in the daemon (a little longer: its lookup waits there too)."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        seen = 0
+        while not self.done and seen < 3 and time.monotonic() < deadline:
+            try:
+                waits = Path(f"/proc/self/task/{self._tid}/wchan").read_text() == "request_wait_answer"
+            except OSError:  # it has just ended
+                waits = False
+            seen = seen + 1 if waits else 0
+            time.sleep(0.01)
+
+
+class Client:
+    """Applies operations to `mount` and says what they returned."""
+
+    def __init__(self, mount: BlockMount) -> None:
+        self.mount = mount
+        mounts.ensure_fusectl()
+        self.fds: dict[int, int] = {}  # slot -> fd of /dev
+        self.calls: list[Background] = []
+
+    def _path(self, rel: str) -> Path:
+        return self.mount.path / rel if rel else self.mount.path
+
+    def data(self, text: str) -> bytes:
+        return text.replace("{target}", str(self.mount.target)).encode(errors="surrogateescape")
+
+    def apply(self, op: BlockOp) -> object:
+        """A call that does not wait: its result, or an Err."""
+        return _outcome(lambda: self._call(op))
+
+    def start(self, op: BlockOp) -> Background:
+        call = Background(op, lambda: self._call(op))
+        self.calls.append(call)
+        return call
+
+    def _call(self, op: BlockOp) -> object:
+        a = op.args
+        if op.name == "open":
+            self.fds[len(self.fds)] = os.open(self.mount.path / "dev", os.O_RDWR | os.O_CLOEXEC)
+            return None
+        if op.name == "close":
+            fd = self.fds[a[0]]
+            self.fds[a[0]] = -1
+            return os.close(fd)
+        if op.name == "write":
+            return os.write(self.fds[a[0]], self.data(a[1]))
+        if op.name == "read":
+            return os.read(self.fds[a[0]], a[1])
+        if op.name == "touch":
+            fd = os.open(self.mount.entries / a[0], os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            return os.close(fd)
+        if op.name == "rm":
+            return os.unlink(self.mount.entries / a[0])
+        if op.name == "readlink":
+            return os.readlink(self.mount.path / "blockdir" / a[0])
+        if op.name == "notify":
+            return (self.mount.path / "notifydir" / a[0]).read_bytes()
+        if op.name == "lstat":
+            return _attr(os.lstat(self._path(a[0])))
+        if op.name == "readdir":
+            return tuple(sorted(os.listdir(self._path(a[0]))))
+        if op.name == "version":
+            return (self.mount.path / "version").read_bytes()
+        raise ValueError(f"unknown vmblock operation {op.name!r}")
+
+    def open_slots(self) -> list[int]:
+        return [slot for slot, fd in self.fds.items() if fd >= 0]
+
+    def quiesce(self) -> None:
+        """Wait (boundedly) until the daemon has answered every request but those of calls still waiting."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while time.monotonic() < deadline:
+            conn = self.mount.connection()
+            try:
+                waiting = int((conn / "waiting").read_text()) if conn else 0
+            except (OSError, ValueError):
+                return
+            if waiting <= sum(not c.done for c in self.calls):
+                return
+            time.sleep(0.002)
+
+    def close(self) -> None:
+        """Close whatever is still open (the mount is being torn down)."""
+        for slot in self.open_slots():
+            os.close(self.fds.pop(slot))

@@ -1,0 +1,221 @@
+"""Hypothesis stateful checking of a vmblock: generated programs of concurrent clients, in lockstep with the model.
+
+Each example mounts the subject on a target directory of a few names, then applies rules: control handles
+opened, written (add, delete, list, bad operations, paths to normalise, a path too long), read and closed;
+target entries created and removed; readlinks and notify reads started in the background; lstat, readdir,
+/version. At the end every handle is closed, so every waiting call must return. A failing example is shrunk
+by Hypothesis to a minimal program, which is kept.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+
+from vfslab.check.lockstep import Mismatch
+from vfslab.check.session import Hang
+from vfslab.check.stateful import Budget, Tally, run_machine
+from vfslab.check.vmblock.lockstep import BlockLockstep, start
+from vfslab.check.vmblock.program import BlockOp, BlockProgram
+
+NAMES = ("foo", "bar", "baz")
+#: control handles opened per example, at most
+MAX_SLOTS = 3
+#: calls waiting at once, at most: below the smallest worker cap checked, so no design deadlocks here (that is
+#: the deadlock scenario's business)
+MAX_WAITING = 4
+
+names = st.sampled_from(NAMES)
+_forms = st.sampled_from(("{{target}}/{n}", "{{target}}//{n}/", "{{target}}/{n}/"))
+texts = st.one_of(
+    st.builds(lambda op, form, n: op + form.format(n=n), st.sampled_from("aaddlx"), _forms, names),
+    st.sampled_from(("a", "l", "afoo", "a{target}/foo\0junk", "a" + "/z" * 2048)),
+)
+tree_paths = st.one_of(st.sampled_from(("", "dev", "blockdir", "notifydir", "version", "nothing")),
+                       st.builds(lambda d, n: f"{d}/{n}", st.sampled_from(("blockdir", "notifydir")), names))
+dir_paths = st.sampled_from(("", "blockdir", "notifydir"))
+
+
+def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadline: float,
+                 watchdog_seconds: float) -> type[RuleBasedStateMachine]:
+    """A state machine class checking the vmblock `subject` held to `profile`, recording into `tally`."""
+
+    class VMBlockMachine(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lock: BlockLockstep | None = None
+            self.program = BlockProgram(())
+
+        def _on(self) -> bool:
+            return self.lock is not None
+
+        def _slots(self) -> list[int]:
+            return self.lock.client.open_slots() if self.lock else []
+
+        def _waiting(self) -> int:
+            return sum(not c.done for c in self.lock.client.calls) if self.lock else 0
+
+        @initialize(initial=st.sets(names, min_size=1), blocked=st.sampled_from((*NAMES, None)))
+        def setup(self, initial: set[str], blocked: str | None) -> None:
+            if tally.failure is None and time.monotonic() > deadline:
+                return  # a failure being shrunk runs on past the budget, or it would not reproduce
+            tally.examples += 1
+            scratch = scratch_root / f"ex{tally.examples}"
+            shutil.rmtree(scratch, ignore_errors=True)
+            self.program = BlockProgram(tuple(sorted(initial)), [], subject.name, profile)
+            self.lock = start(subject, scratch, profile, self.program.names, watchdog_seconds)
+            if blocked is not None:  # most examples start with a block on, so that waits are common
+                self._do("open")
+                self._do("write", 0, f"a{{target}}/{blocked}")
+
+        @precondition(lambda self: self.lock is None)
+        @rule()
+        def out_of_budget(self) -> None:
+            """The time budget is spent: examples from now on do nothing."""
+
+        def _do(self, name: str, *args: object) -> None:
+            op = BlockOp(name, args)
+            self.program.ops.append(op)
+            tally.steps += 1
+            try:
+                self.lock.step(op)
+            except Mismatch as m:
+                tally.hang = isinstance(m, Hang)
+                self.program.message = str(m)
+                tally.failure = self.program
+                raise
+
+        @precondition(lambda self: self._on() and len(self.lock.client.fds) < MAX_SLOTS)
+        @rule()
+        def open(self) -> None:
+            self._do("open")
+
+        @precondition(lambda self: self._slots())
+        @rule(pick=st.integers(0, MAX_SLOTS))
+        def close(self, pick: int) -> None:
+            slots = self._slots()
+            self._do("close", slots[pick % len(slots)])
+
+        @precondition(lambda self: self._slots())
+        @rule(pick=st.integers(0, MAX_SLOTS), text=texts)
+        def write(self, pick: int, text: str) -> None:
+            slots = self._slots()
+            self._do("write", slots[pick % len(slots)], text)
+
+        # adding and deleting plain blocks get rules of their own, so that waits are common
+        @precondition(lambda self: self._slots())
+        @rule(pick=st.integers(0, MAX_SLOTS), name=names)
+        def add(self, pick: int, name: str) -> None:
+            slots = self._slots()
+            self._do("write", slots[pick % len(slots)], f"a{{target}}/{name}")
+
+        @precondition(lambda self: self._slots())
+        @rule(pick=st.integers(0, MAX_SLOTS), name=names)
+        def delete(self, pick: int, name: str) -> None:
+            slots = self._slots()
+            self._do("write", slots[pick % len(slots)], f"d{{target}}/{name}")
+
+        @precondition(lambda self: self._slots())
+        @rule(pick=st.integers(0, MAX_SLOTS), size=st.sampled_from((4096, 5)))
+        def read(self, pick: int, size: int) -> None:
+            slots = self._slots()
+            self._do("read", slots[pick % len(slots)], size)
+
+        @precondition(_on)
+        @rule(name=names)
+        def touch(self, name: str) -> None:
+            self._do("touch", name)
+
+        @precondition(_on)
+        @rule(name=names)
+        def rm(self, name: str) -> None:
+            self._do("rm", name)
+
+        @precondition(lambda self: self._on() and self._waiting() < MAX_WAITING)
+        @rule(name=names)
+        def readlink(self, name: str) -> None:
+            self._do("readlink", name)
+
+        @precondition(lambda self: self._on() and self._waiting() < MAX_WAITING)
+        @rule(name=names)
+        def notify(self, name: str) -> None:
+            self._do("notify", name)
+
+        def _blocked(self) -> list[str]:
+            """Names the model holds a block on (so that a readlink or notify read of them waits)."""
+            if not self._on() or self._waiting() >= MAX_WAITING:
+                return []
+            model = self.lock.models[self.lock.alive[0]]
+            prefix = f"{model.options.target}/"
+            return sorted({b.path.removeprefix(prefix) for b in model.blocks if b.path.startswith(prefix)})
+
+        # waiting on a blocked name gets a rule of its own too
+        @precondition(lambda self: self._blocked())
+        @rule(pick=st.integers(0, len(NAMES)), notify=st.booleans())
+        def wait(self, pick: int, notify: bool) -> None:
+            blocked = self._blocked()
+            self._do("notify" if notify else "readlink", blocked[pick % len(blocked)])
+
+        @precondition(_on)
+        @rule(path=tree_paths)
+        def lstat(self, path: str) -> None:
+            self._do("lstat", path)
+
+        @precondition(_on)
+        @rule(path=dir_paths)
+        def readdir(self, path: str) -> None:
+            self._do("readdir", path)
+
+        @precondition(_on)
+        @rule()
+        def version(self) -> None:
+            self._do("version")
+
+        def teardown(self) -> None:
+            if self.lock is None:
+                return
+            lock = self.lock
+            try:
+                if tally.failure is not self.program:
+                    for slot in self._slots():  # every waiter must return once every handle is closed
+                        self._do("close", slot)
+            finally:
+                tally.coverage.update(lock.coverage)
+                tally.differences.update(lock.differences)
+                if lock.deviation and lock.deviation not in tally.deviations:
+                    tally.deviations[lock.deviation] = BlockProgram(
+                        self.program.names, list(self.program.ops), subject.name, profile, lock.why[profile])
+                lock.close()
+
+    return VMBlockMachine
+
+
+def check_block_stateful(subject, profile: str, *, seed: int, budget: Budget, scratch_root: Path,
+                         database: Path | None = None, watchdog_seconds: float = 10.0) -> Tally:
+    """Run generated programs against the vmblock `subject` held to `profile`; a failure is shrunk and kept."""
+    tally = Tally()
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    machine = make_machine(subject, profile, scratch_root, tally, time.monotonic() + budget.seconds,
+                           watchdog_seconds)
+    return run_machine(machine, tally, seed=seed, budget=budget, database=database)
+
+
+def run_block_program(program: BlockProgram, subject, profile: str, scratch: Path,
+                      watchdog_seconds: float = 10.0) -> tuple[list[str], str | None, str | None, dict[str, int]]:
+    """Replay `program`: (trace lines, the failure or None, the deviation or None, rule coverage)."""
+    trace: list[str] = []
+    lock = start(subject, scratch, profile, program.names, watchdog_seconds)
+    failure = None
+    try:
+        for op in program.ops:
+            trace.append(f"{op} -> {lock.step(op)!r}")
+        trace += [f"{op} (at the end)" for op in lock.finish()]
+    except Mismatch as m:
+        failure = str(m)
+    finally:
+        lock.close()
+    return trace, failure, lock.deviation, dict(lock.coverage)
