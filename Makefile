@@ -20,6 +20,7 @@ test: $(VENV)/.installed deps install-helpers vmware-vmblock
 bench: $(VENV)/.installed deps install-helpers
 	$(BIN)/python bench/bench_union.py
 	$(BIN)/python bench/bench_union_fs.py
+	$(BIN)/python bench/bench_vmblock.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

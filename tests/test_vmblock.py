@@ -12,11 +12,15 @@ import pytest
 from conftest import replayable
 
 from vfslab.check.driver import as_caller
+from vfslab.check.results import Results
 from vfslab.check.stateful import Budget
 from vfslab.check.vmblock.deadlock import probe
+from vfslab.check.vmblock.program import BlockOp, BlockProgram
 from vfslab.check.vmblock.stateful import check_block_stateful
+from vfslab.cli import main
 from vfslab.model.block import BANNER, VERSION
 from vfslab.subjects import mounts
+from vfslab.suite import default_suite
 
 pytestmark = pytest.mark.mounts
 
@@ -161,3 +165,23 @@ def test_unprivileged_mode_blocks_a_user_only_for_that_user(scratch):
         for fd in fds:
             os.close(fd)
         mounts.unmount(mnt, pid)
+
+
+def test_vfslab_run_gives_the_deadlock_verdict_and_replays_vmblock_programs(need, tmp_path, capsys):
+    """The deadlock scenario through the command line, and a vmblock program that must deviate, replayed."""
+    for name in ("vmblock-fuse", "vmblock-fuse-upstream"):
+        need(name)
+    out = tmp_path / "out"
+    scenario = default_suite() / "vmblock" / "deadlock-at-cap-5.toml"
+    assert main(["run", str(scenario), "--subject", "vmblock-fuse", "--subject", "vmblock-fuse-upstream",
+                 "--out", str(out)]) == 0, capsys.readouterr()
+    verdicts = {(r.subject, r.verdict) for r in Results.read(out / "results.json").records}
+    assert verdicts == {("vmblock-fuse", "pass"), ("vmblock-fuse-upstream", "deadlock")}
+    program = BlockProgram(("foo",), [BlockOp("open"), BlockOp("write", (0, "a{target}/foo")),
+                                      BlockOp("readlink", ("foo",)), BlockOp("notify", ("foo",)),
+                                      BlockOp("version")], "vmblock-fuse", "vmblock-upstream")
+    program.write(tmp_path / "p.json")
+    assert main(["replay", str(tmp_path / "p.json")]) == 1, "ours has /version: a deviation from upstream"
+    assert "deviation:vmblock" in capsys.readouterr().out
+    assert main(["replay", str(tmp_path / "p.json"), "--profile", "vmblock"]) == 0
+    assert "pass on vmblock-fuse" in capsys.readouterr().out
