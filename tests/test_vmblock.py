@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from conftest import replayable
@@ -185,3 +186,23 @@ def test_vfslab_run_gives_the_deadlock_verdict_and_replays_vmblock_programs(need
     assert "deviation:vmblock" in capsys.readouterr().out
     assert main(["replay", str(tmp_path / "p.json"), "--profile", "vmblock"]) == 0
     assert "pass on vmblock-fuse" in capsys.readouterr().out
+
+
+def test_vmware_vmblock_runs_in_a_namespace_that_pins_none_of_our_mounts(scratch, need):
+    """Its namespace keeps no copy of our mounts: a copy of an index=on overlay would keep the upper directory
+    in use, and remounting the overlay would fail with EBUSY while the program runs."""
+    subject = need("vmware-vmblock")
+    dirs = [scratch / n for n in ("lower", "upper", "work", "union")]
+    for d in dirs:
+        d.mkdir()
+    options = f"lowerdir={dirs[0]},upperdir={dirs[1]},workdir={dirs[2]},index=on"
+    mounts.mount_overlay(options, dirs[3])
+    m = subject.mount(scratch / "vmblock", names=("foo",))
+    try:
+        assert os.readlink(m.path / "blockdir/foo") == "/tmp/VMwareDnD/foo"
+        assert mounts.find_mount(Path("/tmp/VMwareDnD")) is None, "the bind over it stays in its namespace"
+        mounts.unmount(dirs[3])
+        mounts.mount_overlay(options, dirs[3])
+    finally:
+        m.teardown()
+        mounts.unmount(dirs[3])

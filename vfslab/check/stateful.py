@@ -183,5 +183,11 @@ def run_machine(machine: type[RuleBasedStateMachine], tally: Tally, *, seed: int
         run_state_machine_as_test(machine, settings=config)
     except Exception as e:
         if tally.failure is None:
-            tally.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            tally.error = _one_line(e)
+            if isinstance(e, ExceptionGroup) and e.exceptions:  # Hypothesis's Flaky: say what was raised
+                tally.error += f" (first raised: {_one_line(e.exceptions[0])})"
     return tally
+
+
+def _one_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"

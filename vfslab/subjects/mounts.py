@@ -227,6 +227,52 @@ def mount_overlay(options: str, mnt: Path) -> None:
     _register(LiveMount(mnt, "overlay"))
 
 
+MS_NOSUID, MS_NODEV = 2, 4
+
+
+def _stat_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.stat(path)
+
+
+def start_fuse_on_fd(argv: list[str], mnt: Path, subtype: str, options: str, log: Path,
+                     timeout: float = 10) -> FuseProcess:
+    """Mount a FUSE file system at `mnt` ourselves, then start its daemon, which serves our connection:
+    `{fd}` in argv becomes `/dev/fd/N` (libfuse 3.3+ takes that for a mount point made by its caller).
+
+    The mount is ours, in our mount namespace, whatever namespace the daemon then runs in. It is registered
+    at once, so a daemon that never serves it is torn down like a hung one."""
+    mnt = _abspath(mnt)
+    fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        data = f"fd={fd},rootmode=40000,user_id=0,group_id=0,{options}"
+        if _libc.mount(subtype.encode(), os.fsencode(mnt), f"fuse.{subtype}".encode(), MS_NOSUID | MS_NODEV,
+                       data.encode()) != 0:
+            raise MountError(f"mount -t fuse.{subtype} on {mnt} failed: {os.strerror(ctypes.get_errno())}")
+        argv = [a.replace("{fd}", f"/dev/fd/{fd}") for a in argv]
+        with open(log, "ab") as out:
+            try:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                        start_new_session=True, pass_fds=(fd,))
+            except OSError as e:
+                unmount(mnt)
+                raise MountError(f"cannot start {argv[0]}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    _register(LiveMount(mnt, f"fuse.{subtype}", proc.pid, proc))
+    daemon = FuseProcess(proc.pid, mnt, log, proc)
+    # the first answer says it serves: a stat of the root waits for it (in a thread, as it may never come)
+    served = threading.Thread(target=_stat_quietly, args=(mnt,), daemon=True)
+    served.start()
+    served.join(timeout)
+    if served.is_alive() or daemon.exited() is not None:
+        why = daemon.exited() or f"did not serve {mnt} within {timeout:g} s"
+        unmount(mnt, proc.pid)
+        served.join(5)
+        raise MountError(f"{argv[0]} {why}: {daemon.stderr_tail()}")
+    return daemon
+
+
 def _log_tail(log: Path, lines: int = 3) -> str:
     try:
         text = log.read_text(errors="replace")

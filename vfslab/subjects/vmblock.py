@@ -1,10 +1,10 @@
 """vmblock subjects: ours (`impl/block`, one subject per design) and Debian's vmware-vmblock-fuse.
 
 Debian's program has its target directory fixed at /tmp/VMwareDnD. So that it can be checked on a target
-of our making, and run beside other instances, it is started in a mount namespace of its own where our
-target directory is bind-mounted over /tmp/VMwareDnD; only its FUSE mount reaches ours, through a mount
-point made a shared bind of itself. `make` unpacks the binary into /var/cache/vfslab (never installed, so no
-VMware service starts).
+of our making, and run beside other instances, it runs in a mount namespace of its own (`namespace.py`) where
+our target directory stands in for /tmp/VMwareDnD. Its FUSE mount is made by us, in our namespace, and it
+serves it through the connection's fd (`/dev/fd/N`). `make` unpacks the binary into /var/cache/vfslab (never
+installed, so no VMware service starts).
 """
 
 from __future__ import annotations
@@ -12,25 +12,19 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from vfslab.impl.block.fs import DESIGNS
 from vfslab.model.block import PROFILES
-from vfslab.subjects import mounts
+from vfslab.subjects import mounts, namespace
 from vfslab.subjects.forkserver import FORKS
 
 VMWARE_TARGET = Path("/tmp/VMwareDnD")
 LIBFUSE_MAX_THREADS = 10  # FUSE_LOOP_MT_DEF_MAX_THREADS since libfuse 3.12
 VMWARE_ROOT = Path("/var/cache/vfslab/open-vm-tools")
 VMWARE_CACHE = VMWARE_ROOT / "usr/bin/vmware-vmblock-fuse"
-
-# In the daemon's own namespace: keep the bind over /tmp/VMwareDnD from spreading, then bind our target there.
-_NAMESPACED = ('mount --make-private "$(findmnt -no TARGET -T "$1")" && mount --bind "$2" "$1" && '
-               'shift 2 && exec "$@"')
-
 
 def vmware_binary() -> Path | None:
     """$VFSLAB_VMWARE_VMBLOCK, the unpacked Debian binary, or one on PATH."""
@@ -79,11 +73,8 @@ class VMBlockSubject:
     def available(self) -> tuple[bool, str]:
         if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
             return False, "needs root and /dev/fuse"
-        if self.kind == "vmware":
-            if vmware_binary() is None:
-                return False, f"vmware-vmblock-fuse not found (make fetches it into {VMWARE_ROOT})"
-            if shutil.which("unshare") is None:
-                return False, "unshare (util-linux) not found on PATH"
+        if self.kind == "vmware" and vmware_binary() is None:
+            return False, f"vmware-vmblock-fuse not found (make fetches it into {VMWARE_ROOT})"
         return True, ""
 
     def version(self) -> str:
@@ -122,19 +113,10 @@ class VMBlockSubject:
         # libfuse's own cap (10) is left to libfuse, so that its default is what runs
         cap = f"max_threads={m.max_threads}," if m.max_threads != LIBFUSE_MAX_THREADS else ""
         VMWARE_TARGET.mkdir(exist_ok=True)
-        for argv in (["mount", "--bind", str(m.path), str(m.path)], ["mount", "--make-shared", str(m.path)]):
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-            if done.returncode != 0:
-                mounts.unmount(m.path)
-                raise mounts.MountError(f"{' '.join(argv)}: {done.stderr.strip()}")
-        argv = ["unshare", "-m", "--propagation", "unchanged", "sh", "-c", _NAMESPACED, "vmblock",
-                str(VMWARE_TARGET), str(m.entries), str(vmware_binary()), "-f", "-o",
-                f"{cap}default_permissions,allow_other", str(m.path)]
-        try:
-            return mounts.start_fuse(argv, m.path, log=log).pid
-        except mounts.MountError:
-            mounts.unmount(m.path)  # the shared bind
-            raise
+        argv = [sys.executable, namespace.__file__, str(m.entries), str(VMWARE_TARGET), "--",
+                str(vmware_binary()), "-f", "-o", f"{cap}default_permissions,allow_other", "{fd}"]
+        return mounts.start_fuse_on_fd(argv, m.path, "vmware-vmblock-fuse", "default_permissions,allow_other",
+                                       log).pid
 
 
 #: ours per design (the default design plain `vmblock-fuse`), then Debian's
