@@ -32,7 +32,7 @@ def allowed(module: str, prefixes: tuple[str, ...]) -> bool:
     ("model", ("vfslab.model",)),
     ("reports", ("vfslab.reports", "vfslab.check.results", "rich")),
     ("impl", ("vfslab.impl", "mfusepy")),
-    ("sim", ("vfslab.sim", "vfslab.model", "simpy", "networkx")),
+    ("sim", ("vfslab.sim", "vfslab.model", "simpy", "networkx", "hypothesis")),
 ])
 def test_each_layer_imports_only_what_it_may(folder, prefixes):
     wrong = sorted((f, m) for f, m in imports(folder) if not allowed(m, prefixes))
