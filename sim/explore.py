@@ -119,13 +119,13 @@ def bounded_search(workload: Workload, params: dict, bound: int, limit: int = 10
     return search
 
 
-def shrink(workload: Workload, params: dict, seed: int, examples: int = 2000, max_size: int | None = None
+def shrink(workload: Workload, params: dict, seed: int, examples: int = 2000, vary_size: bool = True
            ) -> Run | None:
-    """A minimal deadlocking run: the smallest workload size (if it has one, up to `max_size`), then the fewest
-    and smallest non-default choices. None if Hypothesis finds no deadlock in `examples` tries."""
+    """A minimal deadlocking run: the smallest workload size (if it has one and `vary_size`: up to twice the
+    given one), then the fewest and smallest non-default choices. None if Hypothesis finds no deadlock in
+    `examples` tries."""
     size = workload.size
-    top = max_size or (2 * params[size] if size else 0)
-    sizes = st.integers(1, top) if size else st.just(0)
+    sizes = st.integers(1, 2 * params[size]) if size and vary_size else st.just(params[size] if size else 0)
     choices = st.lists(st.integers(0, 7), max_size=64)
 
     def params_for(n: int) -> dict:

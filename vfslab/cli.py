@@ -50,6 +50,32 @@ def _parser() -> argparse.ArgumentParser:
     mnt.add_argument("kind", choices=("union", "vmblock"))
     mnt.add_argument("args", nargs=argparse.REMAINDER)
 
+    sm = sub.add_parser("sim", help="search a simulated workload's schedules for deadlocks",
+                        description="Simulate a workload (vmblock, rwlock-cancel, union-locks) under a locking "
+                        "design and search its schedules for deadlocks; a deadlock is shown as a timeline with "
+                        "who holds and waits for what, and saved for `vfslab replay`. Exit 1 when the verdict is "
+                        "not --expect.")
+    sm.add_argument("workload")
+    sm.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="a workload or design parameter, e.g. readers=11 design=deferred max_threads=5 "
+                    "libfuse=2.6 cancel=anywhere order=global (repeatable)")
+    sm.add_argument("--strategy", choices=("shrink", "random", "pct", "bounded"), default="shrink",
+                    help="shrink (default: Hypothesis finds and minimises), random, pct, or bounded (every "
+                    "schedule with at most --bound non-default choices)")
+    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--runs", type=int, default=2000, help="runs at most (random, pct; shrink: examples)")
+    sm.add_argument("--depth", type=int, default=2, help="pct: bug depth (default 2)")
+    sm.add_argument("--bound", type=int, default=1, help="bounded: non-default choices at most (default 1)")
+    sm.add_argument("--expect", choices=("pass", "deadlock"), help="exit 1 unless this is the verdict")
+    sm.add_argument("--out", type=Path, default=Path("out/sim"), help="where found runs are kept (default "
+                    "out/sim)")
+
+    ex = sub.add_parser("explore", help="sweep locking designs against a workload (a TOML plan)",
+                        description="Sweep a plan's design parameters against its workload and print and save "
+                        "a table: design -> verdict, minimal deadlocking schedule, schedules explored.")
+    ex.add_argument("plan", type=Path)
+    ex.add_argument("--out", type=Path, default=Path("out/explore"), help="output folder (default out/explore)")
+
     rep = sub.add_parser("report", help="render a results.json")
     rep.add_argument("results", type=Path)
     rep.add_argument("--format", choices=("terminal", "markdown", "junit"), default="terminal")
@@ -97,6 +123,10 @@ def _replay(args: argparse.Namespace, console: Console) -> int:
 
     try:
         data = json.loads(args.file.read_text())
+        if data.get("family") == "sim":
+            from vfslab.simulate import replay_saved
+
+            return EXPECTED if replay_saved(data, console) == "pass" else UNEXPECTED
         program = (BlockProgram if data.get("family") == FAMILY else Program).from_json(data)
     except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
         raise ValueError(f"{args.file}: not a vfslab program ({e})") from None
@@ -150,6 +180,17 @@ def main(argv: list[str] | None = None) -> int:
             return _subjects(console)
         if args.command == "replay":
             return _replay(args, console)
+        if args.command == "sim":
+            from vfslab.simulate import sim
+
+            verdict = sim(args.workload, args.param, args.strategy, args.seed, args.runs, args.depth, args.bound,
+                          args.out, console)
+            return UNEXPECTED if args.expect and verdict != args.expect else EXPECTED
+        if args.command == "explore":
+            from vfslab.simulate import explore_plan
+
+            explore_plan(args.plan, args.out, console)
+            return EXPECTED
         if args.command == "mount":
             from vfslab.impl.block.main import main as mount_vmblock
             from vfslab.impl.union.main import main as mount_union
