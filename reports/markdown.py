@@ -26,8 +26,9 @@ def render(results: Results) -> str:
     for name, reason in m.unavailable.items():
         out += ["", f"{name} unavailable: {reason}"]
     for r in s.problems:
-        out += ["", f"## {r.scenario} on {r.subject}: {r.verdict}", "", f"Held to profile `{r.profile}`; "
-                f"{r.examples} examples, {r.steps} steps, {r.seconds:g} s."]
+        held = f"Held to profile `{r.profile}`; " if r.profile else ""
+        out += ["", f"## {r.scenario} on {r.subject}: {r.verdict}", "",
+                f"{held}{r.examples} examples, {r.steps} steps, {r.seconds:g} s."]
         if r.reason:
             out += ["", r.reason]
         if r.counterexample:

@@ -32,7 +32,8 @@ def render(results: Results, console: Console) -> None:
     for name, reason in m.unavailable.items():
         console.print(f"[dim]{name} unavailable: {reason}[/]")
     for r in s.problems:
-        console.print(f"\n[bold]{r.scenario} on {r.subject}[/] ({r.profile}): {r.verdict}")
+        held = f" ({r.profile})" if r.profile else ""
+        console.print(f"\n[bold]{r.scenario} on {r.subject}[/]{held}: {r.verdict}")
         if r.reason and (r.verdict.startswith("deviation:") or not r.counterexample):
             console.print(f"  {r.reason}", markup=False)
         if r.counterexample:

@@ -106,7 +106,7 @@ class Join:
 
     @property
     def name(self) -> str:
-        return f"join {self.worker}"
+        return self.worker
 
     def holders(self) -> tuple:
         return (self.worker,)

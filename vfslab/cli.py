@@ -66,7 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--runs", type=int, default=2000, help="runs at most (random, pct; shrink: examples)")
     sm.add_argument("--depth", type=int, default=2, help="pct: bug depth (default 2)")
     sm.add_argument("--bound", type=int, default=1, help="bounded: non-default choices at most (default 1)")
-    sm.add_argument("--expect", choices=("pass", "deadlock"), help="exit 1 unless this is the verdict")
+    sm.add_argument("--lockdep", action="store_true", help="instead: --runs random runs, reporting a cycle in "
+                    "the order locks were taken in (potential-deadlock) even when no run deadlocks")
+    sm.add_argument("--expect", choices=("pass", "deadlock", "potential-deadlock"),
+                    help="exit 1 unless this is the verdict")
     sm.add_argument("--out", type=Path, default=Path("out/sim"), help="where found runs are kept (default "
                     "out/sim)")
 
@@ -75,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
                         "a table: design -> verdict, minimal deadlocking schedule, schedules explored.")
     ex.add_argument("plan", type=Path)
     ex.add_argument("--out", type=Path, default=Path("out/explore"), help="output folder (default out/explore)")
+
+    cc = sub.add_parser("crosscheck", help="simulated vs real verdicts for the vmblock deadlock",
+                        description="For N = cap-1, cap, cap+1 blocked readlinks, compare the simulator's verdict "
+                        "with a real mount's, for each vmblock subject (ours per design, and vmware-vmblock). "
+                        "Exit 1 if any disagree.")
+    cc.add_argument("--subject", action="append", default=[], help="a vmblock subject (repeatable; default: all)")
+    cc.add_argument("--max-threads", type=int, default=10, help="the worker cap (default 10)")
 
     rep = sub.add_parser("report", help="render a results.json")
     rep.add_argument("results", type=Path)
@@ -158,6 +168,34 @@ def _replay(args: argparse.Namespace, console: Console) -> int:
     return EXPECTED
 
 
+def _crosscheck(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from vfslab.crosscheck import DESIGN_OF, crosscheck
+    from vfslab.subjects import get
+
+    if args.max_threads < 2:
+        raise ValueError("--max-threads must be at least 2 (N = cap - 1 readers must be at least 1)")
+    table = Table("subject", "design", "waiters", "max_threads", "simulated", "real", "agree")
+    agree = True
+    for name in args.subject or list(DESIGN_OF):
+        if name not in DESIGN_OF:
+            raise ValueError(f"{name} is not a vmblock subject (known: {', '.join(DESIGN_OF)})")
+        subject = get(name)
+        ok, reason = subject.available()
+        if not ok:
+            console.print(f"{name}: unavailable: {reason}", markup=False)
+            continue
+        with tempfile.TemporaryDirectory(prefix="vfslab-crosscheck-") as scratch:
+            rows = crosscheck(subject, Path(scratch), args.max_threads)
+        for row in rows:
+            agree &= row.agree
+            table.add_row(name, DESIGN_OF[name], str(row.waiters), str(row.max_threads), row.simulated, row.real,
+                          "[green]yes[/]" if row.agree else "[red]no[/]")
+    console.print(table)
+    return EXPECTED if agree else UNEXPECTED
+
+
 def _report(args: argparse.Namespace, console: Console) -> int:
     from vfslab.check.results import Results
     from vfslab.reports import junit, markdown, terminal
@@ -184,13 +222,15 @@ def main(argv: list[str] | None = None) -> int:
             from vfslab.simulate import sim
 
             verdict = sim(args.workload, args.param, args.strategy, args.seed, args.runs, args.depth, args.bound,
-                          args.out, console)
+                          args.lockdep, args.out, console)
             return UNEXPECTED if args.expect and verdict != args.expect else EXPECTED
         if args.command == "explore":
             from vfslab.simulate import explore_plan
 
             explore_plan(args.plan, args.out, console)
             return EXPECTED
+        if args.command == "crosscheck":
+            return _crosscheck(args, console)
         if args.command == "mount":
             from vfslab.impl.block.main import main as mount_vmblock
             from vfslab.impl.union.main import main as mount_union

@@ -35,9 +35,12 @@ from vfslab.check.stateful import Budget, Tally, check_stateful
 from vfslab.check.vmblock.deadlock import probe
 from vfslab.check.vmblock.program import BlockProgram
 from vfslab.check.vmblock.stateful import check_block_stateful, run_block_program
+from vfslab.crosscheck import crosscheck
 from vfslab.model.block import PROFILES as BLOCK_PROFILES
 from vfslab.model.block import RULES as BLOCK_RULES
 from vfslab.model.union import PROFILES, RULES
+from vfslab.sim.study import conduct, sim_search
+from vfslab.simulate import keep
 from vfslab.subjects import SUBJECTS, mounts
 from vfslab.suite import Scenario
 
@@ -176,6 +179,23 @@ def _vmblock(scenario: Scenario, subject, profile: str, options: Options, scratc
         record.coverage = _coverage(fired, family)
 
 
+def _sim(scenario: Scenario, subject, profile: str, options: Options, scratch: Path, record: Record) -> None:
+    if scenario.kind == "crosscheck":
+        rows = crosscheck(subject, scratch, scenario.max_threads)
+        record.examples = len(rows)
+        record.verdict = PASS if all(r.agree for r in rows) else FAIL
+        record.reason = "; ".join(f"N={r.waiters}: simulated {r.simulated}, real {r.real}" for r in rows)
+        return
+    study = sim_search(scenario.params)
+    study.seed = options.seed or study.seed
+    result = conduct(study)
+    record.verdict, record.reason, record.examples = result.verdict, result.reason, result.schedules
+    if result.run is not None:
+        path = keep(result.run, study.workload.name, options.out / "sim", f"{scenario.id}--{subject.name}")
+        record.counterexample = Counterexample([], [{"params": result.run.params, "choices": result.run.choices}],
+                                               result.reason, f"vfslab replay {path}", str(path))
+
+
 def run_one(scenario: Scenario, subject, options: Options, scratch: Path) -> Record:
     """One scenario against one subject: the record with its verdict."""
     profile = options.profile or scenario.profile
@@ -183,7 +203,8 @@ def run_one(scenario: Scenario, subject, options: Options, scratch: Path) -> Rec
                     scenario.expected(subject.name), verdict=ERROR)
     started = time.monotonic()
     try:
-        (_union if scenario.model == "union" else _vmblock)(scenario, subject, profile, options, scratch, record)
+        {"union": _union, "vmblock": _vmblock, "sim": _sim}[scenario.model](scenario, subject, profile, options,
+                                                                          scratch, record)
     except (RuntimeError, OSError) as e:  # a mount refused, say: this record's error, not the whole run's
         record.verdict, record.reason = ERROR, f"{type(e).__name__}: {e}"
     record.seconds = round(time.monotonic() - started, 2)
@@ -202,8 +223,9 @@ def run(scenarios: list[Scenario], options: Options, console: Console | None = N
             meta.subjects[name] = subject.version()
         else:
             meta.unavailable[name] = reason
+    # a sim scenario holds nothing to a profile
     jobs = [(sc, SUBJECTS[name]) for sc in scenarios for name in sc.subjects if name in wanted
-            and (options.profile or sc.profile) in SUBJECTS[name].profiles]
+            and (sc.model == "sim" or (options.profile or sc.profile) in SUBJECTS[name].profiles)]
     options.out.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="vfslab-run-"))
     base.chmod(0o755)

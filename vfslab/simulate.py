@@ -10,6 +10,7 @@ from rich.table import Table
 
 from vfslab.sim import explore, sweep, timeline
 from vfslab.sim.detect import PASS
+from vfslab.sim.study import Study, conduct
 from vfslab.sim.workloads import get
 
 
@@ -53,28 +54,20 @@ def keep(run: explore.Run, workload: str, out: Path, name: str) -> Path:
 
 
 def sim(workload_name: str, pairs: list[str], strategy: str, seed: int, runs: int, depth: int, bound: int,
-        out: Path, console: Console) -> str:
-    """Search; print the search, and the (minimal) deadlocking run if any; return its verdict."""
+        lockdep: bool, out: Path, console: Console) -> str:
+    """Search; print what the search covered, and the (minimal) deadlocking run if any; return the verdict."""
     workload = get(workload_name)
-    params = workload.params(parse_params(pairs))
-    if strategy == "shrink":
-        found = explore.shrink(workload, params, seed, runs)
-        console.print(f"shrink: Hypothesis, {runs} examples at most, seed {seed}", markup=False)
-    else:
-        search = {"random": lambda: explore.random_search(workload, params, seed, runs),
-                  "pct": lambda: explore.pct_search(workload, params, seed, runs, depth),
-                  "bounded": lambda: explore.bounded_search(workload, params, bound)}[strategy]()
-        console.print(f"{strategy}: {search.runs} schedules" + (f"; {search.bound}" if search.bound else "")
-                      + ("; all covered" if search.complete else ""), markup=False)
-        found = search.found and explore.replay(workload, params, search.found.choices)
-    if found is None:
-        console.print(f"[green]pass[/]: no deadlock in {workload_name} with {params}")
-        return PASS
-    console.print(f"[bold red]{found.verdict}[/]")
-    show(found, console)
-    path = keep(found, workload_name, out, f"{workload_name}-{strategy}-{seed}")
+    study = Study(workload, workload.params(parse_params(pairs)), strategy, seed, runs, depth, bound, lockdep)
+    result = conduct(study)
+    colour = "green" if result.verdict == PASS else "bold red"
+    console.print(f"[{colour}]{result.verdict}[/]: {workload_name} with {study.params}")
+    if result.run is None:
+        console.print(result.reason, markup=False)
+        return result.verdict
+    show(result.run, console)
+    path = keep(result.run, workload_name, out, f"{workload_name}-{strategy}-{seed}")
     console.print(f"\nreplay: vfslab replay {path}", markup=False)
-    return found.verdict
+    return result.verdict
 
 
 def replay_saved(data: dict, console: Console) -> str:

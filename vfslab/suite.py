@@ -1,9 +1,9 @@
 """Scenario files (TOML) and suites: what `vfslab run` runs.
 
-A scenario names its id, suite, the model it checks against (`union`, the default, or `vmblock`), its kind
-(`stateful` or `program`; and `deadlock` for vmblock), the subjects it applies to, the profile they are held
-to, a budget, parameters, and the expected verdict (per subject where subjects are known to differ). A suite
-is a folder of scenario files.
+A scenario names its id, suite, the model it checks against (`union`, the default, `vmblock` or `sim`), its
+kind (`stateful` or `program`; `deadlock` for vmblock; `sim` and `crosscheck` for the simulator), the subjects
+it applies to, the profile they are held to, a budget, parameters, and the expected verdict (per subject where
+subjects are known to differ). A suite is a folder of scenario files.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from pathlib import Path
 from vfslab.check import examples
 from vfslab.check.ops import ALL_OPS
 from vfslab.check.vmblock.program import BlockProgram
+from vfslab.sim.study import sim_search
 
-KINDS = {"union": ("stateful", "program"), "vmblock": ("stateful", "program", "deadlock")}
-PROFILE = {"union": "overlayfs", "vmblock": "vmblock"}
+KINDS = {"union": ("stateful", "program"), "vmblock": ("stateful", "program", "deadlock"),
+         "sim": ("sim", "crosscheck")}
+PROFILE = {"union": "overlayfs", "vmblock": "vmblock", "sim": ""}
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class Scenario:
     #: deadlock scenarios: readlinks that wait, and the daemon's worker cap
     waiters: int = 0
     max_threads: int = 10
+    #: the [params] table as written (sim scenarios: the workload, the search, the design)
+    params: dict = field(default_factory=dict)
     source: str = ""
 
     def expected(self, subject: str) -> str:
@@ -66,10 +70,12 @@ def load(path: Path) -> Scenario:
         profile = data.get("profile", PROFILE[model])
         budget = data.get("budget", {})
         params = data.get("params", {})
-        ops = tuple(params.get("ops", ALL_OPS))
+        ops = tuple(params.get("ops", ALL_OPS)) if model == "union" else ALL_OPS
         unknown = set(ops) - set(ALL_OPS)
         if unknown:
             raise ValueError(f"unknown operations {sorted(unknown)}")
+        if kind == "sim":
+            sim_search(params)  # a bad workload, search or design is the scenario file's error
         programs = tuple(data.get("programs", ()))
         for spec in programs:  # a program that cannot be read is the scenario file's error, not the run's
             if model == "union":
@@ -96,6 +102,7 @@ def load(path: Path) -> Scenario:
             programs=programs,
             waiters=waiters,
             max_threads=max_threads,
+            params=dict(params),
             source=str(path),
         )
     except (KeyError, TypeError, ValueError, IndexError) as e:
