@@ -13,6 +13,7 @@ cancellation and unmount (FACTS.md, libfuse threading).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from itertools import count
@@ -121,9 +122,9 @@ class Daemon:
         self.design = design
         self.handlers = handlers
         self.name = name
-        self.queue = simpy.Store(world)
+        self.pending: deque[Request] = deque()  # sent, not yet read by a worker
         self.pool = WorkerPool(design.cap)
-        self.idle: dict[str, simpy.Event] = {}  # idle worker -> its pending read
+        self.idle: dict[str, simpy.Event] = {}  # idle worker -> its read, longest idle first
         self.processes: dict[str, simpy.Process] = {}
         self.cancelling: set[str] = set()
         self.exiting = False
@@ -139,7 +140,12 @@ class Daemon:
         request = Request(next(self._ids), op, args, client, self.world.event(), self.pool)
         self.outstanding.add(request)
         self.world.log(client, "sends", repr(request))
-        self.queue.put(request)
+        if self.idle:  # the longest idle worker's read returns it
+            worker, read = next(iter(self.idle.items()))
+            self._not_idle(worker)
+            read.succeed(request)
+        else:
+            self.pending.append(request)
         if sent is not None:
             sent.succeed()
         self.world.waits[client] = request
@@ -169,21 +175,27 @@ class Daemon:
         name = f"worker-{self.pool.workers}"
         self.processes[name] = self.world.spawn(name, self._worker(name))
 
+    def _not_idle(self, worker: str) -> None:
+        self.idle.pop(worker, None)
+        self.world.idle.discard(worker)
+
+    def _read(self, worker: str) -> simpy.Event:
+        """A worker's read of the device: the oldest pending request, now or when one is sent."""
+        read = self.world.event()
+        if self.pending:
+            read.succeed(self.pending.popleft())
+        else:
+            self.idle[worker] = read
+            self.world.idle.add(worker)
+        return read
+
     def _worker(self, name: str) -> Generator:
         while name not in self.cancelling:
-            read = self.queue.get()
-            self.idle[name] = read
-            self.world.idle.add(name)
             try:
-                request = yield read
+                request = yield self._read(name)
             except simpy.Interrupt:  # cancelled while reading: how a worker is meant to end
-                read.cancel()
-                if read.triggered:  # it had read one: the connection's end answers it
-                    self.outstanding.add(read.value)
+                self._not_idle(name)
                 break
-            finally:
-                self.idle.pop(name, None)
-                self.world.idle.discard(name)
             cap = self.design.cap
             if not self.idle and not self.exiting and (cap is None or self.pool.workers < cap):
                 self._start_worker()

@@ -45,7 +45,7 @@ class RandomChooser(Chooser):
         self.rng = random.Random(seed)
 
     def _pick(self, n: int, owners: Sequence[str]) -> int:
-        return self.rng.randrange(n)
+        return int(self.rng.random() * n)
 
 
 class PCTChooser(Chooser):

@@ -30,7 +30,8 @@ class LockOrder:
 
     def inversions(self) -> list[list[str]]:
         """Each cycle of lock classes, smallest first, as the list of classes in it."""
-        return sorted((c for c in nx.simple_cycles(self.graph)), key=lambda c: (len(c), c))
+        cycles = [c[c.index(min(c)):] + c[:c.index(min(c))] for c in nx.simple_cycles(self.graph)]
+        return sorted(cycles, key=lambda c: (len(c), c))
 
     def witness(self, a: str, b: str) -> str:
         return self.graph.edges[a, b]["witness"]

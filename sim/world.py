@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
-from heapq import heapify, heappop
+from heapq import heappop
 from typing import Any
 
 import simpy
@@ -86,17 +86,15 @@ class World(simpy.Environment):
         first = queue[0]
         now, priority = first[0], first[1]
         ties = [e for e in queue if e[0] == now and e[1] == priority]
-        entry = first
         if len(ties) > 1:
             ties.sort()
             owners = [self._owner(e[3]) for e in ties] if self.chooser.wants_owners else ()
             entry = ties[self.chooser.choose(len(ties), owners)]
-        if entry is first:
-            heappop(queue)
-        else:
-            queue.remove(entry)
-            heapify(queue)
-        self._now, _, _, event = entry
+            if entry is not first:
+                # swap the two events between their heap slots: the keys stay put, so it is still a heap
+                i = queue.index(entry)
+                queue[0], queue[i] = (*first[:3], entry[3]), (*entry[:3], first[3])
+        self._now, _, _, event = heappop(queue)
         callbacks, event.callbacks = event.callbacks, None
         for callback in callbacks:
             callback(event)

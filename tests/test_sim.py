@@ -46,7 +46,7 @@ def test_the_rwlock_cancel_deadlock_is_two_handlers_and_an_unmount():
     w = get("rwlock-cancel")
     run = shrink(w, w.params({"handlers": 4}), seed=1)
     assert run is not None and run.params["handlers"] == 2
-    assert sum(1 for c in run.choices if c) == 1, "one surprise: the unmount lands while the lock is held"
+    assert sum(1 for c in run.choices if c) <= 1, "at most one surprise: the unmount lands while the lock is held"
     assert "worker-1 (cancelled)" in run.finding.explain() and "unmount" in run.finding.blocked
     cancelled = next(s for s in run.trace if s.action == "cancelled")
     assert "holding cache" in cancelled.what
