@@ -69,9 +69,13 @@ class Finding:
         if self.verdict == PASS:
             return "every thread ended"
         if self.cycle:
-            return "deadlock: " + " -> ".join([*self.cycle, self.cycle[0]])
-        ends = [n for n in self.graph.nodes if self.graph.out_degree(n) == 0]
-        return f"deadlock: {', '.join(self.blocked)} blocked for good, waiting on {', '.join(sorted(ends))}"
+            why = "deadlock: " + " -> ".join([*self.cycle, self.cycle[0]])
+        else:
+            ends = [n for n in self.graph.nodes if self.graph.out_degree(n) == 0]
+            why = f"deadlock: {', '.join(self.blocked)} blocked for good, waiting on {', '.join(sorted(ends))}"
+        joins = [f"{t} waits to join {w.name}" for t, w in self.world.waits.items()
+                 if t in self.blocked and w.kind == "join"]
+        return why + (f"; the daemon cannot exit ({', '.join(joins)})" if joins else "")
 
 
 def examine(world: World) -> Finding:

@@ -22,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run scenario suites against subjects and write results.json",
-                       description="Run scenarios (default: every suite shipped, union and vmblock) against every "
+                       description="Run scenarios (default: every suite shipped: union, vmblock, sim) against every "
                        "available subject, or "
                        "those named, print the scenario x subject matrix and write results.json, report.md and "
                        "junit.xml into --out. Failing programs are saved under OUT/programs with a replay command.")
