@@ -29,11 +29,13 @@ CANCEL_POLICIES = ("while-reading", "anywhere")
 @dataclass(frozen=True)
 class Design:
     """The daemon's threading: libfuse version (2.5: at most 10 workers; 2.6 to 3.11: no cap; 3.12 and later:
-    `max_threads`), and where a cancel may land."""
+    `max_threads`), where a cancel may land, and how much a handler's I/O time may vary."""
 
     libfuse: str = "3.12"
     max_threads: int = 10
     cancel: str = "while-reading"
+    #: a handler's I/O takes 0 to `jitter` ticks, as the chooser says (0: every step takes no time)
+    jitter: int = 0
 
     def __post_init__(self) -> None:
         if self.libfuse not in LIBFUSE_VERSIONS:
@@ -43,6 +45,13 @@ class Design:
             raise ValueError(f"cancel policy {self.cancel!r}: one of {', '.join(CANCEL_POLICIES)}")
         if self.max_threads < 1:
             raise ValueError("max_threads must be at least 1")
+        if self.jitter < 0:
+            raise ValueError("jitter must be at least 0")
+
+    @classmethod
+    def of(cls, params: dict) -> Design:
+        """The design a workload's parameters name (`libfuse`, `max_threads`, `cancel`, `jitter`)."""
+        return cls(params["libfuse"], params["max_threads"], params["cancel"], params["jitter"])
 
     @property
     def cap(self) -> int | None:
@@ -163,8 +172,8 @@ class Daemon:
         request.reply.succeed(value)
 
     def io(self, worker: str) -> Generator:
-        """A step of work that is a cancellation point (a system call)."""
-        yield self.world.timeout(0)
+        """A step of work that is a cancellation point (a system call); how long it takes is a choice."""
+        yield self.world.timeout(self.world.chooser.choose(self.design.jitter + 1) if self.design.jitter else 0)
         if self.design.cancel == "anywhere" and worker in self.cancelling:
             raise Cancelled
 

@@ -1,4 +1,5 @@
-"""Simulated locks: mutex, reader-writer lock (reader or writer preference), completion.
+"""Simulated locks: mutex, reader-writer lock (reader or writer preference), condition variable, completion,
+reference count.
 
 Each is a resource of the wait-for graph: a thread that waits on it is recorded in `world.waits`, and
 `holders()` names the threads that must act before it is free. Every lock has a class (`klass`, as lockdep
@@ -183,3 +184,58 @@ class Completion(Lock):
             who, _, event = self.queue.popleft()
             self.world.waits.pop(who, None)
             event.succeed()
+
+
+class Condition(Lock):
+    """A condition variable used with a mutex: `yield from cond.wait(who, mutex)` releases the mutex, waits for a
+    notify and takes the mutex again. It is held by `owner`, whoever is meant to notify."""
+
+    kind = "condition"
+
+    def __init__(self, world: World, name: str, owner: str) -> None:
+        super().__init__(world, name)
+        self.owner = owner
+
+    def holders(self) -> tuple[str, ...]:
+        return (self.owner,)
+
+    def wait(self, who: str, mutex: Mutex):
+        mutex.release(who)
+        yield self._wait(who)
+        yield mutex.acquire(who)
+
+    def notify(self, by: str, everyone: bool = False) -> None:
+        self.world.log(by, "notifies", self.name)
+        while self.queue:
+            who, _, event = self.queue.popleft()
+            self.world.waits.pop(who, None)
+            event.succeed()
+            if not everyone:
+                break
+
+
+class Refcount(Lock):
+    """A reference count: `wait_zero` waits until every reference is put; the holders are the referrers."""
+
+    kind = "refcount"
+
+    def __init__(self, world: World, name: str) -> None:
+        super().__init__(world, name)
+        self.referrers: list[str] = []
+
+    def holders(self) -> tuple[str, ...]:
+        return tuple(self.referrers)
+
+    def get(self, who: str) -> None:
+        self.referrers.append(who)
+
+    def put(self, who: str) -> None:
+        self.referrers.remove(who)
+        if not self.referrers:
+            while self.queue:
+                waiter, _, event = self.queue.popleft()
+                self.world.waits.pop(waiter, None)
+                event.succeed()
+
+    def wait_zero(self, who: str) -> simpy.Event:
+        return self._wait(who) if self.referrers else self.world.event().succeed()

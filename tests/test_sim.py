@@ -9,7 +9,7 @@ from vfslab.sim.detect import DEADLOCK, PASS
 from vfslab.sim.explore import bounded_search, pct_search, random_search, replay, shrink, simulate
 from vfslab.sim.fuse import Design
 from vfslab.sim.schedule import Chooser, RandomChooser
-from vfslab.sim.sync import LockOrder, Mutex, RWLock
+from vfslab.sim.sync import Condition, LockOrder, Mutex, Refcount, RWLock
 from vfslab.sim.workloads import get
 from vfslab.sim.world import World
 
@@ -135,3 +135,41 @@ def test_bad_parameters_are_one_line_errors():
         Design("4.0")
     with pytest.raises(ValueError, match="write it as"):
         verdict("union-locks", ops=["lookup"])
+
+
+def test_condition_and_refcount_wait_and_wake():
+    world = World(Chooser())
+    m, cond, refs = Mutex(world, "m"), Condition(world, "ready", owner="b"), Refcount(world, "block")
+    woke: list[str] = []
+
+    def waiter():
+        yield m.acquire("a")
+        yield from cond.wait("a", m)
+        woke.append("a")
+        m.release("a")
+
+    def notifier():
+        yield m.acquire("b")
+        cond.notify("b")
+        m.release("b")
+
+    refs.get("r1")
+    world.spawn("a", waiter())
+    world.run_all()
+    assert world.waits["a"] is cond and m.holders() == () and woke == [], "it waits without the mutex"
+    zero = refs.wait_zero("u")
+    assert not zero.triggered and refs.holders() == ("r1",)
+    world.spawn("b", notifier())
+    world.run_all()
+    refs.put("r1")
+    assert woke == ["a"] and zero.triggered
+
+
+def test_the_lock_kind_and_io_jitter_are_design_parameters():
+    w = get("rwlock-cancel")
+    assert simulate(w, w.params({"lock": "mutex"}), Chooser()).verdict == DEADLOCK
+    assert bounded_search(w, w.params({"lock": "mutex", "cancel": "while-reading"}), 2).found is None
+    v = get("vmblock")
+    jittery = simulate(v, v.params({"readers": 3, "jitter": 2}), RandomChooser(5))
+    plain = simulate(v, v.params({"readers": 3}), RandomChooser(5))
+    assert jittery.verdict == plain.verdict == PASS and len(jittery.choices) > len(plain.choices)

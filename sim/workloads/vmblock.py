@@ -16,7 +16,8 @@ from vfslab.sim.sync import Completion, LockOrder
 from vfslab.sim.world import World
 
 DESIGNS = ("upstream", "deferred")
-DEFAULTS = {"readers": 10, "design": "upstream", "libfuse": "3.12", "max_threads": 10, "cancel": "while-reading"}
+DEFAULTS = {"readers": 10, "design": "upstream", "libfuse": "3.12", "max_threads": 10, "cancel": "while-reading",
+            "jitter": 0}
 
 
 class Blocks:
@@ -58,7 +59,7 @@ class Blocks:
 
 def build(world: World, params: dict, order: LockOrder | None = None) -> Daemon:
     blocks = Blocks(world, params["design"])
-    daemon = Daemon(world, Design(params["libfuse"], params["max_threads"], params["cancel"]),
+    daemon = Daemon(world, Design.of(params),
                     {"add": blocks.add, "readlink": blocks.readlink, "delete": blocks.delete})
     added = world.event()
     sent = [world.event() for _ in range(params["readers"])]
