@@ -36,6 +36,9 @@ def render(results: Results) -> str:
             out += ["", "```", cx.message, "```", "", "Program:", "", "```json", str(cx.layers)]
             out += [str(op) for op in cx.ops]
             out += ["```", "", f"Replay: `{cx.replay}`"]
+            if cx.graph:
+                out += ["", "Wait-for graph (a thread points at what it waits for; a resource at who holds it):", "",
+                        cx.graph]
     if s.never_fired:
         out += ["", "## Rules that never fired", "", ", ".join(f"`{r}`" for r in s.never_fired)]
     return "\n".join(out) + "\n"

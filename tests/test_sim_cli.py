@@ -64,6 +64,8 @@ def test_the_sim_suite_runs_with_its_expected_verdicts(tmp_path):
     assert records["sim-vmblock-upstream"].verdict == "deadlock"
     assert records["sim-vmblock-upstream"].counterexample.replay.startswith("vfslab replay")
     assert records["sim-union-global-order"].verdict == "pass"
+    report = (out / "report.md").read_text()
+    assert "```mermaid" in report and "mutex A:/d" in report, "the report draws the wait-for graph"
 
 
 @pytest.mark.mounts

@@ -39,6 +39,7 @@ from vfslab.crosscheck import crosscheck
 from vfslab.model.block import PROFILES as BLOCK_PROFILES
 from vfslab.model.block import RULES as BLOCK_RULES
 from vfslab.model.union import PROFILES, RULES
+from vfslab.sim import timeline
 from vfslab.sim.study import conduct, sim_search
 from vfslab.simulate import keep
 from vfslab.subjects import SUBJECTS, mounts
@@ -193,7 +194,8 @@ def _sim(scenario: Scenario, subject, profile: str, options: Options, scratch: P
     if result.run is not None:
         path = keep(result.run, study.workload.name, options.out / "sim", f"{scenario.id}--{subject.name}")
         record.counterexample = Counterexample([], [{"params": result.run.params, "choices": result.run.choices}],
-                                               result.reason, f"vfslab replay {path}", str(path))
+                                               result.reason, f"vfslab replay {path}", str(path),
+                                               timeline.mermaid(result.run))
 
 
 def run_one(scenario: Scenario, subject, options: Options, scratch: Path) -> Record:

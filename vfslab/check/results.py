@@ -29,6 +29,8 @@ class Counterexample:
     message: str
     replay: str
     program_file: str = ""
+    #: a simulated deadlock's wait-for graph (Mermaid), for reports to draw
+    graph: str = ""
 
 
 @dataclass
