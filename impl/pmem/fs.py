@@ -13,6 +13,7 @@ execute checks on files without any x bit).
 from __future__ import annotations
 
 import errno as E
+import itertools
 import os
 import stat as st
 import struct
@@ -137,9 +138,14 @@ class PmemFS:
         return self.pool.inode_at + (ino - 1) * INODE_SIZE
 
     def inode(self, ino: int) -> Inode:
+        """Inode `ino`; EIO if it is out of range or says what no inode can (a corrupt pool)."""
         if not 1 <= ino <= self.pool.inodes:
-            raise err(E.EIO, f"inode {ino} out of range")
-        return Inode.unpack(self.pool.view[self._at(ino):self._at(ino) + INODE.size])
+            raise err(E.EIO, f"corrupt pool: inode {ino} out of range")
+        node = Inode.unpack(self.pool.view[self._at(ino):self._at(ino) + INODE.size])
+        if node.size > MAX_FILE or any(b and not self.pool.data_start <= b < self.pool.blocks
+                                       for b in (*node.direct, node.indirect)):
+            raise err(E.EIO, f"corrupt pool: inode {ino}")
+        return node
 
     def _put(self, ino: int, node: Inode) -> None:
         self.pool.store(self._at(ino), node.pack())
@@ -184,6 +190,8 @@ class PmemFS:
             node.indirect = self.pool.alloc_block()
         at = node.indirect * BLOCK + 4 * index
         b = struct.unpack_from("<I", self.pool.view, at)[0]
+        if b and not self.pool.data_start <= b < self.pool.blocks:
+            raise err(E.EIO, "corrupt pool: a block pointer out of range")
         if not b and alloc:
             b = self.pool.alloc_block()
             self.pool.store(at, struct.pack("<I", b))
@@ -490,10 +498,17 @@ class PmemFS:
         if not target:
             raise err(E.ENOENT)
         parent, name = self._new(start, path, 0o777, cred)
-        with self.pool.transaction():
+        raw = target.encode(errors="surrogateescape")
+        if len(raw) >= PATH_MAX:
+            raise err(E.ENAMETOOLONG)
+        with self.pool.transaction():  # the link and its target in one: never an empty symlink after a crash
             ino = self._alloc_inode(st.S_IFLNK | 0o777, cred, 1)
+            node = self.inode(ino)
+            b = self._block(node, 0, alloc=True)
+            self.pool.store(b * BLOCK, raw)
+            node.size = len(raw)
+            self._put(ino, node)
             self._add_entry(parent, name, ino)
-        self._write(ino, 0, target.encode(errors="surrogateescape"))
 
     def readlinkat(self, start: int, path: str, cred: Cred = ROOT) -> str:
         node = self.inode(self.lookup(start, path, cred, follow=False))
@@ -549,12 +564,15 @@ class PmemFS:
             node.ctime = _now()
             self._put(ino, node)
 
-    def _ancestors(self, ino: int) -> set[int]:
-        seen = {ino}
+    def _ancestors(self, ino: int) -> list[int]:
+        """`ino`, its parent, ..., the root (EIO if `..` entries go round in a circle: a corrupt pool)."""
+        chain = [ino]
         while ino != self.pool.root:
             ino = self._parent(ino)
-            seen.add(ino)
-        return seen
+            if ino in chain or len(chain) > self.pool.inodes:
+                raise err(E.EIO, "corrupt pool: a directory is its own ancestor")
+            chain.append(ino)
+        return chain
 
     def renameat2(self, start: int, old: str, start2: int, new: str, flags: int = 0, cred: Cred = ROOT) -> None:
         if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or flags == RENAME_NOREPLACE | RENAME_EXCHANGE:
@@ -682,9 +700,7 @@ class PmemFS:
 
     def path_of(self, ino: int) -> str:
         """A directory's path in the pool (what getcwd gives inside it)."""
-        parts = []
-        while ino != self.pool.root:
-            parent = self._parent(ino)
-            parts.append(next(n for n, c in self.entries(parent) if c == ino and n != ".."))
-            ino = parent
+        chain = self._ancestors(ino)
+        parts = [next((n for n, c in self.entries(parent) if c == child and n != ".."), "?")
+                 for child, parent in itertools.pairwise(chain)]
         return "/" + "/".join(reversed(parts))

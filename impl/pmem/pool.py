@@ -187,7 +187,10 @@ class Pool:
         except Crash:
             raise
         except BaseException:
+            # nothing it changed was persisted, so undoing it in the view is enough; the log's length must
+            # go to 0 durably, or a later recovery would replay these records over newer data
             self._rollback(persist=False)
+            self.persist(self.log_at, 8)
             self._dirty = None
             raise
         for offset, length in self._dirty:

@@ -1,0 +1,200 @@
+"""The pmem pool: its format, transactions and recovery, its file system's calls, crashes at every persist point,
+and corrupt pools refused with one line."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vfslab.check.pmem import crash
+from vfslab.impl.pmem import fsck
+from vfslab.impl.pmem.fs import RENAME_EXCHANGE, RENAME_NOREPLACE, Cred, PmemFS
+from vfslab.impl.pmem.pool import Crash, Pool, PoolError
+
+SIZE = 512 * 1024
+
+
+@pytest.fixture
+def pool(tmp_path):
+    path = tmp_path / "p.pool"
+    PmemFS.mkfs(str(path), SIZE)
+    return path
+
+
+@pytest.fixture
+def fs(pool):
+    f = PmemFS.open(str(pool))
+    yield f
+    f.close()
+
+
+def errno_of(call) -> int:
+    with pytest.raises(OSError) as e:
+        call()
+    return e.value.errno
+
+
+def test_the_core_errnos(fs):
+    """FACTS.md pmemfile 1 and 9."""
+    r = fs.pool.root
+    fs.close_file(fs.openat(r, "/f", os.O_CREAT | os.O_WRONLY))
+    fs.mkdirat(r, "/d")
+    fs.mkdirat(r, "/d/sub")
+    fs.mkdirat(r, "/e")
+    fs.close_file(fs.openat(r, "/e/x", os.O_CREAT | os.O_WRONLY))
+    fs.symlinkat("f", r, "/l")
+    cases = {
+        "empty path": (lambda: fs.lookup(r, ""), errno.ENOENT),
+        "component > 255": (lambda: fs.lookup(r, "/" + "n" * 256), errno.ENAMETOOLONG),
+        "path >= PATH_MAX": (lambda: fs.lookup(r, "/a" * 2048), errno.ENAMETOOLONG),
+        "O_CREAT|O_EXCL on a symlink": (lambda: fs.openat(r, "/l", os.O_CREAT | os.O_EXCL | os.O_WRONLY),
+                                        errno.EEXIST),
+        "O_NOFOLLOW on a symlink": (lambda: fs.openat(r, "/l", os.O_RDONLY | os.O_NOFOLLOW), errno.ELOOP),
+        "write-open of a directory": (lambda: fs.openat(r, "/d", os.O_WRONLY), errno.EISDIR),
+        "unlink of a directory": (lambda: fs.unlinkat(r, "/d"), errno.EISDIR),
+        "file/": (lambda: fs.lookup(r, "/f/"), errno.ENOTDIR),
+        "rmdir /": (lambda: fs.unlinkat(r, "/", rmdir=True), errno.EBUSY),
+        "rmdir .": (lambda: fs.unlinkat(r, "/d/.", rmdir=True), errno.EINVAL),
+        "link of a directory": (lambda: fs.linkat(r, "/d", r, "/d2"), errno.EPERM),
+        "rename a dir onto a non-empty dir": (lambda: fs.renameat2(r, "/d", r, "/e"), errno.ENOTEMPTY),
+        "rename into its own subtree": (lambda: fs.renameat2(r, "/d", r, "/d/sub/in"), errno.EINVAL),
+        "RENAME_NOREPLACE onto a name": (lambda: fs.renameat2(r, "/f", r, "/l", RENAME_NOREPLACE), errno.EEXIST),
+        "rmdir of a non-empty dir": (lambda: fs.unlinkat(r, "/d", rmdir=True), errno.ENOTEMPTY),
+        "symlink loop": (lambda: (fs.symlinkat("loop", r, "/loop"), fs.lookup(r, "/loop")), errno.ELOOP),
+    }
+    got = {name: errno_of(call) for name, (call, _) in cases.items()}
+    assert got == {name: code for name, (_, code) in cases.items()}
+    fs.renameat2(r, "/f", r, "/e/x", RENAME_EXCHANGE)
+    assert fs.fstatat(r, "/f").st_ino != fs.fstatat(r, "/e/x").st_ino
+    assert fs.stat(r).st_nlink == 4 and fs.fstatat(r, "/d").st_nlink == 3, "nlink = 2 + subdirectories"
+    assert fsck.check(fs) == []
+
+
+def test_data_holes_truncate_and_permissions(fs):
+    r = fs.pool.root
+    assert errno_of(lambda: fs.openat(r, "/f", os.O_CREAT | os.O_RDWR, 0o640, Cred(1000, 1000))) == errno.EACCES
+    fs.chmod(r, 0o777)
+    f = fs.openat(r, "/f", os.O_CREAT | os.O_RDWR, 0o640, Cred(1000, 1000))
+    fs.pwrite(f, b"tail", 100_000)
+    assert fs.pread(f, 8, 99_998) == b"\0\0tail" and fs.stat(f.ino).st_size == 100_004
+    fs.truncate(f.ino, 10)
+    fs.truncate(f.ino, 50)
+    assert fs.pread(f, 100, 0) == bytes(50)
+    fs.close_file(f)
+    assert fs.fstatat(r, "/f").st_uid == 1000
+    assert errno_of(lambda: fs.openat(r, "/f", os.O_RDONLY, cred=Cred(1001, 1001))) == errno.EACCES
+    assert errno_of(lambda: fs.chmod(fs.lookup(r, "/f"), 0o777, Cred(1001, 1001))) == errno.EPERM
+    fs.close_file(fs.openat(r, "/f", os.O_RDONLY, cred=Cred(1001, 1000)))  # the group may read
+    assert fsck.check(fs) == []
+
+
+def test_an_open_unlinked_file_lives_until_its_last_close_or_the_next_open(pool):
+    fs = PmemFS.open(str(pool))
+    f = fs.openat(fs.pool.root, "/f", os.O_CREAT | os.O_RDWR)
+    fs.write(f, b"still here")
+    fs.unlinkat(fs.pool.root, "/f")
+    assert fs.pread(f, 100, 0) == b"still here" and fs.stat(f.ino).st_nlink == 0
+    assert fsck.check(fs) == [], "an open orphan is consistent"
+    ino = f.ino
+    fs.close()  # a "crash": the file was never closed
+    again = PmemFS.open(str(pool))
+    try:
+        assert again.inode(ino).mode == 0, "reclaimed at the next open"
+        assert fsck.check(again) == []
+    finally:
+        again.close()
+
+
+def test_a_transaction_cut_short_is_rolled_back_at_open(pool):
+    fs = PmemFS.open(str(pool))
+    fs.pool.crash_at = fs.pool.persists + 6  # inside the mkdir's commit
+    with pytest.raises(Crash):
+        fs.mkdirat(fs.pool.root, "/d")
+    fs.close()
+    assert Pool.open(str(pool)).view != bytearray(), "it opens"
+    again = PmemFS.open(str(pool))
+    try:
+        assert [n for n, _ in again.entries(again.pool.root)] == [] and fsck.check(again) == []
+    finally:
+        again.close()
+
+
+NAMES = st.sampled_from(["/a", "/b", "/d", "/d/a", "/d/b", "/e"])
+OPS = st.one_of(
+    st.tuples(st.just("create"), NAMES), st.tuples(st.just("append"), NAMES, st.sampled_from([1, 100, 5000])),
+    st.tuples(st.just("mkdir"), NAMES), st.tuples(st.just("rmdir"), NAMES), st.tuples(st.just("unlink"), NAMES),
+    st.tuples(st.just("rename"), NAMES, NAMES, st.sampled_from([0, 0, RENAME_NOREPLACE, RENAME_EXCHANGE])),
+    st.tuples(st.just("link"), NAMES, NAMES), st.tuples(st.just("symlink"), st.just("a"), NAMES),
+    st.tuples(st.just("truncate"), NAMES, st.sampled_from([0, 3, 9000])), st.tuples(st.just("hold"), NAMES),
+)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(program=st.lists(OPS, min_size=1, max_size=8))
+def test_a_crash_at_any_persist_point_recovers_all_or_nothing(tmp_path_factory, program):
+    scratch = tmp_path_factory.mktemp("crash")
+    start = scratch / "start.pool"
+    PmemFS.mkfs(str(start), SIZE)
+    verdict = crash.run(program, start, scratch)
+    assert verdict.problem is None, f"{verdict.problem}\nprogram: {program}"
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(damage=st.one_of(
+    # the tables (header, log, inodes, bitmap) are in the first blocks: most flips land there
+    st.tuples(st.just("flip"), st.integers(0, 48 * 1024) | st.integers(0, SIZE - 1), st.integers(1, 255)),
+    st.tuples(st.just("truncate"), st.integers(0, SIZE - 1), st.just(0)),
+))
+def test_a_damaged_pool_is_refused_or_opens_consistent_or_reports_corruption(tmp_path_factory, damage):
+    scratch = tmp_path_factory.mktemp("fuzz")
+    path = scratch / "p.pool"
+    PmemFS.mkfs(str(path), SIZE)
+    fs = PmemFS.open(str(path))
+    fs.mkdirat(fs.pool.root, "/d")
+    f = fs.openat(fs.pool.root, "/d/f", os.O_CREAT | os.O_WRONLY)
+    fs.write(f, b"x" * 9000)
+    fs.close_file(f)
+    fs.close()
+    kind, at, mask = damage
+    with open(path, "r+b") as out:
+        if kind == "flip":
+            out.seek(at)
+            byte = out.read(1)[0]
+            out.seek(at)
+            out.write(bytes([byte ^ mask]))
+        else:
+            out.truncate(at)
+    try:
+        opened = PmemFS.open(str(path))
+    except PoolError as e:
+        assert "\n" not in str(e) and str(path) in str(e)
+        return
+    except OSError as e:  # a damaged inode or directory met at open: an errno, never a traceback
+        assert e.errno == errno.EIO, e
+        return
+    try:
+        problems = fsck.check(opened)
+    except OSError as e:
+        assert e.errno == errno.EIO, e
+        problems = ["unreadable"]
+    finally:
+        opened.close()
+    assert all("\n" not in p for p in problems)
+
+
+def test_not_a_pool_and_mkfs_refusing_to_overwrite(tmp_path):
+    other = tmp_path / "notes.txt"
+    other.write_text("hello" * 20_000)
+    with pytest.raises(PoolError, match="not a pmem pool"):
+        PmemFS.open(str(other))
+    with pytest.raises(PoolError, match="too small"):
+        (tmp_path / "tiny").write_bytes(b"x")
+        PmemFS.open(str(tmp_path / "tiny"))
+    assert not Pool.is_pool(str(other))
+    shutil.copy(other, tmp_path / "copy")
+    assert (tmp_path / "copy").read_text() == other.read_text()

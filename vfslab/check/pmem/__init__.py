@@ -1,0 +1,1 @@
+"""Checking the pmem pool and its router: crash consistency, corrupt pools, transparency."""
