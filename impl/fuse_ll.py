@@ -27,8 +27,7 @@ from ctypes import (
     c_void_p,
 )
 
-os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy loads libfuse2 first otherwise
-import mfusepy
+from vfslab.impl.mfuse import mfusepy
 
 log = logging.getLogger("vfslab.fuse")
 lib = mfusepy._libfuse

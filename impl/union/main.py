@@ -21,7 +21,7 @@ USAGE = 2
 
 def version() -> str:
     """`vfslab <version> (libfuse <version>)`."""
-    from vfslab.impl.union.serve import libfuse_version
+    from vfslab.impl.mfuse import libfuse_version
 
     return f"vfslab {metadata.version('vfslab')} (libfuse {libfuse_version()})"
 

@@ -16,23 +16,18 @@ name from the open file, which is how an open, unlinked file keeps working and r
 
 from __future__ import annotations
 
-import ctypes
 import errno as E
 import itertools
 import logging
 import os
-import re
 from collections.abc import Callable
 from functools import wraps
 
-os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy loads libfuse2 first otherwise
-import mfusepy
-
+from vfslab.impl.mfuse import FUSE, HIDDEN, mfusepy
 from vfslab.impl.union.options import MountOptions
 from vfslab.impl.union.union import Cred, Handle, Union
 
 log = logging.getLogger("vfslab-union")
-HIDDEN = re.compile(r"/\.fuse_hidden[0-9a-f]{16}$")
 ENTRY_TIMEOUT = 1.0
 
 
@@ -216,43 +211,6 @@ class UnionOps(mfusepy.Operations):
                                            "f_ffree", "f_favail", "f_namemax")}
 
 
-class _FUSE(mfusepy.FUSE):
-    """mfusepy drops rename's flags and the file handle of chmod, chown, truncate and utimens; pass them on."""
-
-    def _path(self, path: bytes | None) -> str | None:
-        return None if path is None else path.decode(self.encoding, self.errors)
-
-    @staticmethod
-    def _fh(fip) -> int | None:
-        return fip.contents.fh if fip else None
-
-    def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
-        return self.operations.rename(self._path(old), self._path(new), flags)
-
-    def chmod_fuse_3(self, path: bytes | None, mode: int, fip) -> int:
-        return self.operations.chmod(self._path(path), mode, self._fh(fip))
-
-    def chown_fuse_3(self, path: bytes | None, uid: int, gid: int, fip) -> int:
-        # -1 (leave unchanged) arrives as the unsigned maximum
-        uid, gid = (-1 if v == 0xFFFFFFFF else v for v in (uid, gid))
-        return self.operations.chown(self._path(path), uid, gid, self._fh(fip))
-
-    def truncate_fuse_3(self, path: bytes | None, length: int, fip) -> int:
-        return self.operations.truncate(self._path(path), length, self._fh(fip))
-
-    def utimens_fuse_3(self, path: bytes | None, buf, fip) -> int:
-        times = None
-        if buf:
-            times = tuple(mfusepy.time_of_timespec(t, use_ns=True) for t in (buf.contents.actime, buf.contents.modtime))
-        return self.operations.utimens(self._path(path), times, self._fh(fip))
-
-
-def libfuse_version() -> str:
-    get = mfusepy._libfuse.fuse_pkgversion
-    get.restype = ctypes.c_char_p
-    return get().decode()
-
-
 def serve(opts: MountOptions, mountpoint: str, foreground: bool) -> None:
     """Mount the union at `mountpoint` and serve it until it is unmounted (daemonized unless `foreground`)."""
     os.umask(0)  # modes come from the caller, already masked by the kernel
@@ -268,4 +226,4 @@ def serve(opts: MountOptions, mountpoint: str, foreground: bool) -> None:
         fuse_options["nothreads"] = True
     else:
         fuse_options["max_threads"] = opts.max_threads
-    _FUSE(UnionOps(union), mountpoint, foreground=foreground, **fuse_options)
+    FUSE(UnionOps(union), mountpoint, foreground=foreground, **fuse_options)
