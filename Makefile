@@ -38,11 +38,14 @@ deps:
 	fi
 
 # union-fuse the system way: mount.fuse3 runs `vfslab-union` with no PATH (so it must be on the default one),
-# and mount(8) looks for /sbin/mount.fuse.vfslab-union first. Links into this checkout's venv, made as root.
+# and mount(8) looks for /sbin/mount.fuse.vfslab-union first; the pmemfile tools by the seed's names. Links
+# into this checkout's venv, made as root.
 install-helpers: $(VENV)/.installed
 	@if [ "$$(id -u)" = 0 ]; then \
 	  ln -sf "$(abspath $(BIN))/vfslab-union" /usr/local/bin/vfslab-union; \
 	  ln -sf "$(abspath $(BIN))/vfslab-union" /sbin/mount.fuse.vfslab-union; \
+	  for t in vfslab-pmem mkfs.pmemfile pmemfile-ls pmemfile-cat pmemfile-stat; do \
+	    ln -sf "$(abspath $(BIN))/$$t" /usr/local/bin/$$t; done; \
 	else echo "not root: vfslab-union not installed for mount -t fuse.vfslab-union"; fi
 
 vmware-vmblock: $(VMWARE_VMBLOCK)

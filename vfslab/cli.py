@@ -43,11 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--subject", help="subject to run it on (default: the one it was found on)")
     rp.add_argument("--profile", help="profile to hold it to (default: the program's)")
 
-    mnt = sub.add_parser("mount", help="mount one of our file systems (union, vmblock)", add_help=False,
+    mnt = sub.add_parser("mount", help="mount one of our file systems (union, vmblock, pmem)", add_help=False,
                          description="Mount one of vfslab's own FUSE file systems: `vfslab mount union -o "
                          "lowerdir=L1:L2,upperdir=U,workdir=W MOUNTPOINT`, `vfslab mount vmblock --target DIR "
-                         "MOUNTPOINT`; `vfslab mount KIND --help` for more.")
-    mnt.add_argument("kind", choices=("union", "vmblock"))
+                         "MOUNTPOINT`, `vfslab mount pmem POOL MOUNTPOINT`; `vfslab mount KIND --help` for more.")
+    mnt.add_argument("kind", choices=("union", "vmblock", "pmem"))
     mnt.add_argument("args", nargs=argparse.REMAINDER)
 
     sm = sub.add_parser("sim", help="search a simulated workload's schedules for deadlocks",
@@ -85,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
                         "Exit 1 if any disagree.")
     cc.add_argument("--subject", action="append", default=[], help="a vmblock subject (repeatable; default: all)")
     cc.add_argument("--max-threads", type=int, default=10, help="the worker cap (default 10)")
+
+    pm = sub.add_parser("pmem", help="make and inspect pmem pools (mkfs, ls, cat, stat)", add_help=False)
+    pm.add_argument("args", nargs=argparse.REMAINDER)
 
     rep = sub.add_parser("report", help="render a results.json")
     rep.add_argument("results", type=Path)
@@ -233,10 +236,15 @@ def main(argv: list[str] | None = None) -> int:
             return _crosscheck(args, console)
         if args.command == "mount":
             from vfslab.impl.block.main import main as mount_vmblock
+            from vfslab.impl.pmem.main import main as mount_pmem
             from vfslab.impl.union.main import main as mount_union
 
-            mount = mount_union if args.kind == "union" else mount_vmblock
+            mount = {"union": mount_union, "vmblock": mount_vmblock, "pmem": mount_pmem}[args.kind]
             return mount(args.args, prog=f"vfslab mount {args.kind}")
+        if args.command == "pmem":
+            from vfslab.impl.pmem.tools import main as pmem_tools
+
+            return pmem_tools(args.args)
         return _report(args, console)
     except KeyboardInterrupt:
         print("vfslab: interrupted", file=sys.stderr)
