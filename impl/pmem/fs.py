@@ -423,11 +423,13 @@ class PmemFS:
             if not flags & os.O_PATH:
                 want = {os.O_RDONLY: os.R_OK, os.O_WRONLY: os.W_OK, os.O_RDWR: os.R_OK | os.W_OK}[
                     flags & os.O_ACCMODE]
+                if flags & os.O_TRUNC:  # as Linux: O_TRUNC truncates whatever the access mode, and needs write
+                    want |= os.W_OK
                 if st.S_ISDIR(node.mode) and want & os.W_OK:
                     raise err(E.EISDIR)
                 if not self._may(node, want, cred):
                     raise err(E.EACCES)
-                if flags & os.O_TRUNC and st.S_ISREG(node.mode) and want & os.W_OK and node.size:
+                if flags & os.O_TRUNC and st.S_ISREG(node.mode) and node.size:
                     with self.pool.transaction():
                         self._truncate_blocks(node, 0)
                         node.mtime = node.ctime = _now()

@@ -10,7 +10,7 @@ import sys
 USAGE = 2
 
 
-def main(argv: list[str] | None = None, prog: str = "vfslab mount pmem") -> int:
+def main(argv: list[str] | None = None, prog: str = "vfslab-pmem") -> int:
     p = argparse.ArgumentParser(prog=prog, description="Serve a pmem pool (made by `vfslab pmem mkfs`) at a mount "
                                 "point, for every program. `umount MOUNTPOINT` ends it.")
     p.add_argument("pool")
@@ -40,4 +40,4 @@ def main(argv: list[str] | None = None, prog: str = "vfslab mount pmem") -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(prog="vfslab-pmem"))
+    sys.exit(main())

@@ -66,6 +66,9 @@ PROFILES: dict[str, Profile] = {
                 "that layer, would show the xattr and a .wh..wh..opq file in every such directory).",
                 dir_nlink="subdirs", private_disk_xattrs=("user.fuseoverlayfs.",),
                 private_disk_names=(".wh..opq", ".wh..wh..opq"), opaque_new_dirs=True, observed=True),
+        Profile("posix", "a plain POSIX file system holding the union's visible tree (a pmem pool): every name "
+                "is an upper one, directories count their subdirectories in nlink, no xattrs.",
+                redirect_dir=True, index=True, dir_nlink="subdirs", user_xattrs=False),
         Profile("unionfs-fuse", "overlayfs as unionfs-fuse serves it: st_ino is the topmost copy's (it changes on "
                 "copy-up), every directory has nlink 1, no xattrs; directories are renamed (by copying them up).",
                 ino_from_origin=False, dir_nlink="one", user_xattrs=False, redirect_dir=True, observed=True),

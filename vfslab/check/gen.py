@@ -58,7 +58,12 @@ def layer(draw: st.DrawFn) -> tuple[Node, ...]:
     return tuple(nodes)
 
 
-layers = st.lists(layer(), min_size=1, max_size=3).map(lambda ls: Layers(tuple(ls)))
+def layers_of(most: int = 3) -> st.SearchStrategy[Layers]:
+    """1 to `most` lower layers."""
+    return st.lists(layer(), min_size=1, max_size=most).map(lambda ls: Layers(tuple(ls)))
+
+
+layers = layers_of()
 
 
 @dataclass(frozen=True)

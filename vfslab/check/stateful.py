@@ -93,7 +93,10 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, ops: t
         def _enabled(self, name: str) -> bool:
             return self.session is not None and name in self.enabled
 
-        @initialize(layers=gen.layers, enabled=st.sets(st.sampled_from(ops), min_size=min(4, len(ops))))
+        # a subject with no layers of its own (a pool) is given one layer: a name hidden by an upper layer
+        # would still count in a lower file's nlink, which no plain file system shows
+        @initialize(layers=gen.layers_of(getattr(subject, "max_layers", 3)),
+                    enabled=st.sets(st.sampled_from(ops), min_size=min(4, len(ops))))
         def setup(self, layers: Layers, enabled: set[str]) -> None:
             if tally.failure is None and time.monotonic() > deadline:
                 return  # a failure being shrunk runs on past the budget, or it would not reproduce

@@ -20,7 +20,8 @@ import traceback
 from pathlib import Path
 
 #: what the server imports before it forks anything (what makes a fork cheap)
-PRELOAD = ("vfslab.impl.union.main", "vfslab.impl.union.serve", "vfslab.impl.block.main", "vfslab.impl.block.fs")
+PRELOAD = ("vfslab.impl.union.main", "vfslab.impl.union.serve", "vfslab.impl.block.main", "vfslab.impl.block.fs",
+           "vfslab.impl.pmem.main", "vfslab.impl.pmem.serve")
 
 
 class ForkServer:
