@@ -66,8 +66,10 @@ PROFILES: dict[str, Profile] = {
                 "that layer, would show the xattr and a .wh..wh..opq file in every such directory).",
                 dir_nlink="subdirs", private_disk_xattrs=("user.fuseoverlayfs.",),
                 private_disk_names=(".wh..opq", ".wh..wh..opq"), opaque_new_dirs=True, observed=True),
-        Profile("posix", "a plain POSIX file system holding the union's visible tree (a pmem pool): every name "
-                "is an upper one, directories count their subdirectories in nlink, no xattrs.",
+        Profile("posix", "a plain POSIX file system holding the union's visible tree (tmpfs): every name is an "
+                "upper one, directories count their subdirectories in nlink.",
+                redirect_dir=True, index=True, dir_nlink="subdirs"),
+        Profile("posix-no-xattr", "posix, on a file system with no extended attributes (a pmem pool): ENOTSUP.",
                 redirect_dir=True, index=True, dir_nlink="subdirs", user_xattrs=False),
         Profile("unionfs-fuse", "overlayfs as unionfs-fuse serves it: st_ino is the topmost copy's (it changes on "
                 "copy-up), every directory has nlink 1, no xattrs; directories are renamed (by copying them up).",

@@ -216,18 +216,28 @@ def _dmesg_overlay_tail(lines: int = 2) -> str:
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def mount_overlay(options: str, mnt: Path) -> None:
-    """`mount -t overlay overlay -o OPTIONS MNT` as one mount(2) call (no helper process: the bench mounts
+MS_NOSUID, MS_NODEV, MS_REMOUNT = 2, 4, 32
+
+
+def mount_kernel(fstype: str, options: str, mnt: Path, flags: int = 0) -> None:
+    """`mount -t FSTYPE FSTYPE -o OPTIONS MNT` as one mount(2) call (no helper process: the bench mounts
     thousands of times), registered for teardown."""
     mnt = _abspath(mnt)
-    if _libc.mount(b"overlay", os.fsencode(mnt), b"overlay", 0, options.encode()) != 0:
+    if _libc.mount(fstype.encode(), os.fsencode(mnt), fstype.encode(), flags, options.encode()) != 0:
         reason = os.strerror(ctypes.get_errno())
-        kernel = _dmesg_overlay_tail()  # the kernel says why a mount was refused only there
-        raise MountError(f"mount -t overlay on {mnt} failed: {reason}" + (f" (kernel: {kernel})" if kernel else ""))
-    _register(LiveMount(mnt, "overlay"))
+        kernel = _dmesg_overlay_tail() if fstype == "overlay" else ""  # overlayfs says why only there
+        raise MountError(f"mount -t {fstype} on {mnt} failed: {reason}" + (f" (kernel: {kernel})" if kernel else ""))
+    _register(LiveMount(mnt, fstype))
 
 
-MS_NOSUID, MS_NODEV = 2, 4
+def mount_overlay(options: str, mnt: Path) -> None:
+    mount_kernel("overlay", options, mnt)
+
+
+def remount_kernel(mnt: Path) -> None:
+    """`mount -o remount MNT`: the file system stays, its mount is made again."""
+    if _libc.mount(None, os.fsencode(_abspath(mnt)), None, MS_REMOUNT, None) != 0:
+        raise MountError(f"mount -o remount {mnt} failed: {os.strerror(ctypes.get_errno())}")
 
 
 def _stat_quietly(path: Path) -> None:

@@ -1,9 +1,10 @@
-"""The `pmem-fuse` subject: a pool served by our FUSE front, held to the union model's `posix` profile.
+"""Plain file systems held to the union model's `posix` profiles: `pmem-fuse` (a pool served by our FUSE front:
+`posix-no-xattr`) and `tmpfs` (the kernel's, which keeps the profile honest: `posix`).
 
 A generated initial tree is a union's layers; a pool has none, so it is given one layer's tree (the engine
 draws one for it: `max_layers`): the layer is built on disk, mounted read-only by kernel overlayfs (as the
-model reads it) and copied into the mounted pool with `cp -a` (owners, modes and hard links kept; xattrs,
-which a pool does not hold, dropped). From then on every name is an upper one, and the model held to `posix`
+model reads it) and copied into the mounted file system with `cp -a` (owners, modes, hard links and, where it
+holds them, xattrs kept). From then on every name is an upper one, and the model held to `posix`
 says what a plain POSIX file system must do. `remount` closes the pool and opens it again; a pool has no
 layers to `push`.
 """
@@ -27,18 +28,15 @@ POOL_SIZE = 32 << 20
 
 
 @dataclass
-class PmemMount:
-    pool: Path
+class PlainMount:
+    subject: PlainSubject
     path: Path
     scratch: Path
     pid: int | None = None
     upper = None
 
     def mount(self) -> None:
-        argv = [str(self.pool), str(self.path), "-f"]
-        self.pid = mounts.start_fuse([sys.executable, "-m", "vfslab.impl.pmem.main", *argv], self.path,
-                                     log=self.scratch / "pmem-fuse.log",
-                                     spawn=lambda _, log: FORKS.spawn("vfslab.impl.pmem.main:main", argv, log)).pid
+        self.pid = self.subject.mount(self)
 
     def driver(self) -> OsDriver:
         return OsDriver(self.path)
@@ -50,55 +48,99 @@ class PmemMount:
         mounts.abort(self.path, self.pid)
 
     def remount(self) -> None:
-        self.teardown()
-        self.mount()
+        self.subject.remount(self)
 
     def push(self) -> None:
-        raise NotImplementedError("a pool has no layers to push")
+        raise NotImplementedError(f"{self.subject.name} has no layers to push")
 
     def teardown(self) -> None:
         mounts.unmount(self.path, self.pid)
         self.pid = None
 
 
-class PmemFuse:
-    name = "pmem-fuse"
+class PlainSubject:
     profiles = ("posix",)
+    #: it keeps extended attributes
+    xattrs = True
     claims_overlay_format = False
-    can_hang = True
     #: its initial tree is one layer (see check/stateful.py)
     max_layers = 1
+    name: str
+    can_hang: bool
 
     def available(self) -> tuple[bool, str]:
-        if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
-            return False, "needs root (to mount) and /dev/fuse"
+        if os.geteuid() != 0:
+            return False, "needs root (to mount)"
         return True, ""
 
-    def version(self) -> str:
-        from vfslab.impl.union.main import version
+    def mount(self, m: PlainMount) -> int | None:
+        raise NotImplementedError
 
-        return version()
+    def remount(self, m: PlainMount) -> None:
+        m.teardown()
+        m.mount()
 
-    def setup(self, layers: Layers, scratch: Path, profile: str) -> PmemMount:
+    def setup(self, layers: Layers, scratch: Path, profile: str) -> PlainMount:
         if profile not in self.profiles:
-            raise ValueError(f"{self.name} cannot be held to profile {profile!r} (it has: posix)")
-        from vfslab.impl.pmem.fs import PmemFS
-
+            raise ValueError(f"{self.name} cannot be held to profile {profile!r} (it has: {self.profiles[0]})")
         scratch = Path(scratch).resolve()
         scratch.mkdir(parents=True, exist_ok=True)
-        m = PmemMount(scratch / "tree.pool", scratch / "mnt", scratch)
-        PmemFS.mkfs(str(m.pool), POOL_SIZE)
+        m = PlainMount(self, scratch / "mnt", scratch)
         m.path.mkdir()
         m.mount()
         try:
-            _fill(layers, scratch, m.path)
+            _fill(layers, scratch, m.path, self.xattrs)
         except BaseException:
             m.teardown()
             raise
         return m
 
 
-def _fill(layers: Layers, scratch: Path, dest: Path) -> None:
+class PmemFuse(PlainSubject):
+    name = "pmem-fuse"
+    profiles = ("posix-no-xattr",)
+    xattrs = False
+    can_hang = True
+
+    def available(self) -> tuple[bool, str]:
+        ok, reason = super().available()
+        return (False, "needs /dev/fuse") if ok and not os.path.exists("/dev/fuse") else (ok, reason)
+
+    def version(self) -> str:
+        from vfslab.impl.union.main import version
+
+        return version()
+
+    def mount(self, m: PlainMount) -> int:
+        pool = m.scratch / "tree.pool"
+        if not pool.exists():
+            from vfslab.impl.pmem.fs import PmemFS
+
+            PmemFS.mkfs(str(pool), POOL_SIZE)
+        argv = [str(pool), str(m.path), "-f"]
+        return mounts.start_fuse([sys.executable, "-m", "vfslab.impl.pmem.main", *argv], m.path,
+                                 log=m.scratch / "pmem-fuse.log",
+                                 spawn=lambda _, log: FORKS.spawn("vfslab.impl.pmem.main:main", argv, log)).pid
+
+
+class Tmpfs(PlainSubject):
+    """The kernel's tmpfs: what the `posix` profile says, on a file system nobody here wrote."""
+
+    name = "tmpfs"
+    can_hang = False
+
+    def version(self) -> str:
+        return os.uname().release
+
+    def mount(self, m: PlainMount) -> None:
+        mounts.mount_kernel("tmpfs", "mode=0755,size=64m", m.path)
+
+    def remount(self, m: PlainMount) -> None:
+        """tmpfs forgets everything when unmounted: a remount is `mount -o remount`."""
+        mounts.remount_kernel(m.path)
+
+
+def _fill(layers: Layers, scratch: Path, dest: Path, xattrs: bool) -> None:
     """Copy the union's visible tree of `layers` into `dest`."""
     lowers = []
     for i, nodes in enumerate(layers.lowers or ((),)):
@@ -115,8 +157,9 @@ def _fill(layers: Layers, scratch: Path, dest: Path) -> None:
     mounts.mount_overlay(f"lowerdir={':'.join(map(str, lowers))},redirect_dir=off,index=off,metacopy=off,"
                          "xino=off", view)
     try:
-        done = subprocess.run(["cp", "-a", "--no-preserve=xattr", f"{view}/.", f"{dest}/"], capture_output=True,
-                              text=True, timeout=60)
+        keep = "--preserve=xattr" if xattrs else "--no-preserve=xattr"
+        done = subprocess.run(["cp", "-a", keep, f"{view}/.", f"{dest}/"], capture_output=True, text=True,
+                              timeout=60)
         if done.returncode:
             raise mounts.MountError(f"filling the pool failed: {done.stderr.strip().splitlines()[0]}")
         os.chmod(dest, os.stat(view).st_mode & 0o7777)
