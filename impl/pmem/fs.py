@@ -525,20 +525,19 @@ class PmemFS:
 
     def unlinkat(self, start: int, path: str, rmdir: bool = False, cred: Cred = ROOT) -> None:
         parent, name, ino = self.resolve(start, path, cred, follow=False)
-        if rmdir and name == ".":
-            raise err(E.EINVAL if ino != self.pool.root else E.EBUSY)
         if not ino:
             raise err(E.ENOENT)
-        if ino == self.pool.root:
-            raise err(E.EBUSY)
-        if name == "..":
-            raise err(E.ENOTEMPTY)
         node = self.inode(ino)
-        if rmdir and not st.S_ISDIR(node.mode):
+        if not rmdir:
+            if st.S_ISDIR(node.mode):
+                raise err(E.EISDIR)
+        elif ino == self.pool.root and name != "..":
+            raise err(E.EBUSY)
+        elif name in (".", ".."):  # as Linux: `x/.` is EINVAL, `x/..` is ENOTEMPTY
+            raise err(E.EINVAL if name == "." else E.ENOTEMPTY)
+        elif not st.S_ISDIR(node.mode):
             raise err(E.ENOTDIR)
-        if not rmdir and st.S_ISDIR(node.mode):
-            raise err(E.EISDIR)
-        if rmdir and len(self.entries(ino)) > 1:
+        elif len(self.entries(ino)) > 1:
             raise err(E.ENOTEMPTY)
         self._check(parent, os.W_OK | os.X_OK, cred)
         self._sticky_ok(parent, ino, cred)
@@ -556,9 +555,9 @@ class PmemFS:
 
     def linkat(self, start: int, old: str, start2: int, new: str, cred: Cred = ROOT, follow: bool = False) -> None:
         ino = self.lookup(start, old, cred, follow)
+        parent, name = self._new(start2, new, 0, cred)  # as Linux: EEXIST before EPERM
         if st.S_ISDIR(self.inode(ino).mode):
             raise err(E.EPERM)
-        parent, name = self._new(start2, new, 0, cred)
         with self.pool.transaction():
             self._add_entry(parent, name, ino)
             node = self.inode(ino)
@@ -576,17 +575,21 @@ class PmemFS:
             chain.append(ino)
         return chain
 
-    def renameat2(self, start: int, old: str, start2: int, new: str, flags: int = 0, cred: Cred = ROOT) -> None:
+    def renameat2(self, start: int, old: str, start2: int, new: str, flags: int = 0, cred: Cred = ROOT,
+                  must_be_dir: bool = False) -> None:
+        """`must_be_dir`: a path had a trailing `/` (checked as Linux does, after the names and before the rest)."""
         if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or flags == RENAME_NOREPLACE | RENAME_EXCHANGE:
             raise err(E.EINVAL)
         op, oname, src = self.resolve(start, old, cred, follow=False)
         np, nname, dst = self.resolve(start2, new, cred, follow=False)
+        if oname in (".", "..") or nname in (".", "..") or self.pool.root in (src, dst):
+            raise err(E.EBUSY)  # as Linux: a last component that is not a name, or the root
         if not src:
             raise err(E.ENOENT)
-        if oname in (".", "..") or nname in (".", ".."):
-            raise err(E.EBUSY if src == self.pool.root else E.EINVAL)
         snode = self.inode(src)
         sdir = st.S_ISDIR(snode.mode)
+        if must_be_dir and not sdir:
+            raise err(E.ENOTDIR)
         if flags & RENAME_EXCHANGE and not dst:
             raise err(E.ENOENT)
         if dst and flags & RENAME_NOREPLACE:

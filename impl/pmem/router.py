@@ -1,0 +1,366 @@
+"""pmemfile's syscall routing (seed 000, FACTS.md pmemfile 2-8), as a library: os-like calls that go to the
+kernel or to a pool mounted at a kernel directory, so that a program cannot tell the two apart.
+
+Resolution walks a path one component at a time. In the kernel each component is lstat'ed; a directory whose
+(st_dev, st_ino) is a mount point's enters that pool, and the rest of the path is resolved inside it with the
+pool's own lstat and readlink. `..` at a pool's root leaves it (for the mount point's parent). Symlinks are
+followed here, 40 at most (ELOOP); an absolute target restarts at the kernel's root, even for a link in a pool.
+A pool file's fd is a real kernel fd (a placeholder open of /dev/null), so fd numbers follow the kernel's
+lowest-free rule; dup and dup2 share one open file. The cwd is virtual: chdir into a pool changes nothing in
+the kernel, and getcwd gives the mount point plus the pool path. Paths that are not under a pool, and fds that
+are not a pool's, go to the kernel unchanged.
+"""
+
+from __future__ import annotations
+
+import errno as E
+import os
+import stat as st
+from dataclasses import dataclass, field
+
+from vfslab.impl.pmem.fs import ROOT, Cred, File, PmemFS, err
+
+MAX_SYMLINKS = 40
+PATH_MAX = 4096
+
+
+@dataclass(eq=False)
+class Pool:
+    fs: PmemFS
+    mountpoint: str  # absolute, resolved
+
+
+@dataclass(frozen=True)
+class Place:
+    """A resolved directory: a kernel path, or a directory inode of a pool (with its pool path)."""
+
+    kernel: str = ""
+    pool: Pool | None = None
+    ino: int = 0
+
+    def join(self, name: str) -> str:
+        return os.path.join(self.kernel, name)
+
+
+@dataclass
+class Found:
+    """What a path resolved to: its directory, its last name, and whether that exists."""
+
+    where: Place
+    name: str
+    exists: bool
+
+
+@dataclass(eq=False)
+class Opened:
+    """A pool file open through the router (dup'ed fds share it, offset included)."""
+
+    pool: Pool
+    file: File
+    refs: int = 1
+
+
+@dataclass
+class Router:
+    cred: Cred = ROOT
+    #: upstream's answer to an empty path (POSIX says ENOENT)
+    empty_path: int = E.ENOTDIR
+    pools: dict[tuple[int, int], Pool] = field(default_factory=dict)
+    fds: dict[int, Opened] = field(default_factory=dict)
+    cwd: Place = field(default_factory=lambda: Place(os.getcwd()))
+
+    # ---- mounting ------------------------------------------------------------------------------------
+
+    def mount(self, mountpoint: str, fs: PmemFS) -> None:
+        real = os.path.realpath(mountpoint)
+        s = os.stat(real)
+        if not st.S_ISDIR(s.st_mode):
+            raise err(E.ENOTDIR, mountpoint)
+        self.pools[(s.st_dev, s.st_ino)] = Pool(fs, real)
+
+    def _pool_at(self, path: str) -> Pool | None:
+        try:
+            s = os.stat(path)
+        except OSError:
+            return None
+        return self.pools.get((s.st_dev, s.st_ino))
+
+    # ---- resolution ----------------------------------------------------------------------------------
+
+    def resolve(self, path: str, follow: bool, start: Place | None = None) -> Found:
+        if path == "":
+            raise err(self.empty_path)
+        if len(path) >= PATH_MAX:
+            raise err(E.ENAMETOOLONG)
+        links = 0
+        here = Place("/") if path.startswith("/") else (start or self.cwd)
+        todo = [p for p in path.split("/") if p]
+        trailing = path.endswith("/")
+        if not todo:
+            return Found(here, ".", True)
+        while todo:
+            part = todo.pop(0)
+            last = not todo
+            if len(part.encode(errors="surrogateescape")) > 255:
+                raise err(E.ENAMETOOLONG)
+            if part == ".":
+                if last:
+                    return Found(here, ".", True)
+                continue
+            if part == "..":
+                if last:  # the call sees the `..` itself (rmdir of `x/..` is ENOTEMPTY, not EINVAL)
+                    if here.pool is not None and here.ino == here.pool.fs.pool.root:
+                        return Found(Place(here.pool.mountpoint), "..", True)
+                    return Found(here, "..", True)
+                here = self._parent(here)
+                continue
+            target, kind, missing = self._component(here, part)
+            if missing:
+                if last:
+                    return Found(here, part, False)
+                raise err(E.ENOENT)
+            if kind == st.S_IFLNK and (not last or follow or trailing):
+                links += 1
+                if links > MAX_SYMLINKS:
+                    raise err(E.ELOOP)
+                todo = [p for p in target.split("/") if p] + todo
+                if target.startswith("/"):
+                    here = Place("/")
+                if not todo:  # a link to "/" or "."
+                    return Found(here, ".", True)
+                continue
+            if last:
+                if trailing and kind != st.S_IFDIR:
+                    raise err(E.ENOTDIR)
+                if kind == st.S_IFDIR and here.pool is None and (pool := self._pool_at(here.join(part))):
+                    return Found(Place(pool=pool, ino=pool.fs.pool.root), ".", True)  # a mount point: the pool
+                return Found(here, part, True)
+            if kind != st.S_IFDIR:
+                raise err(E.ENOTDIR)
+            here = self._enter(here, part, target)
+        raise AssertionError("unreachable")
+
+    def _component(self, here: Place, part: str) -> tuple[str, int, bool]:
+        """(symlink target, file type, missing) of `part` in `here`."""
+        if here.pool is None:
+            p = here.join(part)
+            try:
+                s = os.lstat(p)
+            except FileNotFoundError:
+                return "", 0, True
+            kind = st.S_IFMT(s.st_mode)
+            return (os.readlink(p) if kind == st.S_IFLNK else ""), kind, False
+        fs = here.pool.fs
+        _, _, ino = fs.resolve(here.ino, part, self.cred, follow=False)
+        if not ino:
+            return "", 0, True
+        kind = st.S_IFMT(fs.inode(ino).mode)
+        return (fs.readlinkat(here.ino, part, self.cred) if kind == st.S_IFLNK else ""), kind, False
+
+    def _enter(self, here: Place, part: str, _target: str) -> Place:
+        if here.pool is not None:
+            return Place(pool=here.pool, ino=here.pool.fs.lookup(here.ino, part, self.cred, follow=False))
+        path = here.join(part)
+        pool = self._pool_at(path)
+        return Place(pool=pool, ino=pool.fs.pool.root) if pool else Place(path)
+
+    def _parent(self, here: Place) -> Place:
+        if here.pool is None:
+            return Place(os.path.dirname(here.kernel) or "/")
+        fs = here.pool.fs
+        if here.ino == fs.pool.root:
+            return Place(os.path.dirname(here.pool.mountpoint) or "/")
+        return Place(pool=here.pool, ino=fs._parent(here.ino))
+
+    def _place_of(self, dirfd: int | None) -> Place | None:
+        if dirfd is None:
+            return None
+        if dirfd in self.fds:
+            o = self.fds[dirfd]
+            if not st.S_ISDIR(o.pool.fs.inode(o.file.ino).mode):
+                raise err(E.ENOTDIR)
+            return Place(pool=o.pool, ino=o.file.ino)
+        return Place(os.readlink(f"/proc/self/fd/{dirfd}"))
+
+    # ---- file descriptors ----------------------------------------------------------------------------
+
+    def _placeholder(self, opened: Opened, at_least: int = 0) -> int:
+        fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        if at_least and fd != at_least:
+            os.dup2(fd, at_least, inheritable=False)
+            os.close(fd)
+            fd = at_least
+        self.fds[fd] = opened
+        return fd
+
+    def open(self, path: str, flags: int, mode: int = 0o777, dir_fd: int | None = None) -> int:
+        # FACTS.md pmemfile 5 lists O_CREAT among the calls that do not follow the last name; a symlink there
+        # would then be created over or refused, which no program expects: as the kernel, only O_CREAT|O_EXCL
+        # and O_NOFOLLOW stop at it
+        exclusive = flags & os.O_CREAT and flags & os.O_EXCL
+        start = self._place_of(dir_fd)
+        if flags & os.O_CREAT and _slash(path):  # as Linux: the parents' errors first, then EISDIR
+            self.resolve(path.rstrip("/"), follow=False, start=start)
+            raise err(E.EISDIR)
+        found = self.resolve(path, follow=not (flags & os.O_NOFOLLOW or exclusive), start=start)
+        where = found.where
+        if where.pool is None:
+            return os.open(where.join(found.name), flags, mode)
+        file = where.pool.fs.openat(where.ino, found.name, flags, mode & ~_umask(), self.cred)
+        return self._placeholder(Opened(where.pool, file))
+
+    def close(self, fd: int) -> None:
+        opened = self.fds.pop(fd, None)
+        os.close(fd)
+        if opened is not None:
+            opened.refs -= 1
+            if not opened.refs:
+                opened.pool.fs.close_file(opened.file)
+
+    def dup(self, fd: int) -> int:
+        if fd not in self.fds:
+            return os.dup(fd)
+        self.fds[fd].refs += 1
+        return self._placeholder(self.fds[fd])
+
+    def dup2(self, fd: int, fd2: int) -> int:
+        if fd == fd2:
+            os.fstat(fd)
+            return fd2
+        if fd2 in self.fds:
+            self.close(fd2)
+        if fd not in self.fds:
+            return os.dup2(fd, fd2)
+        os.fstat(fd)
+        self.fds[fd].refs += 1
+        return self._placeholder(self.fds[fd], fd2)
+
+    def read(self, fd: int, n: int) -> bytes:
+        if fd not in self.fds:
+            return os.read(fd, n)
+        o = self.fds[fd]
+        return o.pool.fs.read(o.file, n)
+
+    def write(self, fd: int, data: bytes) -> int:
+        if fd not in self.fds:
+            return os.write(fd, data)
+        o = self.fds[fd]
+        return o.pool.fs.write(o.file, data)
+
+    def lseek(self, fd: int, offset: int, whence: int) -> int:
+        if fd not in self.fds:
+            return os.lseek(fd, offset, whence)
+        o = self.fds[fd]
+        return o.pool.fs.lseek(o.file, offset, whence)
+
+    def fstat(self, fd: int):
+        if fd not in self.fds:
+            return os.fstat(fd)
+        o = self.fds[fd]
+        return o.pool.fs.stat(o.file.ino)
+
+    # ---- paths ---------------------------------------------------------------------------------------
+
+    def stat(self, path: str, follow: bool = True):
+        found = self.resolve(path, follow)
+        where = found.where
+        if where.pool is None:  # symlinks are resolved already: what is left is the last name itself
+            return os.lstat(where.join(found.name))
+        if not found.exists:
+            raise err(E.ENOENT)
+        return where.pool.fs.fstatat(where.ino, found.name, self.cred, follow=False)
+
+    def lstat(self, path: str):
+        return self.stat(path, follow=False)
+
+    def readlink(self, path: str) -> str:
+        found = self.resolve(path, follow=False)
+        if found.where.pool is None:
+            return os.readlink(found.where.join(found.name))
+        return found.where.pool.fs.readlinkat(found.where.ino, found.name, self.cred)
+
+    def mkdir(self, path: str, mode: int = 0o777) -> None:
+        found = self.resolve(path.rstrip("/") or path, follow=False)  # a new directory may be named `d/`
+        if found.where.pool is None:
+            return os.mkdir(found.where.join(found.name), mode)
+        if found.exists:
+            raise err(E.EEXIST)
+        found.where.pool.fs.mkdirat(found.where.ino, found.name, mode & ~_umask(), self.cred)
+
+    def rmdir(self, path: str) -> None:
+        found = self.resolve(path, follow=False)
+        if found.where.pool is None:
+            return os.rmdir(found.where.join(found.name))
+        found.where.pool.fs.unlinkat(found.where.ino, found.name, rmdir=True, cred=self.cred)
+
+    def unlink(self, path: str) -> None:
+        found = self.resolve(path, follow=False)
+        if found.where.pool is None:
+            return os.unlink(found.where.join(found.name))
+        found.where.pool.fs.unlinkat(found.where.ino, found.name, cred=self.cred)
+
+    def symlink(self, target: str, path: str) -> None:
+        found = self.resolve(path, follow=False)
+        if found.where.pool is None:
+            return os.symlink(target, found.where.join(found.name))
+        found.where.pool.fs.symlinkat(target, found.where.ino, found.name, self.cred)
+
+    def _two(self, old: str, new: str, follow_old: bool) -> tuple[Found, Found, bool]:
+        """Both ends of a rename or link, and whether either had a trailing `/` (which the call itself judges:
+        only a directory may have one, and only after the checks the kernel makes first)."""
+        slash = any(len(p) > 1 and p.endswith("/") for p in (old, new))
+        a = self.resolve(old.rstrip("/") or old, follow=follow_old)
+        b = self.resolve(new.rstrip("/") or new, follow=False)
+        if a.where.pool is not b.where.pool:
+            raise err(E.EXDEV)
+        return a, b, slash
+
+    def link(self, old: str, new: str) -> None:
+        a, b, _ = self._two(old, new, follow_old=False)
+        if a.where.pool is None:
+            return os.link(a.where.join(a.name) + _slash(old), b.where.join(b.name) + _slash(new),
+                           follow_symlinks=False)
+        a.where.pool.fs.linkat(a.where.ino, a.name + _slash(old), b.where.ino, b.name, self.cred)
+
+    def rename(self, old: str, new: str) -> None:
+        a, b, slash = self._two(old, new, follow_old=False)
+        if a.where.pool is None:
+            return os.rename(a.where.join(a.name) + _slash(old), b.where.join(b.name) + _slash(new))
+        a.where.pool.fs.renameat2(a.where.ino, a.name, b.where.ino, b.name, 0, self.cred, must_be_dir=slash)
+
+    def chdir(self, path: str) -> None:
+        found = self.resolve(path, follow=True)
+        where = found.where
+        if where.pool is None:
+            target = os.path.normpath(where.join(found.name))
+            if not st.S_ISDIR(os.stat(target).st_mode):
+                raise err(E.ENOTDIR)
+            pool = self._pool_at(target)
+            self.cwd = Place(pool=pool, ino=pool.fs.pool.root) if pool else Place(target)
+            return
+        ino = where.pool.fs.lookup(where.ino, found.name, self.cred)
+        if not st.S_ISDIR(where.pool.fs.inode(ino).mode):
+            raise err(E.ENOTDIR)
+        where.pool.fs.access(ino, ".", os.X_OK, self.cred)
+        self.cwd = Place(pool=where.pool, ino=ino)
+
+    def getcwd(self) -> str:
+        if self.cwd.pool is None:
+            return self.cwd.kernel
+        inner = self.cwd.pool.fs.path_of(self.cwd.ino)
+        return self.cwd.pool.mountpoint + ("" if inner == "/" else inner)
+
+    def close_all(self) -> None:
+        for fd in list(self.fds):
+            self.close(fd)
+
+
+def _slash(path: str) -> str:
+    """The trailing `/` a path had, if any."""
+    return "/" if len(path) > 1 and path.endswith("/") else ""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
