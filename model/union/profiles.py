@@ -25,7 +25,8 @@ class Profile:
     #: readdir copies lower entries up as fallthrus and marks the directory opaque (union mounts)
     readdir_fallthrus: bool = False
 
-    #: what one real program is seen to do, rather than a design (scenarios' written expectations leave it out)
+    #: what one real program is seen to do, or a plain file system, rather than a union design (scenarios'
+    #: written expectations, which are about unions, leave it out)
     observed: bool = False
     #: user.* xattrs are supported (unionfs-fuse as Debian builds it has none: EOPNOTSUPP)
     user_xattrs: bool = True
@@ -68,9 +69,9 @@ PROFILES: dict[str, Profile] = {
                 private_disk_names=(".wh..opq", ".wh..wh..opq"), opaque_new_dirs=True, observed=True),
         Profile("posix", "a plain POSIX file system holding the union's visible tree (tmpfs): every name is an "
                 "upper one, directories count their subdirectories in nlink.",
-                redirect_dir=True, index=True, dir_nlink="subdirs"),
+                redirect_dir=True, index=True, dir_nlink="subdirs", observed=True),
         Profile("posix-no-xattr", "posix, on a file system with no extended attributes (a pmem pool): ENOTSUP.",
-                redirect_dir=True, index=True, dir_nlink="subdirs", user_xattrs=False),
+                redirect_dir=True, index=True, dir_nlink="subdirs", user_xattrs=False, observed=True),
         Profile("unionfs-fuse", "overlayfs as unionfs-fuse serves it: st_ino is the topmost copy's (it changes on "
                 "copy-up), every directory has nlink 1, no xattrs; directories are renamed (by copying them up).",
                 ino_from_origin=False, dir_nlink="one", user_xattrs=False, redirect_dir=True, observed=True),
