@@ -24,14 +24,14 @@ OPS = tuple(op for op in ALL_OPS if op != "push")  # a pool has no layers to pus
 
 @pytest.mark.parametrize("name", ["pmem-fuse", "tmpfs"])
 def test_generated_programs_agree_with_the_posix_model(need, tmp_path, name):
-    """The CI check: 150 generated programs each (seed 20261121, <= 12 steps, remounts included). tmpfs keeps
+    """The CI check: 100 generated programs each (seed 20261121, <= 12 steps, remounts included). tmpfs keeps
     the `posix` profile honest; pmem-fuse is held to it, without xattrs."""
     subject = need(name)
-    tally = check_stateful(subject, subject.profiles[0], seed=20261121, budget=Budget(150, 12, 600),
+    tally = check_stateful(subject, subject.profiles[0], seed=20261121, budget=Budget(100, 12, 600),
                            scratch_root=tmp_path, ops=OPS)
     assert tally.failure is None, replayable(tally.failure, tmp_path)
     assert not tally.error, tally.error
-    assert tally.examples >= 150 and not tally.deviations
+    assert tally.examples >= 100 and not tally.deviations
 
 
 @pytest.fixture

@@ -144,7 +144,7 @@ def test_a_crash_at_any_persist_point_recovers_all_or_nothing(tmp_path_factory, 
     assert verdict.problem is None, f"{verdict.problem}\nprogram: {program}"
 
 
-@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(damage=st.one_of(
     # the tables (header, log, inodes, bitmap) are in the first blocks: most flips land there
     st.tuples(st.just("flip"), st.integers(0, 48 * 1024) | st.integers(0, SIZE - 1), st.integers(1, 255)),

@@ -137,7 +137,7 @@ class Router:
                 return Found(here, part, True)
             if kind != st.S_IFDIR:
                 raise err(E.ENOTDIR)
-            here = self._enter(here, part, target)
+            here = self._enter(here, part)
         raise AssertionError("unreachable")
 
     def _component(self, here: Place, part: str) -> tuple[str, int, bool]:
@@ -157,7 +157,7 @@ class Router:
         kind = st.S_IFMT(fs.inode(ino).mode)
         return (fs.readlinkat(here.ino, part, self.cred) if kind == st.S_IFLNK else ""), kind, False
 
-    def _enter(self, here: Place, part: str, _target: str) -> Place:
+    def _enter(self, here: Place, part: str) -> Place:
         if here.pool is not None:
             return Place(pool=here.pool, ino=here.pool.fs.lookup(here.ino, part, self.cred, follow=False))
         path = here.join(part)

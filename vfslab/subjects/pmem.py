@@ -24,7 +24,7 @@ from vfslab.model.state import State
 from vfslab.subjects import mounts
 from vfslab.subjects.forkserver import FORKS
 
-POOL_SIZE = 32 << 20
+POOL_SIZE = 8 << 20  # small: a pool is written and read whole at every mount
 
 
 @dataclass
