@@ -22,6 +22,7 @@ bench: $(VENV)/.installed deps install-helpers
 	$(BIN)/python bench/bench_union_fs.py
 	$(BIN)/python bench/bench_vmblock.py
 	$(BIN)/python bench/bench_sim.py
+	$(BIN)/python bench/bench_pmem.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
