@@ -48,10 +48,6 @@ class Readers:
             self.done.release()
 
 
-def _waiting(m: BlockMount) -> int:
-    return int((m.connection() / "waiting").read_text())
-
-
 def rounds(m: BlockMount, n: int, count: int) -> tuple[float, float]:
     """(readlinks per second over `count` whole rounds, median ms from the delete to the last return)."""
     fd = os.open(m.path / "dev", os.O_RDWR)
@@ -62,7 +58,7 @@ def rounds(m: BlockMount, n: int, count: int) -> tuple[float, float]:
     for _ in range(count):
         os.write(fd, add)
         readers.go.wait()
-        while _waiting(m) < n:
+        while (waiting := m.waiting()) is not None and waiting < n:
             time.sleep(0.0002)
         unblocked = time.perf_counter()
         os.write(fd, delete)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import ctypes
+import errno as E
+import logging
 import os
 import re
+from collections.abc import Callable
+from functools import wraps
 
 os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy loads libfuse2 first otherwise
 import mfusepy
 
-__all__ = ["FUSE", "HIDDEN", "libfuse_version", "mfusepy"]
+__all__ = ["FUSE", "HIDDEN", "libfuse_version", "mfusepy", "serialised"]
 
 #: the name libfuse's high-level API (hard_remove off) renames an open file to when its last name is unlinked,
 #: to unlink it at the last close
@@ -51,3 +55,24 @@ def libfuse_version() -> str:
     get = mfusepy._libfuse.fuse_pkgversion
     get.restype = ctypes.c_char_p
     return get().decode()
+
+
+def serialised(lock_of: Callable, log: logging.Logger) -> Callable[[Callable], Callable]:
+    """A decorator for callbacks: each runs under `lock_of(operations)`; an unexpected error becomes EIO (and one
+    log line) instead of the EINVAL mfusepy would answer."""
+
+    def decorate(method: Callable) -> Callable:
+        @wraps(method)
+        def run(self, *args):
+            try:
+                with lock_of(self):
+                    return method(self, *args)
+            except OSError:
+                raise
+            except Exception as e:
+                log.error("%s%r: %s: %s", method.__name__, args[:2], type(e).__name__, e)
+                raise mfusepy.FuseOSError(E.EIO) from e
+
+        return run
+
+    return decorate

@@ -119,6 +119,19 @@ def bounded_search(workload: Workload, params: dict, bound: int, limit: int = 10
     return search
 
 
+#: every search a study or a plan may ask for
+STRATEGIES = ("shrink", "random", "pct", "bounded")
+
+
+def search(workload: Workload, params: dict, strategy: str, seed: int, runs: int, depth: int, bound: int) -> Search:
+    """The `random`, `pct` or `bounded` search (`shrink` is `shrink`)."""
+    if strategy == "random":
+        return random_search(workload, params, seed, runs)
+    if strategy == "pct":
+        return pct_search(workload, params, seed, runs, depth)
+    return bounded_search(workload, params, bound)
+
+
 def shrink(workload: Workload, params: dict, seed: int, examples: int = 2000, vary_size: bool = True
            ) -> Run | None:
     """A minimal deadlocking run: the smallest workload size (if it has one and `vary_size`: up to twice the

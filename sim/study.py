@@ -16,7 +16,6 @@ from vfslab.sim.sync import LockOrder
 from vfslab.sim.workloads import Workload, get
 
 POTENTIAL = "potential-deadlock"
-STRATEGIES = ("shrink", "random", "pct", "bounded")
 SEARCH_KEYS = ("workload", "strategy", "seed", "runs", "depth", "bound", "lockdep")
 
 
@@ -47,8 +46,8 @@ def sim_search(raw: dict) -> Study:
     search = {k: raw[k] for k in SEARCH_KEYS if k in raw}
     workload = get(search.pop("workload"))
     study = Study(workload, workload.params({k: v for k, v in raw.items() if k not in SEARCH_KEYS}), **search)
-    if study.strategy not in STRATEGIES:
-        raise ValueError(f"strategy {study.strategy!r} is not one of {', '.join(STRATEGIES)}")
+    if study.strategy not in explore.STRATEGIES:
+        raise ValueError(f"strategy {study.strategy!r} is not one of {', '.join(explore.STRATEGIES)}")
     return study
 
 
@@ -71,9 +70,7 @@ def conduct(study: Study) -> Result:
         if run is None:
             return Result(PASS, f"Hypothesis found no deadlock in {study.runs} examples", study.runs)
         return Result(run.verdict, _why(run), study.runs, run)
-    search = {"random": lambda: explore.random_search(w, p, study.seed, study.runs),
-              "pct": lambda: explore.pct_search(w, p, study.seed, study.runs, study.depth),
-              "bounded": lambda: explore.bounded_search(w, p, study.bound)}[study.strategy]()
+    search = explore.search(w, p, study.strategy, study.seed, study.runs, study.depth, study.bound)
     covered = f"{study.strategy}: {search.runs} schedules" + (f"; {search.bound}" if search.bound else "")
     if search.found is None:
         return Result(PASS, covered + ("; all covered" if search.complete else ""), search.runs)

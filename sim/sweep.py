@@ -30,8 +30,6 @@ from vfslab.sim import explore
 from vfslab.sim.detect import PASS
 from vfslab.sim.workloads import get
 
-STRATEGIES = ("bounded", "random", "pct", "shrink")
-
 
 @dataclass
 class Plan:
@@ -57,8 +55,8 @@ class Plan:
             plan = cls(**data)
         except TypeError as e:
             raise ValueError(f"{path}: {e}") from None
-        if plan.strategy not in STRATEGIES:
-            raise ValueError(f"{path}: strategy {plan.strategy!r} is not one of {', '.join(STRATEGIES)}")
+        if plan.strategy not in explore.STRATEGIES:
+            raise ValueError(f"{path}: strategy {plan.strategy!r} is not one of {', '.join(explore.STRATEGIES)}")
         if not all(isinstance(v, list) and v for v in plan.sweep.values()):
             raise ValueError(f"{path}: every [sweep] key needs a non-empty list of values")
         get(plan.workload).params({**plan.params, **{k: v[0] for k, v in plan.sweep.items()}})
@@ -90,12 +88,7 @@ def _row(plan: Plan, workload, params: dict, design: dict) -> Row:
         minimal = explore.shrink(workload, params, plan.seed, plan.runs, vary_size=False)
         return Row(design, minimal.verdict if minimal else PASS, plan.runs,
                    f"Hypothesis, {plan.runs} examples", minimal)
-    if plan.strategy == "bounded":
-        search = explore.bounded_search(workload, params, plan.bound)
-    elif plan.strategy == "random":
-        search = explore.random_search(workload, params, plan.seed, plan.runs)
-    else:
-        search = explore.pct_search(workload, params, plan.seed, plan.runs, plan.depth)
+    search = explore.search(workload, params, plan.strategy, plan.seed, plan.runs, plan.depth, plan.bound)
     coverage = search.bound or f"{plan.strategy}, seeds from {plan.seed}"
     if search.found is None:
         return Row(design, PASS, search.runs, coverage)

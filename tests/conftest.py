@@ -52,6 +52,13 @@ def scratch(request: pytest.FixtureRequest) -> Iterator[Path]:
     shutil.rmtree(path)
 
 
+def errno_of(call: Callable[[], object]) -> int:
+    """The errno `call` fails with (the test fails if it does not)."""
+    with pytest.raises(OSError) as e:
+        call()
+    return e.value.errno
+
+
 def replayable(program: Program, folder: Path) -> str:
     """A failure, its program, and the command that replays it (the program is kept in `folder`)."""
     path = folder / "failure.json"

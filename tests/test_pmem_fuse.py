@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import replayable
+from conftest import errno_of, replayable
 
 from vfslab.check.ops import ALL_OPS
 from vfslab.check.stateful import Budget, check_stateful
@@ -60,7 +60,7 @@ def test_vfslab_mount_pmem_serves_the_pool_and_umount_ends_it(need, scratch, poo
         finally:
             os.close(fd)
         (mnt / "d" / "g").write_text("kept")
-        assert _errno(lambda: os.rmdir(mnt / "d")) == errno.ENOTEMPTY
+        assert errno_of(lambda: os.rmdir(mnt / "d")) == errno.ENOTEMPTY
     finally:
         assert subprocess.run(["umount", str(mnt)]).returncode == 0
     assert mounts.find_mount(mnt) is None
@@ -70,14 +70,6 @@ def test_vfslab_mount_pmem_serves_the_pool_and_umount_ends_it(need, scratch, poo
         assert [n for n, _ in fs.entries(fs.lookup(fs.pool.root, "/d"))] == ["..", "g"], "the orphan went"
     finally:
         fs.close()
-
-
-def _errno(call) -> int:
-    try:
-        call()
-    except OSError as e:
-        return e.errno
-    return 0
 
 
 def test_the_tools(pool, tmp_path, capsys):

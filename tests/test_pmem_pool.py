@@ -8,6 +8,7 @@ import os
 import shutil
 
 import pytest
+from conftest import errno_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,12 +32,6 @@ def fs(pool):
     f = PmemFS.open(str(pool))
     yield f
     f.close()
-
-
-def errno_of(call) -> int:
-    with pytest.raises(OSError) as e:
-        call()
-    return e.value.errno
 
 
 def test_the_core_errnos(fs):

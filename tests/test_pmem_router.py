@@ -7,6 +7,7 @@ import errno
 import os
 
 import pytest
+from conftest import errno_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -57,12 +58,6 @@ def routed(tmp_path):
     yield router, tmp_path
     router.close_all()
     fs.close()
-
-
-def errno_of(call) -> int:
-    with pytest.raises(OSError) as e:
-        call()
-    return e.value.errno
 
 
 def test_the_routing_rules(routed):

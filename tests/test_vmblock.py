@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import replayable
+from conftest import errno_of, replayable
 
 from vfslab.check.driver import as_caller
 from vfslab.check.results import Results
@@ -31,12 +31,6 @@ def ours(scratch, need):
     m = need("vmblock-fuse").mount(scratch, names=("foo", "bar"))
     yield m.target, m.path
     m.teardown()
-
-
-def errno_of(call) -> int:
-    with pytest.raises(OSError) as e:
-        call()
-    return e.value.errno
 
 
 def test_the_tree_and_the_control_protocol(ours):

@@ -136,7 +136,9 @@ def _replay(args: argparse.Namespace, console: Console) -> int:
 
     try:
         data = json.loads(args.file.read_text())
-        if data.get("family") == "sim":
+        from vfslab.sim.timeline import FAMILY as SIMULATED
+
+        if data.get("family") == SIMULATED:
             from vfslab.simulate import replay_saved
 
             return EXPECTED if replay_saved(data, console) == "pass" else UNEXPECTED

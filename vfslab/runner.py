@@ -130,12 +130,16 @@ def _from_tally(record: Record, tally: Tally, family: Family, options: Options, 
         record.verdict = PASS
 
 
+def _budget(scenario: Scenario, options: Options) -> Budget:
+    return Budget(options.examples or scenario.examples, scenario.steps, options.budget or scenario.seconds)
+
+
 def _union(scenario: Scenario, subject, profile: str, options: Options, scratch: Path, record: Record) -> None:
     family, name = FAMILIES["union"], f"{scenario.id}--{subject.name}"
     if scenario.kind == "stateful":
-        budget = Budget(options.examples or scenario.examples, scenario.steps, options.budget or scenario.seconds)
-        tally = check_stateful(subject, profile, seed=options.seed, budget=budget, scratch_root=scratch,
-                               ops=scenario.ops, database=options.out / "hypothesis", long_names=scenario.long_names)
+        tally = check_stateful(subject, profile, seed=options.seed, budget=_budget(scenario, options),
+                               scratch_root=scratch, ops=scenario.ops, database=options.out / "hypothesis",
+                               long_names=scenario.long_names)
         _from_tally(record, tally, family, options, name)
         return
     run = check_examples(scenario.programs, subject, profile, scratch, subject.claims_overlay_format)
@@ -154,9 +158,8 @@ def _union(scenario: Scenario, subject, profile: str, options: Options, scratch:
 def _vmblock(scenario: Scenario, subject, profile: str, options: Options, scratch: Path, record: Record) -> None:
     family, name = FAMILIES["vmblock"], f"{scenario.id}--{subject.name}"
     if scenario.kind == "stateful":
-        budget = Budget(options.examples or scenario.examples, scenario.steps, options.budget or scenario.seconds)
-        tally = check_block_stateful(subject, profile, seed=options.seed, budget=budget, scratch_root=scratch,
-                                     database=options.out / "hypothesis")
+        tally = check_block_stateful(subject, profile, seed=options.seed, budget=_budget(scenario, options),
+                                     scratch_root=scratch, database=options.out / "hypothesis")
         _from_tally(record, tally, family, options, name)
     elif scenario.kind == "deadlock":
         found = probe(subject, scratch, scenario.waiters, scenario.max_threads)

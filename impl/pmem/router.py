@@ -42,6 +42,15 @@ class Place:
         return os.path.join(self.kernel, name)
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One name looked up: its file type (0: there is none), a symlink's target, a directory's own place."""
+
+    kind: int
+    target: str = ""
+    inside: Place | None = None
+
+
 @dataclass
 class Found:
     """What a path resolved to: its directory, its last name, and whether that exists."""
@@ -114,55 +123,56 @@ class Router:
                     return Found(here, "..", True)
                 here = self._parent(here)
                 continue
-            target, kind, missing = self._component(here, part)
-            if missing:
+            entry = self._look(here, part)
+            if not entry.kind:
                 if last:
                     return Found(here, part, False)
                 raise err(E.ENOENT)
-            if kind == st.S_IFLNK and (not last or follow or trailing):
+            if entry.kind == st.S_IFLNK and (not last or follow or trailing):
                 links += 1
                 if links > MAX_SYMLINKS:
                     raise err(E.ELOOP)
-                todo = [p for p in target.split("/") if p] + todo
-                if target.startswith("/"):
+                todo = [p for p in entry.target.split("/") if p] + todo
+                if entry.target.startswith("/"):
                     here = Place("/")
                 if not todo:  # a link to "/" or "."
                     return Found(here, ".", True)
                 continue
             if last:
-                if trailing and kind != st.S_IFDIR:
+                if trailing and entry.kind != st.S_IFDIR:
                     raise err(E.ENOTDIR)
-                if kind == st.S_IFDIR and here.pool is None and (pool := self._pool_at(here.join(part))):
-                    return Found(Place(pool=pool, ino=pool.fs.pool.root), ".", True)  # a mount point: the pool
+                if here.pool is None and entry.inside is not None and entry.inside.pool is not None:
+                    return Found(entry.inside, ".", True)  # a mount point: the pool's root
                 return Found(here, part, True)
-            if kind != st.S_IFDIR:
+            if entry.inside is None:
                 raise err(E.ENOTDIR)
-            here = self._enter(here, part)
+            here = entry.inside
         raise AssertionError("unreachable")
 
-    def _component(self, here: Place, part: str) -> tuple[str, int, bool]:
-        """(symlink target, file type, missing) of `part` in `here`."""
+    def _look(self, here: Place, part: str) -> Entry:
+        """`part` in `here`, with one lstat (or one pool lookup): a kernel directory whose (st_dev, st_ino) is a
+        mount point's is entered as its pool's root."""
         if here.pool is None:
             p = here.join(part)
             try:
                 s = os.lstat(p)
             except FileNotFoundError:
-                return "", 0, True
+                return Entry(0)
             kind = st.S_IFMT(s.st_mode)
-            return (os.readlink(p) if kind == st.S_IFLNK else ""), kind, False
+            if kind == st.S_IFLNK:
+                return Entry(kind, os.readlink(p))
+            if kind != st.S_IFDIR:
+                return Entry(kind)
+            pool = self.pools.get((s.st_dev, s.st_ino))
+            return Entry(kind, inside=Place(pool=pool, ino=pool.fs.pool.root) if pool else Place(p))
         fs = here.pool.fs
         _, _, ino = fs.resolve(here.ino, part, self.cred, follow=False)
         if not ino:
-            return "", 0, True
+            return Entry(0)
         kind = st.S_IFMT(fs.inode(ino).mode)
-        return (fs.readlinkat(here.ino, part, self.cred) if kind == st.S_IFLNK else ""), kind, False
-
-    def _enter(self, here: Place, part: str) -> Place:
-        if here.pool is not None:
-            return Place(pool=here.pool, ino=here.pool.fs.lookup(here.ino, part, self.cred, follow=False))
-        path = here.join(part)
-        pool = self._pool_at(path)
-        return Place(pool=pool, ino=pool.fs.pool.root) if pool else Place(path)
+        if kind == st.S_IFLNK:
+            return Entry(kind, fs.readlinkat(here.ino, part, self.cred))
+        return Entry(kind, inside=Place(pool=here.pool, ino=ino) if kind == st.S_IFDIR else None)
 
     def _parent(self, here: Place) -> Place:
         if here.pool is None:

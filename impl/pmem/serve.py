@@ -17,30 +17,15 @@ import os
 import stat as st
 import threading
 import time
-from collections.abc import Callable
-from functools import wraps
 
-from vfslab.impl.mfuse import FUSE, HIDDEN, mfusepy
+from vfslab.impl.mfuse import FUSE, HIDDEN, mfusepy, serialised
 from vfslab.impl.pmem.fs import Cred, File, PmemFS
 
 log = logging.getLogger("vfslab-pmem")
 
 
-def _locked(method: Callable) -> Callable:
-    """One call at a time; an unexpected error is EIO (and one log line), never EINVAL."""
-
-    @wraps(method)
-    def run(self: PoolOps, *args):
-        try:
-            with self.lock:
-                return method(self, *args)
-        except OSError:
-            raise
-        except Exception as e:
-            log.error("%s%r: %s: %s", method.__name__, args[:2], type(e).__name__, e)
-            raise mfusepy.FuseOSError(E.EIO) from e
-
-    return run
+#: one callback at a time: the pool is not thread-safe
+_locked = serialised(lambda ops: ops.lock, log)
 
 
 def _caller() -> Cred:

@@ -20,10 +20,8 @@ import errno as E
 import itertools
 import logging
 import os
-from collections.abc import Callable
-from functools import wraps
 
-from vfslab.impl.mfuse import FUSE, HIDDEN, mfusepy
+from vfslab.impl.mfuse import FUSE, HIDDEN, mfusepy, serialised
 from vfslab.impl.union.options import MountOptions
 from vfslab.impl.union.union import Cred, Handle, Union
 
@@ -31,21 +29,8 @@ log = logging.getLogger("vfslab-union")
 ENTRY_TIMEOUT = 1.0
 
 
-def _serialised(method: Callable) -> Callable:
-    """Run a callback under the union's lock; an unexpected error is EIO (and one log line), never EINVAL."""
-
-    @wraps(method)
-    def run(self: UnionOps, *args):
-        try:
-            with self.union.lock:
-                return method(self, *args)
-        except OSError:
-            raise
-        except Exception as e:
-            log.error("%s%r: %s: %s", method.__name__, args[:2], type(e).__name__, e)
-            raise mfusepy.FuseOSError(E.EIO) from e
-
-    return run
+#: one callback at a time, under the union's lock
+_serialised = serialised(lambda ops: ops.union.lock, log)
 
 
 def _caller() -> Cred:

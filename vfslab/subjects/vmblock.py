@@ -13,7 +13,7 @@ import gzip
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vfslab.impl.block.fs import DESIGNS
@@ -45,11 +45,19 @@ class BlockMount:
     entries: Path
     max_threads: int
     pid: int | None = None
+    _connection: Path | None = field(default=None, init=False, repr=False)
 
-    def connection(self) -> Path | None:
-        """Its fusectl directory (`waiting`, `abort`), or None once it is unmounted."""
-        info = mounts.find_mount(self.path)
-        return mounts.FUSECTL / str(info.minor) if info is not None and info.is_fuse else None
+    def waiting(self) -> int | None:
+        """Its connection's requests not yet answered (fusectl's `waiting`); None once it is gone."""
+        if self._connection is None:  # found once: polling must not read mountinfo every time
+            info = mounts.find_mount(self.path)
+            if info is None or not info.is_fuse:
+                return None
+            self._connection = mounts.FUSECTL / str(info.minor)
+        try:
+            return int((self._connection / "waiting").read_text())
+        except (OSError, ValueError):
+            return None
 
     def abort(self) -> None:
         mounts.abort(self.path, self.pid)

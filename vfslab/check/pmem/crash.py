@@ -76,7 +76,7 @@ def apply(fs: PmemFS, op: Op, held: list) -> None:
         else:
             raise ValueError(f"unknown pool operation {name!r}")
     except OSError as e:
-        if e.errno in (errno.EIO,):
+        if e.errno == errno.EIO:
             raise
 
 

@@ -150,12 +150,8 @@ class Client:
         """Wait (boundedly) until the daemon has answered every request but those of calls still waiting."""
         deadline = time.monotonic() + SETTLE_SECONDS
         while time.monotonic() < deadline:
-            conn = self.mount.connection()
-            try:
-                waiting = int((conn / "waiting").read_text()) if conn else 0
-            except (OSError, ValueError):
-                return
-            if waiting <= sum(not c.done for c in self.calls):
+            waiting = self.mount.waiting()
+            if waiting is None or waiting <= sum(not c.done for c in self.calls):
                 return
             time.sleep(0.002)
 

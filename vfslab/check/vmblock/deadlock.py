@@ -95,11 +95,8 @@ def _until_waiting(mount, waiters: int, seconds: float = 5.0) -> None:
     """Give every readlink the time to reach the daemon: fusectl counts the requests it has not answered."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        conn = mount.connection()
-        try:
-            if conn is None or int((conn / "waiting").read_text()) >= waiters:
-                break
-        except (OSError, ValueError):
+        waiting = mount.waiting()
+        if waiting is None or waiting >= waiters:
             break
         time.sleep(0.005)
     time.sleep(0.1)  # the last ones from the kernel's queue into a worker

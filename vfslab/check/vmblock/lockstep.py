@@ -89,26 +89,24 @@ class BlockLockstep:
         # the held profile runs on after it died, so that every later difference is named too
         outcomes = {p: self._model(p, op) for p in dict.fromkeys((self.held, *self.alive))}
         self.coverage.update(outcomes[self.alive[0]].rules)
+        call = None
         if op.name in BACKGROUND:
             call = self.client.start(op)
             waits = all(isinstance(o.result, Waiting) for o in outcomes.values())
             if waits:
                 call.settle()
             actual = call.result(0 if waits else RETURN_SECONDS)
-            for p, o in outcomes.items():
-                if p in self.why:
-                    continue
-                if isinstance(o.result, Waiting):
-                    self.waits[p][o.result.id] = call
-                    if actual is not BLOCKED:
-                        self._differs(p, f"{op} returned {actual!r}; the model says it waits ({', '.join(o.rules)})")
-                elif not o.allows(actual):
-                    self._differs(p, f"{op}: expected {o.result!r} ({', '.join(o.rules)}), got {actual!r}")
         else:
             actual = self._guarded(op)
-            for p, o in outcomes.items():
-                if p not in self.why and not o.allows(actual):
-                    self._differs(p, f"{op}: expected {o.result!r} ({', '.join(o.rules)}), got {actual!r}")
+        for p, o in outcomes.items():
+            if p in self.why:
+                continue
+            if isinstance(o.result, Waiting):  # only a background call waits
+                self.waits[p][o.result.id] = call
+                if actual is not BLOCKED:
+                    self._differs(p, f"{op} returned {actual!r}; the model says it waits ({', '.join(o.rules)})")
+            elif not o.allows(actual):
+                self._differs(p, f"{op}: expected {o.result!r} ({', '.join(o.rules)}), got {actual!r}")
         self._name_differences(outcomes, actual)
         self._check_waiters()
         if not self.alive:

@@ -56,6 +56,10 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
         def _slots(self) -> list[int]:
             return self.lock.client.open_slots() if self.lock else []
 
+        def _slot(self, pick: int) -> int:
+            slots = self._slots()
+            return slots[pick % len(slots)]
+
         def _waiting(self) -> int:
             return sum(not c.done for c in self.lock.client.calls) if self.lock else 0
 
@@ -97,33 +101,28 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
         @precondition(lambda self: self._slots())
         @rule(pick=st.integers(0, MAX_SLOTS))
         def close(self, pick: int) -> None:
-            slots = self._slots()
-            self._do("close", slots[pick % len(slots)])
+            self._do("close", self._slot(pick))
 
         @precondition(lambda self: self._slots())
         @rule(pick=st.integers(0, MAX_SLOTS), text=texts)
         def write(self, pick: int, text: str) -> None:
-            slots = self._slots()
-            self._do("write", slots[pick % len(slots)], text)
+            self._do("write", self._slot(pick), text)
 
         # adding and deleting plain blocks get rules of their own, so that waits are common
         @precondition(lambda self: self._slots())
         @rule(pick=st.integers(0, MAX_SLOTS), name=names)
         def add(self, pick: int, name: str) -> None:
-            slots = self._slots()
-            self._do("write", slots[pick % len(slots)], f"a{{target}}/{name}")
+            self._do("write", self._slot(pick), f"a{{target}}/{name}")
 
         @precondition(lambda self: self._slots())
         @rule(pick=st.integers(0, MAX_SLOTS), name=names)
         def delete(self, pick: int, name: str) -> None:
-            slots = self._slots()
-            self._do("write", slots[pick % len(slots)], f"d{{target}}/{name}")
+            self._do("write", self._slot(pick), f"d{{target}}/{name}")
 
         @precondition(lambda self: self._slots())
         @rule(pick=st.integers(0, MAX_SLOTS), size=st.sampled_from((4096, 5)))
         def read(self, pick: int, size: int) -> None:
-            slots = self._slots()
-            self._do("read", slots[pick % len(slots)], size)
+            self._do("read", self._slot(pick), size)
 
         @precondition(_on)
         @rule(name=names)
