@@ -129,6 +129,9 @@ def _subjects(console: Console) -> int:
 def _replay(args: argparse.Namespace, console: Console) -> int:
     import json
 
+    from vfslab.check.pmem.program import FAMILY as ROUTED
+    from vfslab.check.pmem.program import RouteProgram
+    from vfslab.check.pmem.stateful import run_route_program
     from vfslab.check.program import Program, run_program
     from vfslab.check.vmblock.program import FAMILY, BlockProgram
     from vfslab.check.vmblock.stateful import run_block_program
@@ -142,7 +145,8 @@ def _replay(args: argparse.Namespace, console: Console) -> int:
             from vfslab.simulate import replay_saved
 
             return EXPECTED if replay_saved(data, console) == "pass" else UNEXPECTED
-        program = (BlockProgram if data.get("family") == FAMILY else Program).from_json(data)
+        kind = {FAMILY: BlockProgram, ROUTED: RouteProgram}.get(data.get("family"), Program)
+        program = kind.from_json(data)
     except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
         raise ValueError(f"{args.file}: not a vfslab program ({e})") from None
     subject = get(args.subject or program.subject or "model")
@@ -154,8 +158,9 @@ def _replay(args: argparse.Namespace, console: Console) -> int:
     if not ok:
         raise RuntimeError(f"subject {subject.name} is unavailable: {reason}")
     scratch = Path(tempfile.mkdtemp(prefix="vfslab-replay-"))
-    if isinstance(program, BlockProgram):
-        trace, failure, deviated, _ = run_block_program(program, subject, profile, scratch)
+    if isinstance(program, BlockProgram | RouteProgram):
+        run = run_block_program if isinstance(program, BlockProgram) else run_route_program
+        trace, failure, deviated, _ = run(program, subject, profile, scratch)
     else:
         replay = run_program(program, subject, profile, scratch)
         trace, failure, deviated = replay.trace, replay.failure, replay.deviation

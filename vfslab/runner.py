@@ -18,6 +18,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vfslab import __version__
 from vfslab.check.examples import check_examples
+from vfslab.check.pmem.program import RouteProgram
+from vfslab.check.pmem.stateful import check_route_stateful, run_route_program
 from vfslab.check.results import (
     DEADLOCK,
     ERROR,
@@ -38,6 +40,8 @@ from vfslab.check.vmblock.stateful import check_block_stateful, run_block_progra
 from vfslab.crosscheck import crosscheck
 from vfslab.model.block import PROFILES as BLOCK_PROFILES
 from vfslab.model.block import RULES as BLOCK_RULES
+from vfslab.model.pmem import PROFILES as PMEM_PROFILES
+from vfslab.model.pmem import RULES as PMEM_RULES
 from vfslab.model.union import PROFILES, RULES
 from vfslab.sim import timeline
 from vfslab.sim.study import conduct, sim_search
@@ -81,7 +85,7 @@ def _replay_command(path: Path, subject: str, profile: str) -> str:
 
 
 def _save(program, out: Path, name: str) -> Counterexample:
-    """Keep a program (union or vmblock) as JSON and as a regression scenario; the counterexample citing it."""
+    """Keep a program (union, vmblock or pmem) as JSON and as a regression scenario; the counterexample citing it."""
     folder = out / "programs"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
@@ -100,7 +104,8 @@ class Family:
     profiles: dict
 
 
-FAMILIES = {"union": Family(RULES, PROFILES), "vmblock": Family(BLOCK_RULES, BLOCK_PROFILES)}
+FAMILIES = {"union": Family(RULES, PROFILES), "vmblock": Family(BLOCK_RULES, BLOCK_PROFILES),
+            "pmem": Family(PMEM_RULES, PMEM_PROFILES)}
 
 
 def _coverage(fired: dict[str, int], family: Family) -> dict[str, int]:
@@ -166,21 +171,38 @@ def _vmblock(scenario: Scenario, subject, profile: str, options: Options, scratc
         record.examples, record.reason = 1, found.describe()
         record.verdict = DEADLOCK if found.deadlocked else PASS
     else:
-        fired: Counter = Counter()
-        record.verdict = PASS
-        for i, spec in enumerate(scenario.programs):
-            program = BlockProgram.from_json(spec)
-            _, failure, deviated, coverage = run_block_program(program, subject, profile, scratch / f"p{i}")
-            fired.update(coverage)
-            record.examples += 1
-            if failure or deviated:
-                program.subject, program.profile, program.message = subject.name, profile, failure or deviated
-                record.counterexample = _save(program, options.out, name)
-                if failure:
-                    record.verdict, record.reason = FAIL, failure.splitlines()[0]
-                    break
-                _deviates(record, [deviated], family)
-        record.coverage = _coverage(fired, family)
+        _programs(scenario, subject, profile, options, scratch, record, BlockProgram, run_block_program)
+
+
+def _pmem(scenario: Scenario, subject, profile: str, options: Options, scratch: Path, record: Record) -> None:
+    if scenario.kind == "stateful":
+        tally = check_route_stateful(subject, profile, seed=options.seed, budget=_budget(scenario, options),
+                                     scratch_root=scratch, database=options.out / "hypothesis")
+        _from_tally(record, tally, FAMILIES["pmem"], options, f"{scenario.id}--{subject.name}")
+    else:
+        _programs(scenario, subject, profile, options, scratch, record, RouteProgram, run_route_program)
+
+
+def _programs(scenario: Scenario, subject, profile: str, options: Options, scratch: Path, record: Record,
+              kind, run) -> None:
+    """A vmblock or pmem scenario's programs, each replayed in lockstep with the model; the first failure ends
+    it."""
+    family, name = FAMILIES[scenario.model], f"{scenario.id}--{subject.name}"
+    fired: Counter = Counter()
+    record.verdict = PASS
+    for i, spec in enumerate(scenario.programs):
+        program = kind.from_json(spec)
+        _, failure, deviated, coverage = run(program, subject, profile, scratch / f"p{i}")
+        fired.update(coverage)
+        record.examples += 1
+        if failure or deviated:
+            program.subject, program.profile, program.message = subject.name, profile, failure or deviated
+            record.counterexample = _save(program, options.out, name)
+            if failure:
+                record.verdict, record.reason = FAIL, failure.splitlines()[0]
+                break
+            _deviates(record, [deviated], family)
+    record.coverage = _coverage(fired, family)
 
 
 def _sim(scenario: Scenario, subject, profile: str, options: Options, scratch: Path, record: Record) -> None:
@@ -208,8 +230,8 @@ def run_one(scenario: Scenario, subject, options: Options, scratch: Path) -> Rec
                     scenario.expected(subject.name), verdict=ERROR)
     started = time.monotonic()
     try:
-        {"union": _union, "vmblock": _vmblock, "sim": _sim}[scenario.model](scenario, subject, profile, options,
-                                                                          scratch, record)
+        run = {"union": _union, "vmblock": _vmblock, "pmem": _pmem, "sim": _sim}[scenario.model]
+        run(scenario, subject, profile, options, scratch, record)
     except (RuntimeError, OSError) as e:  # a mount refused, say: this record's error, not the whole run's
         record.verdict, record.reason = ERROR, f"{type(e).__name__}: {e}"
     record.seconds = round(time.monotonic() - started, 2)

@@ -1,7 +1,7 @@
 """Scenario files (TOML) and suites: what `vfslab run` runs.
 
-A scenario names its id, suite, the model it checks against (`union`, the default, `vmblock` or `sim`), its
-kind (`stateful` or `program`; `deadlock` for vmblock; `sim` and `crosscheck` for the simulator), the subjects
+A scenario names its id, suite, the model it checks against (`union`, the default, `vmblock`, `pmem` or `sim`),
+its kind (`stateful` or `program`; `deadlock` for vmblock; `sim` and `crosscheck` for the simulator), the subjects
 it applies to, the profile they are held to, a budget, parameters, and the expected verdict (per subject where
 subjects are known to differ). A suite is a folder of scenario files.
 """
@@ -15,12 +15,13 @@ from pathlib import Path
 
 from vfslab.check import examples
 from vfslab.check.ops import ALL_OPS
+from vfslab.check.pmem.program import RouteProgram
 from vfslab.check.vmblock.program import BlockProgram
 from vfslab.sim.study import sim_search
 
 KINDS = {"union": ("stateful", "program"), "vmblock": ("stateful", "program", "deadlock"),
-         "sim": ("sim", "crosscheck")}
-PROFILE = {"union": "overlayfs", "vmblock": "vmblock", "sim": ""}
+         "pmem": ("stateful", "program"), "sim": ("sim", "crosscheck")}
+PROFILE = {"union": "overlayfs", "vmblock": "vmblock", "pmem": "pmemfile", "sim": ""}
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def load(path: Path) -> Scenario:
             if model == "union":
                 examples.parse(spec, profile)
             else:
-                BlockProgram.from_json(spec)
+                (RouteProgram if model == "pmem" else BlockProgram).from_json(spec)
         waiters, max_threads = int(params.get("waiters", 0)), int(params.get("max_threads", 10))
         if kind == "deadlock" and (waiters < 1 or max_threads < 1):
             raise ValueError("a deadlock scenario needs params waiters >= 1 and max_threads >= 1")

@@ -5,7 +5,7 @@ Resolution walks a path one component at a time. In the kernel each component is
 (st_dev, st_ino) is a mount point's enters that pool, and the rest of the path is resolved inside it with the
 pool's own lstat and readlink. `..` at a pool's root leaves it (for the mount point's parent). Symlinks are
 followed here, 40 at most (ELOOP); an absolute target restarts at the kernel's root, even for a link in a pool.
-A pool file's fd is a real kernel fd (a placeholder open of /dev/null), so fd numbers follow the kernel's
+A pool file's fd is a real kernel fd (a placeholder memfd), so fd numbers follow the kernel's
 lowest-free rule; dup and dup2 share one open file. The cwd is virtual: chdir into a pool changes nothing in
 the kernel, and getcwd gives the mount point plus the pool path. Paths that are not under a pool, and fds that
 are not a pool's, go to the kernel unchanged.
@@ -53,11 +53,19 @@ class Entry:
 
 @dataclass
 class Found:
-    """What a path resolved to: its directory, its last name, and whether that exists."""
+    """What a path resolved to: its directory, its last name (`/` when the path was only slashes), whether that
+    exists, whether the path ended in `/`, and the pool whose mount point the name is (for a call that works on
+    the name itself: the others are given the pool's root)."""
 
     where: Place
     name: str
     exists: bool
+    slash: bool = False
+    mount: Pool | None = None
+
+    @property
+    def dots(self) -> bool:
+        return self.name in (".", "..", "/")
 
 
 @dataclass(eq=False)
@@ -96,7 +104,10 @@ class Router:
 
     # ---- resolution ----------------------------------------------------------------------------------
 
-    def resolve(self, path: str, follow: bool, start: Place | None = None) -> Found:
+    def resolve(self, path: str, follow: bool, start: Place | None = None, at_name: bool = False) -> Found:
+        """Walk `path`. Symlinks before the last name are followed; the last one if `follow`, or if a trailing `/`
+        asks for a directory, unless the call works `at_name` (it makes or removes the name: mkdir, rmdir,
+        unlink, rename, symlink, link's new name), which never follows it and judges the `/` itself."""
         if path == "":
             raise err(self.empty_path)
         if len(path) >= PATH_MAX:
@@ -106,7 +117,7 @@ class Router:
         todo = [p for p in path.split("/") if p]
         trailing = path.endswith("/")
         if not todo:
-            return Found(here, ".", True)
+            return Found(here, "/", True)
         while todo:
             part = todo.pop(0)
             last = not todo
@@ -118,7 +129,7 @@ class Router:
                 continue
             if part == "..":
                 if last:  # the call sees the `..` itself (rmdir of `x/..` is ENOTEMPTY, not EINVAL)
-                    if here.pool is not None and here.ino == here.pool.fs.pool.root:
+                    if not at_name and here.pool is not None and here.ino == here.pool.fs.pool.root:
                         return Found(Place(here.pool.mountpoint), "..", True)
                     return Found(here, "..", True)
                 here = self._parent(here)
@@ -126,9 +137,9 @@ class Router:
             entry = self._look(here, part)
             if not entry.kind:
                 if last:
-                    return Found(here, part, False)
+                    return Found(here, part, False, trailing)
                 raise err(E.ENOENT)
-            if entry.kind == st.S_IFLNK and (not last or follow or trailing):
+            if entry.kind == st.S_IFLNK and (not last or ((follow or trailing) and not at_name)):
                 links += 1
                 if links > MAX_SYMLINKS:
                     raise err(E.ELOOP)
@@ -139,11 +150,12 @@ class Router:
                     return Found(here, ".", True)
                 continue
             if last:
-                if trailing and entry.kind != st.S_IFDIR:
+                if trailing and entry.kind != st.S_IFDIR and not at_name:
                     raise err(E.ENOTDIR)
-                if here.pool is None and entry.inside is not None and entry.inside.pool is not None:
+                mount = entry.inside.pool if here.pool is None and entry.inside is not None else None
+                if mount is not None and not at_name:
                     return Found(entry.inside, ".", True)  # a mount point: the pool's root
-                return Found(here, part, True)
+                return Found(here, part, True, trailing, mount)
             if entry.inside is None:
                 raise err(E.ENOTDIR)
             here = entry.inside
@@ -195,7 +207,7 @@ class Router:
     # ---- file descriptors ----------------------------------------------------------------------------
 
     def _placeholder(self, opened: Opened, at_least: int = 0) -> int:
-        fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.memfd_create("pmemfile", os.MFD_CLOEXEC)  # needs no file system: a chroot has no /dev/null
         if at_least and fd != at_least:
             os.dup2(fd, at_least, inheritable=False)
             os.close(fd)
@@ -210,7 +222,7 @@ class Router:
         exclusive = flags & os.O_CREAT and flags & os.O_EXCL
         start = self._place_of(dir_fd)
         if flags & os.O_CREAT and _slash(path):  # as Linux: the parents' errors first, then EISDIR
-            self.resolve(path.rstrip("/"), follow=False, start=start)
+            self.resolve(path, follow=False, start=start, at_name=True)
             raise err(E.EISDIR)
         found = self.resolve(path, follow=not (flags & os.O_NOFOLLOW or exclusive), start=start)
         where = found.where
@@ -234,14 +246,15 @@ class Router:
         return self._placeholder(self.fds[fd])
 
     def dup2(self, fd: int, fd2: int) -> int:
+        if fd2 < 0:
+            raise err(E.EBADF)
+        os.fstat(fd)  # a closed fd is EBADF before fd2 is touched
         if fd == fd2:
-            os.fstat(fd)
             return fd2
         if fd2 in self.fds:
             self.close(fd2)
         if fd not in self.fds:
             return os.dup2(fd, fd2)
-        os.fstat(fd)
         self.fds[fd].refs += 1
         return self._placeholder(self.fds[fd], fd2)
 
@@ -289,54 +302,99 @@ class Router:
             return os.readlink(found.where.join(found.name))
         return found.where.pool.fs.readlinkat(found.where.ino, found.name, self.cred)
 
+    def listdir(self, path: str) -> list[str]:
+        """The names in a directory (getdents without `.` and `..`), in no particular order."""
+        found = self.resolve(path, follow=True)
+        where = found.where
+        if where.pool is None:
+            return os.listdir(where.join(found.name))
+        ino = where.pool.fs.lookup(where.ino, found.name, self.cred)
+        return [name for name, _, _ in where.pool.fs.getdents(ino)[2:]]
+
+    # calls that make or remove a name answer as the kernel for `.`, `..`, `/` and a mount point, and judge a
+    # trailing `/` themselves
+
+    def _kind(self, found: Found) -> int:
+        """The file type of a found name (0: there is none)."""
+        return self._look(found.where, found.name).kind if found.exists else 0
+
+    def _new_name(self, path: str) -> Found:
+        found = self.resolve(path, follow=False, at_name=True)
+        if found.dots or found.mount or found.exists:
+            raise err(E.EEXIST)
+        return found
+
     def mkdir(self, path: str, mode: int = 0o777) -> None:
-        found = self.resolve(path.rstrip("/") or path, follow=False)  # a new directory may be named `d/`
+        found = self._new_name(path)  # a new directory may be named `d/`
         if found.where.pool is None:
             return os.mkdir(found.where.join(found.name), mode)
-        if found.exists:
-            raise err(E.EEXIST)
         found.where.pool.fs.mkdirat(found.where.ino, found.name, mode & ~_umask(), self.cred)
 
     def rmdir(self, path: str) -> None:
-        found = self.resolve(path, follow=False)
+        found = self.resolve(path, follow=False, at_name=True)
+        if found.dots:
+            raise err({".": E.EINVAL, "..": E.ENOTEMPTY, "/": E.EBUSY}[found.name])
+        if found.mount:
+            raise err(E.EBUSY)
         if found.where.pool is None:
             return os.rmdir(found.where.join(found.name))
         found.where.pool.fs.unlinkat(found.where.ino, found.name, rmdir=True, cred=self.cred)
 
     def unlink(self, path: str) -> None:
-        found = self.resolve(path, follow=False)
+        found = self.resolve(path, follow=False, at_name=True)
+        if found.dots or found.mount:
+            raise err(E.EISDIR)
+        if found.slash:
+            kind = self._kind(found)
+            raise err(E.ENOENT if not kind else E.EISDIR if kind == st.S_IFDIR else E.ENOTDIR)
         if found.where.pool is None:
             return os.unlink(found.where.join(found.name))
         found.where.pool.fs.unlinkat(found.where.ino, found.name, cred=self.cred)
 
     def symlink(self, target: str, path: str) -> None:
-        found = self.resolve(path, follow=False)
+        found = self._new_name(path)
+        if found.slash:
+            raise err(E.ENOENT)
         if found.where.pool is None:
             return os.symlink(target, found.where.join(found.name))
         found.where.pool.fs.symlinkat(target, found.where.ino, found.name, self.cred)
 
-    def _two(self, old: str, new: str, follow_old: bool) -> tuple[Found, Found, bool]:
-        """Both ends of a rename or link, and whether either had a trailing `/` (which the call itself judges:
-        only a directory may have one, and only after the checks the kernel makes first)."""
-        slash = any(len(p) > 1 and p.endswith("/") for p in (old, new))
-        a = self.resolve(old.rstrip("/") or old, follow=follow_old)
-        b = self.resolve(new.rstrip("/") or new, follow=False)
+    def link(self, old: str, new: str) -> None:
+        """As the kernel: the old name must exist and the new one not, before the file systems are compared."""
+        a = self.resolve(old, follow=False)
+        if not a.exists:
+            raise err(E.ENOENT)
+        b = self._new_name(new)
+        if b.slash:
+            raise err(E.ENOENT)
         if a.where.pool is not b.where.pool:
             raise err(E.EXDEV)
-        return a, b, slash
-
-    def link(self, old: str, new: str) -> None:
-        a, b, _ = self._two(old, new, follow_old=False)
         if a.where.pool is None:
-            return os.link(a.where.join(a.name) + _slash(old), b.where.join(b.name) + _slash(new),
-                           follow_symlinks=False)
-        a.where.pool.fs.linkat(a.where.ino, a.name + _slash(old), b.where.ino, b.name, self.cred)
+            return os.link(a.where.join(a.name), b.where.join(b.name), follow_symlinks=False)
+        a.where.pool.fs.linkat(a.where.ino, a.name, b.where.ino, b.name, self.cred)
 
     def rename(self, old: str, new: str) -> None:
-        a, b, slash = self._two(old, new, follow_old=False)
+        """As the kernel: the parents' file systems are compared before either name is looked up; `.`, `..` and
+        `/` are refused next; a mount point after the checks of the names' types."""
+        a = self.resolve(old, follow=False, at_name=True)
+        b = self.resolve(new, follow=False, at_name=True)
+        if a.where.pool is not b.where.pool:
+            raise err(E.EXDEV)
+        if a.dots or b.dots:
+            raise err(E.EBUSY)
+        if a.mount or b.mount:
+            if not a.exists:
+                raise err(E.ENOENT)
+            if a.where == b.where and a.name == b.name:
+                return
+            ka, kb = self._kind(a), self._kind(b)
+            if kb and (ka == st.S_IFDIR) != (kb == st.S_IFDIR):
+                raise err(E.ENOTDIR if ka == st.S_IFDIR else E.EISDIR)
+            raise err(E.EBUSY)
         if a.where.pool is None:
-            return os.rename(a.where.join(a.name) + _slash(old), b.where.join(b.name) + _slash(new))
-        a.where.pool.fs.renameat2(a.where.ino, a.name, b.where.ino, b.name, 0, self.cred, must_be_dir=slash)
+            return os.rename(a.where.join(a.name) + "/" * a.slash, b.where.join(b.name) + "/" * b.slash)
+        a.where.pool.fs.renameat2(a.where.ino, a.name, b.where.ino, b.name, 0, self.cred,
+                                  must_be_dir=a.slash or b.slash)
 
     def chdir(self, path: str) -> None:
         found = self.resolve(path, follow=True)

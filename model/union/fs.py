@@ -27,6 +27,7 @@ R, W, X = 4, 2, 1
 O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 3, 0, 1, 2
 O_CREAT, O_EXCL, O_TRUNC, O_APPEND = 0o100, 0o200, 0o1000, 0o2000
 O_DIRECTORY, O_NOFOLLOW = 0o200000, 0o400000
+SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class OpenFile:
 
 
 #: operations that change neither the layers nor the index (unless lookups themselves write: union mounts)
-LOOKS_ONLY = frozenset({"stat", "lstat", "readlink", "readdir", "getxattr", "listxattr", "read", "fstat"})
+LOOKS_ONLY = frozenset({"stat", "lstat", "readlink", "readdir", "getxattr", "listxattr", "read", "fstat", "lseek"})
 
 
 def operation(method: Callable) -> Callable:
@@ -850,6 +851,17 @@ class UnionModel:
         node.data = node.data[: f.offset].ljust(f.offset, b"\0") + data + node.data[f.offset + len(data) :]
         f.offset += len(data)
         return len(data)
+
+    @operation
+    def lseek(self, fd: int, offset: int, whence: int) -> int:
+        """A regular file's offset (a directory's positions are each file system's own)."""
+        f = self._fd(fd)
+        base = {SEEK_SET: 0, SEEK_CUR: f.offset, SEEK_END: len(self._fd_inode(f).data)}.get(whence)
+        if base is None or base + offset < 0:
+            raise ModelError(E.EINVAL, "union.fd.lseek")
+        self._fire("union.fd.lseek")
+        f.offset = base + offset
+        return f.offset
 
     @operation
     def ftruncate(self, fd: int, length: int) -> None:

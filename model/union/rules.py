@@ -89,6 +89,8 @@ RULES: dict[str, str] = {
     "on the bottom layer and will not see any changes that occur after the copy-up.",
     "union.fd.mode": "read on a write-only fd or write on a read-only fd: EBADF; ftruncate on a read-only "
     "fd: EINVAL; read of a directory: EISDIR.",
+    "union.fd.lseek": "lseek sets a file's offset from its start, the current offset or its end; an unknown "
+    "whence or a negative result: EINVAL.",
     "union.open.flags": "O_CREAT|O_EXCL on an existing name: EEXIST; O_DIRECTORY on a non-directory: "
     "ENOTDIR; write-open of a directory: EISDIR.",
     # inode numbers

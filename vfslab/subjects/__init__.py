@@ -5,14 +5,14 @@ from __future__ import annotations
 from vfslab.subjects.base import Mounted, Subject
 from vfslab.subjects.model import ModelSubject
 from vfslab.subjects.overlayfs import FuseOverlayfs, KernelOverlay, UnionfsFuse, UnionFuse
-from vfslab.subjects.pmem import PmemFuse, Tmpfs
+from vfslab.subjects.pmem import PmemFuse, PmemRouter, Tmpfs
 from vfslab.subjects.simulator import Simulator
 from vfslab.subjects.vmblock import SUBJECTS as VMBLOCKS
 
 __all__ = ["SUBJECTS", "Mounted", "Subject", "get"]
 
 SUBJECTS: dict[str, Subject] = {s.name: s for s in (ModelSubject(), KernelOverlay(), UnionFuse(), FuseOverlayfs(),
-                                                  UnionfsFuse(), PmemFuse(), Tmpfs(), *VMBLOCKS,
+                                                  UnionfsFuse(), PmemFuse(), PmemRouter(), Tmpfs(), *VMBLOCKS,
                                                   Simulator())}
 
 

@@ -1,5 +1,7 @@
 """Plain file systems held to the union model's `posix` profiles: `pmem-fuse` (a pool served by our FUSE front:
-`posix-no-xattr`) and `tmpfs` (the kernel's, which keeps the profile honest: `posix`).
+`posix-no-xattr`) and `tmpfs` (the kernel's, which keeps the profile honest: `posix`); and the pool behind a
+mount point, held to the routing model: `pmem-router` (pmemfile's router, in the program's process) and
+`pmem-fuse` (the kernel routing into our FUSE front).
 
 A generated initial tree is a union's layers; a pool has none, so it is given one layer's tree (the engine
 draws one for it: `max_layers`): the layer is built on disk, mounted read-only by kernel overlayfs (as the
@@ -7,6 +9,10 @@ model reads it) and copied into the mounted file system with `cp -a` (owners, mo
 holds them, xattrs kept). From then on every name is an upper one, and the model held to `posix`
 says what a plain POSIX file system must do. `remount` closes the pool and opens it again; a pool has no
 layers to `push`.
+
+For the routing model, a subject is `routed`: a tmpfs holds the kernel's tree, a pool file the pool's, and the
+program runs in a process of its own chrooted into the tmpfs (`check/pmem/process.py`), with the pool at `/P`
+through the router or through a FUSE mount.
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vfslab.check.driver import OsDriver
-from vfslab.check.tree import Layers, build_layer
+from vfslab.check.pmem.process import Process
+from vfslab.check.tree import DIR, FILE, SYMLINK, Layers, Node, build_layer
 from vfslab.check.walk import union_state
 from vfslab.model.state import State
 from vfslab.subjects import mounts
@@ -81,7 +89,7 @@ class PlainSubject:
         m.mount()
 
     def setup(self, layers: Layers, scratch: Path, profile: str) -> PlainMount:
-        if profile not in self.profiles:
+        if profile != self.profiles[0]:
             raise ValueError(f"{self.name} cannot be held to profile {profile!r} (it has: {self.profiles[0]})")
         scratch = Path(scratch).resolve()
         scratch.mkdir(parents=True, exist_ok=True)
@@ -98,7 +106,8 @@ class PlainSubject:
 
 class PmemFuse(PlainSubject):
     name = "pmem-fuse"
-    profiles = ("posix-no-xattr",)
+    #: the union model's, for a mount of its own; the routing model's, behind a mount point
+    profiles = ("posix-no-xattr", "kernel", "pmemfile")
     xattrs = False
     can_hang = True
 
@@ -117,10 +126,117 @@ class PmemFuse(PlainSubject):
             from vfslab.impl.pmem.fs import PmemFS
 
             PmemFS.mkfs(str(pool), POOL_SIZE)
-        argv = [str(pool), str(m.path), "-f"]
-        return mounts.start_fuse([sys.executable, "-m", "vfslab.impl.pmem.main", *argv], m.path,
-                                 log=m.scratch / "pmem-fuse.log",
-                                 spawn=lambda _, log: FORKS.spawn("vfslab.impl.pmem.main:main", argv, log)).pid
+        return _serve(pool, m.path, m.scratch / "pmem-fuse.log")
+
+    def routed(self, scratch: Path, kernel: tuple[Node, ...], pool: tuple[Node, ...], pool_at: str,
+               timeout: float = 10.0) -> Routed:
+        """The kernel routes: the pool is FUSE-mounted at `pool_at`, and the program calls the kernel."""
+        r = Routed.prepare(scratch, kernel, pool)
+        try:
+            mount_point = r.root / pool_at
+            pid = _serve(r.pool, mount_point, scratch / "pmem-fuse.log")
+            r.undo.append(lambda: mounts.unmount(mount_point, pid))
+            r.process = Process(r.root, scratch / "process.log", timeout=timeout)
+        except BaseException:
+            r.teardown()
+            raise
+        return r
+
+
+class PmemRouter:
+    """pmemfile's router (impl/pmem/router.py) in the program's own process, the pool mounted at a kernel
+    directory; held to the routing model."""
+
+    name = "pmem-router"
+    profiles = ("pmemfile", "kernel")
+    claims_overlay_format = False
+    can_hang = False
+
+    def available(self) -> tuple[bool, str]:
+        if os.geteuid() != 0:
+            return False, "needs root (to chroot the program and mount its tmpfs)"
+        return True, ""
+
+    def version(self) -> str:
+        from vfslab.impl.union.main import version
+
+        return version()
+
+    def routed(self, scratch: Path, kernel: tuple[Node, ...], pool: tuple[Node, ...], pool_at: str,
+               timeout: float = 10.0) -> Routed:
+        r = Routed.prepare(scratch, kernel, pool)
+        try:
+            r.process = Process(r.root, scratch / "process.log", pool=r.pool, pool_at=f"/{pool_at}",
+                                timeout=timeout)
+        except BaseException:
+            r.teardown()
+            raise
+        return r
+
+
+@dataclass
+class Routed:
+    """A program's world: the kernel's tree on a tmpfs at `root`, the pool's in the file `pool`, and the process
+    that runs the program's calls."""
+
+    root: Path
+    pool: Path
+    process: Process | None = None
+    #: what teardown undoes, last first
+    undo: list[Callable[[], None]] = field(default_factory=list)
+
+    @classmethod
+    def prepare(cls, scratch: Path, kernel: tuple[Node, ...], pool: tuple[Node, ...]) -> Routed:
+        from vfslab.impl.pmem.fs import PmemFS
+
+        scratch = Path(scratch).resolve()
+        scratch.mkdir(parents=True, exist_ok=True)
+        r = cls(scratch / "root", scratch / "tree.pool")
+        r.root.mkdir()
+        mounts.mount_kernel("tmpfs", "mode=0755,size=16m", r.root)
+        r.undo.append(lambda: mounts.unmount(r.root))
+        try:
+            build_layer(kernel, r.root)
+            PmemFS.mkfs(str(r.pool), POOL_SIZE)
+            fs = PmemFS.open(str(r.pool))
+            try:
+                fill_pool(fs, pool)
+            finally:
+                fs.close()
+        except BaseException:
+            r.teardown()
+            raise
+        return r
+
+    def teardown(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+        while self.undo:
+            self.undo.pop()()
+
+
+def fill_pool(fs, nodes: tuple[Node, ...]) -> None:
+    """Write a tree of nodes (directories, files, symlinks) into an open pool."""
+    root = fs.pool.root
+    for n in nodes:
+        path = "/" + n.path
+        if n.kind == DIR:
+            fs.mkdirat(root, path, n.mode)
+        elif n.kind == FILE:
+            f = fs.openat(root, path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, n.mode)
+            fs.write(f, n.data)
+            fs.close_file(f)
+        elif n.kind == SYMLINK:
+            fs.symlinkat(n.target, root, path)
+        else:
+            raise ValueError(f"a pool tree holds no {n.kind} ({n.path})")
+
+
+def _serve(pool: Path, mount_point: Path, log: Path) -> int:
+    """Serve `pool` at `mount_point` through our FUSE front: the daemon's pid."""
+    argv = [str(pool), str(mount_point), "-f"]
+    return mounts.start_fuse([sys.executable, "-m", "vfslab.impl.pmem.main", *argv], mount_point, log=log,
+                             spawn=lambda _, log: FORKS.spawn("vfslab.impl.pmem.main:main", argv, log)).pid
 
 
 class Tmpfs(PlainSubject):

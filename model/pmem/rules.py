@@ -1,0 +1,51 @@
+"""The rules of the routing model, each with an id that outcomes and reports cite.
+
+Texts quote the pmemfile seed (seeds/000) or FACTS.md pmemfile 1-8, which were checked against upstream's code;
+`pmem.path.*` rules are the kernel's path walk, which the router must reproduce to be transparent (the seed: "a
+process should not behave differently whether some files are provided by pmemfile, or the kernel at the same
+path"). What a call
+then does to the name it reached is the file system's own business, decided by the union model held to a plain
+POSIX profile: those outcomes cite `union.*` rules too.
+"""
+
+RULES: dict[str, str] = {
+    # the path walk
+    "pmem.path.empty": "pmemfile: an empty path is ENOTDIR (upstream's choice).",
+    "pmem.path.empty-posix": "The kernel: an empty path is ENOENT (POSIX).",
+    "pmem.path.enametoolong": "A path of PATH_MAX (4096) or more, or a component longer than 255: ENAMETOOLONG.",
+    "pmem.path.walk": "Resolution walks one component at a time with lstat; a missing component is ENOENT, a "
+    "non-directory used as a directory ENOTDIR.",
+    "pmem.path.root-dotdot": "`..` at the kernel's root is the root.",
+    "pmem.path.trailing-slash": "A trailing `/` asks for a directory: the last name is followed and must be one "
+    "(ENOTDIR); a call that makes a name other than a directory refuses it (open O_CREAT: EISDIR; symlink, "
+    "link: ENOENT, or EEXIST when the name exists; unlink: EISDIR for a directory, else ENOTDIR).",
+    "pmem.path.dot-last": "A call that makes or removes a name, given `.`, `..` or `/` as the last component, "
+    "gets the kernel's answer: mkdir, symlink, link EEXIST; unlink EISDIR; rmdir `.` EINVAL, `..` ENOTEMPTY, "
+    "`/` EBUSY; rename EBUSY.",
+    # entering and leaving pools
+    "pmem.route.enter": "A kernel directory whose (st_dev, st_ino) equals a mount point's enters the pool and "
+    "the rest of the path becomes `/...` inside it.",
+    "pmem.route.dotdot": "`..` at the pool root leaves the pool (resolved against the mount point's parent in "
+    "the kernel).",
+    "pmem.route.mount-point": "A mount point names its pool's root; removing or renaming it is EBUSY.",
+    # symlinks
+    "pmem.symlink.follow": "Symlinks are followed by the router itself, at most 40 (ELOOP beyond).",
+    "pmem.symlink.absolute": "An absolute symlink target restarts at the kernel root, even for a link stored in a "
+    "pool.",
+    "pmem.symlink.last": "Calls that do not follow the last component: lstat, open with O_NOFOLLOW or "
+    "O_CREAT|O_EXCL, unlink, mkdir, rmdir, rename (both paths), symlink's link path, link's paths, readlink. "
+    "Calls that follow it: stat, open otherwise, chdir.",
+    # across file systems
+    "pmem.xdev": "A link or rename between two pools, or between a pool and the kernel: EXDEV.",
+    # file descriptors
+    "pmem.fd.lowest": "Each pool file is given a real kernel fd as placeholder, so fd numbers follow the "
+    "kernel's lowest-free rule and never collide.",
+    "pmem.fd.dup": "dup/dup2 share one open file (shared offset); dup2 onto an open fd closes it first; dup2 of "
+    "an fd onto itself does nothing.",
+    "pmem.fd.close": "Closing returns 0; the pool file closes with its last reference. A closed fd is EBADF.",
+    "pmem.fd.dir-offset": "A directory's offsets are each file system's own (ext4 hashes, tmpfs counts): lseek "
+    "on a directory is not compared.",
+    # the working directory
+    "pmem.cwd.virtual": "chdir into a pool changes a virtual cwd only; getcwd returns mount point + pool path.",
+    "pmem.cwd.notdir": "chdir to a non-directory: ENOTDIR.",
+}

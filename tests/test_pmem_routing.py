@@ -1,0 +1,56 @@
+"""The routing model (model/pmem) in lockstep with pmemfile's router (`pmem-router`) and with the kernel routing
+into a FUSE-mounted pool (`pmem-fuse`)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from conftest import replayable
+
+from vfslab.check.pmem.program import RouteProgram
+from vfslab.check.pmem.stateful import POOL_NODES, check_route_stateful, run_route_program
+from vfslab.check.stateful import Budget
+from vfslab.cli import main
+from vfslab.suite import load
+
+pytestmark = pytest.mark.mounts
+
+
+@pytest.mark.parametrize("name, profile", [("pmem-router", "pmemfile"), ("pmem-fuse", "kernel")])
+def test_generated_programs_agree_with_the_routing_model(scratch, need, name, profile):
+    """The CI check: 100 generated programs per subject, each held to its profile (seed 20261121)."""
+    tally = check_route_stateful(need(name), profile, seed=20261121, budget=Budget(100, 25, 600),
+                                 scratch_root=scratch / "check")
+    assert tally.failure is None, replayable(tally.failure, scratch)
+    assert not tally.error, tally.error
+    assert tally.examples >= 100 and not tally.deviations
+    for rule in ("pmem.route.enter", "pmem.route.dotdot", "pmem.symlink.absolute", "pmem.xdev", "pmem.fd.dup",
+                 "pmem.cwd.virtual", "pmem.route.mount-point"):
+        assert tally.coverage[rule] > 0, f"{rule} never decided an outcome"
+
+
+def test_an_empty_path_tells_the_router_from_the_kernel(scratch, need, tmp_path):
+    program = RouteProgram(POOL_NODES, [["chdir", "P/d"], ["open", "b", os.O_RDONLY], ["stat", ""],
+                                        ["read", "#0", 100]])
+    _, failure, deviated, coverage = run_route_program(program, need("pmem-router"), "kernel", scratch / "r")
+    assert failure is None and deviated == "pmemfile" and coverage["pmem.cwd.virtual"] == 1
+    _, failure, deviated, _ = run_route_program(program, need("pmem-fuse"), "kernel", scratch / "f")
+    assert failure is None and deviated is None
+    program.subject, program.profile = "pmem-router", "pmemfile"
+    saved = tmp_path / "p.json"
+    program.write(saved)
+    assert RouteProgram.from_json(json.loads(saved.read_text())).ops == program.ops
+    assert main(["replay", str(saved)]) == 0
+    regression = tmp_path / "regression.toml"
+    regression.write_text(program.to_scenario("empty-path"))
+    assert load(regression).model == "pmem"
+
+
+def test_a_bad_routing_program_is_one_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"family": "pmem", "layers": [[]], "ops": [["frobnicate", "P"]]}))
+    assert main(["replay", str(bad), "--subject", "pmem-router"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a routing call" in err and len(err.splitlines()) == 1

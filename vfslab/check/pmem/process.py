@@ -1,0 +1,205 @@
+"""A program's own process: chrooted into its scratch root, it runs calls sent as JSON lines and answers each.
+
+So the program's absolute paths, fd numbers and cwd are its own, exactly as the model has them: `/` is the
+scratch root (a symlink to `/k/f` means the same to both), the fds open at the start are reported once
+(`taken`), and nothing else in the bench opens or closes an fd in between. The calls go to pmemfile's router,
+with the pool mounted at `--pool-at` (subject `pmem-router`), or straight to the kernel (any file system the
+kernel mounts there, `pmem-fuse` say). Run as `python -m vfslab.check.pmem.process ROOT [--pool FILE --pool-at
+DIR]`; the parent side is `Process`.
+
+A call is `[name, *args]`; its answer `{"value": ...}` or `{"errno": N}`. Bytes travel as `{"bytes": latin-1}`,
+a stat result as `["stat", kind, mode, nlink, size]` (size None for a directory), a listing sorted, lseek on a
+directory as its marker (each file system numbers directory positions its own way). `["state"]` answers the
+whole tree, walked through the same calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import select
+import stat as st
+import subprocess
+import sys
+from pathlib import Path
+
+from vfslab.model.pmem.routing import DIRECTORY_OFFSET
+from vfslab.model.state import Entry, digest
+
+UMASK = 0o022
+#: fds below this are looked at for `taken`
+FD_SCAN = 256
+CALLS = ("open", "close", "dup", "dup2", "read", "write", "lseek", "fstat", "stat", "lstat", "readlink",
+         "listdir", "mkdir", "rmdir", "unlink", "symlink", "link", "rename", "chdir", "getcwd")
+
+
+class Kernel:
+    """The calls, on the kernel (the process's own cwd is the program's)."""
+
+    open, close, dup, dup2 = os.open, os.close, os.dup, os.dup2
+    read, write, lseek, fstat = os.read, os.write, os.lseek, os.fstat
+    stat, lstat, readlink, listdir = os.stat, os.lstat, os.readlink, os.listdir
+    mkdir, rmdir, unlink, symlink, rename, chdir, getcwd = (os.mkdir, os.rmdir, os.unlink, os.symlink, os.rename,
+                                                           os.chdir, os.getcwd)
+
+    @staticmethod
+    def link(old: str, new: str) -> None:
+        os.link(old, new, follow_symlinks=False)
+
+
+def kind_of(mode: int) -> str:
+    return ("dir" if st.S_ISDIR(mode) else "file" if st.S_ISREG(mode) else "symlink" if st.S_ISLNK(mode)
+            else "other")
+
+
+def _encode(value: object) -> object:
+    if isinstance(value, bytes):
+        return {"bytes": value.decode("latin-1")}
+    if hasattr(value, "st_mode"):
+        kind = kind_of(value.st_mode)
+        return ["stat", kind, st.S_IMODE(value.st_mode), value.st_nlink, None if kind == "dir" else value.st_size]
+    if isinstance(value, list):
+        return sorted(value)
+    return value
+
+
+def _decode_arg(value: object) -> object:
+    return value["bytes"].encode("latin-1") if isinstance(value, dict) else value
+
+
+def run(calls, call: list) -> dict:
+    name, *args = call
+    try:
+        if name == "state":
+            return {"value": walk(calls)}
+        if name not in CALLS:
+            raise ValueError(f"unknown call {name!r}")
+        args = [_decode_arg(a) for a in args]
+        if name == "lseek" and st.S_ISDIR(calls.fstat(args[0]).st_mode):
+            return {"value": DIRECTORY_OFFSET}
+        return {"value": _encode(getattr(calls, name)(*args))}
+    except OSError as e:
+        return {"errno": e.errno}
+
+
+def walk(calls) -> list[list]:
+    """[path, kind, mode, uid, gid, nlink, size, digest, target] for `/` (as ".") and everything under it."""
+    out = []
+
+    def entry(path: str, rel: str) -> None:
+        s = calls.lstat(path)
+        kind = kind_of(s.st_mode)
+        data = target = None
+        if kind == "file":
+            fd = calls.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                chunks = []
+                while chunk := calls.read(fd, 1 << 16):
+                    chunks.append(chunk)
+            finally:
+                calls.close(fd)
+            data = digest(b"".join(chunks))
+        elif kind == "symlink":
+            target = calls.readlink(path)
+        out.append([rel, kind, st.S_IMODE(s.st_mode), s.st_uid, s.st_gid, s.st_nlink,
+                    None if kind == "dir" else s.st_size, data, target])
+        if kind == "dir":
+            for name in sorted(calls.listdir(path)):
+                entry(f"{path.rstrip('/')}/{name}", f"{rel}/{name}" if rel != "." else name)
+
+    entry("/", ".")
+    return out
+
+
+def _open_fds() -> list[int]:
+    taken = []
+    for fd in range(FD_SCAN):
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue
+        taken.append(fd)
+    return taken
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m vfslab.check.pmem.process", description=__doc__.split("\n")[0])
+    parser.add_argument("root", help="the scratch root: becomes the process's /")
+    parser.add_argument("--pool", help="a pool file, served by the router")
+    parser.add_argument("--pool-at", default="/P", help="where the router mounts the pool (inside ROOT)")
+    args = parser.parse_args(argv)
+    calls: object = Kernel
+    if args.pool:
+        from vfslab.impl.pmem.fs import PmemFS
+        from vfslab.impl.pmem.router import Router
+
+        fs = PmemFS.open(args.pool)  # before the chroot: the pool file lies outside the root
+    os.chroot(args.root)
+    os.chdir("/")
+    os.umask(UMASK)
+    if args.pool:
+        calls = Router()
+        calls.mount(args.pool_at, fs)
+    print(json.dumps({"taken": _open_fds()}), flush=True)
+    for line in sys.stdin:
+        print(json.dumps(run(calls, json.loads(line))), flush=True)
+
+
+class Gone(Exception):
+    """The program's process died, or did not answer in time (`hung`)."""
+
+    def __init__(self, message: str, hung: bool) -> None:
+        super().__init__(message)
+        self.hung = hung
+
+
+class Process:
+    """The parent's side: start the process, send it calls, read their answers (within `timeout`)."""
+
+    def __init__(self, root: Path, log: Path, pool: Path | None = None, pool_at: str = "/P",
+                 timeout: float = 10.0) -> None:
+        argv = [sys.executable, "-m", "vfslab.check.pmem.process", str(root)]
+        if pool is not None:
+            argv += ["--pool", str(pool), "--pool-at", pool_at]
+        self.timeout = timeout
+        self.log = log
+        with open(log, "ab") as err:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                         text=True)
+        self.taken: list[int] = self._answer()["taken"]
+
+    def _answer(self) -> dict:
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            why = "died" if ready or self.proc.poll() is not None else f"gave no answer in {self.timeout:g} s"
+            tail = self.log.read_text(errors="replace").strip().splitlines()[-1:] if self.log.exists() else []
+            raise Gone(f"the program's process {why}" + (f": {tail[0]}" if tail else ""), hung=not ready)
+        return json.loads(line)
+
+    def call(self, call: list) -> dict:
+        try:
+            self.proc.stdin.write(json.dumps(call) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            return self._answer()  # says how it died
+        return self._answer()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(BrokenPipeError):
+                f.close()
+
+
+def entries(rows: list[list]) -> dict[str, Entry]:
+    """A `state` answer as the abstract state the models give."""
+    return {r[0]: Entry(*r[1:]) for r in rows}
+
+
+if __name__ == "__main__":
+    main()

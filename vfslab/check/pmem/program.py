@@ -1,0 +1,85 @@
+"""Routing programs: the pool's tree at the start and a list of calls, replayable.
+
+The kernel's tree is always `KERNEL`: `/k` holding a file `f` and a symlink `toP -> ../P`, and the directory
+`/P`, where the pool is mounted (`POOL_AT`). A call is `[name, *args]` as `process.py` runs it, with paths
+relative to the cwd (`/` at the start) or absolute from the kernel's root; `"#i"` stands for the fd that the
+i-th successful open, dup or dup2 returned (an fd never returned is -1: EBADF). Open flags may be written as
+text (`"O_WRONLY|O_CREAT"`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vfslab.check.ops import flags_text, flags_value
+from vfslab.check.program import toml_value
+from vfslab.check.tree import DIR, FILE, SYMLINK, Layers, Node
+
+FAMILY = "pmem"
+POOL_AT = "P"
+KERNEL = (Node("k", DIR, 0o755), Node("k/f", FILE, 0o644, data=b"kernel file\n"),
+          Node("k/toP", SYMLINK, 0o777, target="../P"), Node(POOL_AT, DIR, 0o755))
+#: calls, with how many arguments each takes (at least, at most)
+CALLS = {"open": (2, 3), "close": (1, 1), "dup": (1, 1), "dup2": (2, 2), "read": (2, 2), "write": (2, 2),
+         "lseek": (3, 3), "fstat": (1, 1), "stat": (1, 1), "lstat": (1, 1), "readlink": (1, 1), "listdir": (1, 1),
+         "mkdir": (1, 2), "rmdir": (1, 1), "unlink": (1, 1), "symlink": (2, 2), "link": (2, 2), "rename": (2, 2),
+         "chdir": (1, 1), "getcwd": (0, 0)}
+#: calls that return a new fd
+FD_CALLS = ("open", "dup", "dup2")
+
+
+def parse_call(data: list) -> list:
+    if not isinstance(data, list) or not data or data[0] not in CALLS:
+        raise ValueError(f"not a routing call: {data!r} (calls: {', '.join(CALLS)})")
+    low, high = CALLS[data[0]]
+    if not low <= len(data) - 1 <= high:
+        raise ValueError(f"{data[0]} takes {low if low == high else f'{low} to {high}'} arguments: {data!r}")
+    if data[0] == "open":
+        return ["open", data[1], flags_value(data[2]), *data[3:]]
+    return list(data)
+
+
+def show_call(call: list) -> str:
+    name, *args = call
+    shown = [flags_text(a) if name == "open" and i == 1 else repr(a) for i, a in enumerate(args)]
+    return f"{name}({', '.join(shown)})"
+
+
+@dataclass
+class RouteProgram:
+    pool: tuple[Node, ...]
+    ops: list[list] = field(default_factory=list)
+    subject: str = ""
+    profile: str = "pmemfile"
+    message: str = ""
+
+    def to_json(self) -> dict:
+        calls = [["open", c[1], flags_text(c[2]), *c[3:]] if c[0] == "open" else c for c in self.ops]
+        return {"family": FAMILY, "subject": self.subject, "profile": self.profile, "message": self.message,
+                "layers": Layers((self.pool,)).to_json(), "ops": calls}
+
+    @classmethod
+    def from_json(cls, data: dict) -> RouteProgram:
+        pool = Layers.from_json(data["layers"]).lowers
+        if len(pool) != 1:
+            raise ValueError("a routing program has one tree, the pool's")
+        return cls(pool[0], [parse_call(c) for c in data["ops"]], data.get("subject", ""),
+                   data.get("profile", "pmemfile"), data.get("message", ""))
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+
+    def to_scenario(self, scenario_id: str) -> str:
+        """A regression scenario (TOML, kind `program`): the subject must agree with the model on this program."""
+        data = self.to_json()
+        lines = [
+            f"# Found by vfslab on {self.subject} held to {self.profile}:",
+            *(f"#   {line}" for line in self.message.splitlines()[:6]),
+            f"id = {toml_value(scenario_id)}", 'suite = "regressions"', 'model = "pmem"', 'kind = "program"',
+            f"subjects = {toml_value([self.subject])}", f"profile = {toml_value(self.profile)}", 'expect = "pass"',
+            "", "[[programs]]", f"name = {toml_value(scenario_id)}", f"layers = {toml_value(data['layers'])}",
+            f"ops = {toml_value(data['ops'])}",
+        ]
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,157 @@
+"""Hypothesis stateful checking of routing: generated programs, in lockstep with the routing model.
+
+Each example starts a subject with a generated pool tree at /P under the fixed kernel tree (program.py), then
+applies calls: relative and absolute paths, symlinks into and out of the pool, `..` across the mount point, the
+cwd inside and outside it, dup'ed fds. A failing example is shrunk by Hypothesis to a minimal program, which is
+kept.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+
+from vfslab.check.lockstep import Mismatch
+from vfslab.check.pmem.lockstep import RouteLockstep, start
+from vfslab.check.pmem.program import RouteProgram, show_call
+from vfslab.check.session import Hang
+from vfslab.check.stateful import Budget, Tally, run_machine
+from vfslab.check.tree import DIR, FILE, SYMLINK, Node
+
+#: the pool's possible entries (a tree is a subset, parents kept)
+POOL_NODES = (
+    Node("a", FILE, 0o644, data=b"hello\n"), Node("d", DIR, 0o755), Node("d/b", FILE, 0o644, data=b"bee\n"),
+    Node("e", DIR, 0o755), Node("lk", SYMLINK, 0o777, target="/k/f"), Node("lp", SYMLINK, 0o777, target="../k/f"),
+    Node("ld", SYMLINK, 0o777, target="d"), Node("loop", SYMLINK, 0o777, target="loop"),
+    Node("lroot", SYMLINK, 0o777, target="/"), Node("d/up", SYMLINK, 0o777, target="../.."),
+)
+
+
+def _tree(chosen: set[int]) -> tuple[Node, ...]:
+    names = {POOL_NODES[i].path for i in chosen}
+    return tuple(n for i, n in enumerate(POOL_NODES)
+                 if i in chosen and ("/" not in n.path or n.path.rsplit("/", 1)[0] in names))
+
+
+pool_trees = st.sets(st.integers(0, len(POOL_NODES) - 1)).map(_tree)
+paths = st.sampled_from([
+    "P/a", "P/d", "P/d/b", "P/d/..", "P/../k/f", "k/toP/a", "/P/d/b", "P/lk", "P/lp", "P/ld/b", "P/ld/", "P/loop",
+    "P/lroot/k", "P/d/up/k/f", "P/new", "P/d/new", "P/e/", "k/new", "k/f", "k/f/", "k", "P", "P/", "/P", "P/a/",
+    "", "nope", "P/d/../../k", ".", "..", "/", "a", "d/b", "b", "../a", "../../k/f", "new", "new/",
+    "P/" + "n" * 256, "/" + "x/" * 2048,
+])
+targets = st.sampled_from(["a", "../k/f", "/k/f", "/P/a", "d", "nowhere", "..", "/P"])
+flags = st.sampled_from([os.O_RDONLY, os.O_WRONLY | os.O_CREAT, os.O_RDWR | os.O_CREAT | os.O_EXCL,
+                         os.O_RDONLY | os.O_DIRECTORY, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
+                         os.O_RDONLY | os.O_NOFOLLOW, os.O_RDWR, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW])
+
+
+@dataclass(frozen=True)
+class Pick:
+    """An fd argument, drawn before the program has any: the machine makes it `#(n mod k+1)` for the k fds
+    returned so far, so that most name a real one (and the last choice none: EBADF)."""
+
+    n: int
+
+
+fds = st.builds(Pick, st.integers(0, 7))
+#: names that mostly exist, for opens (most fd calls should have an fd to work on)
+files = st.sampled_from(["P/a", "P/d/b", "k/f", "P/lk", "P/lp", "P/ld/b", "k/toP/a", "/P/d", "P/new", "k/new"])
+calls = st.one_of(
+    st.tuples(st.just("open"), files, flags), st.tuples(st.just("open"), files, flags),
+    st.tuples(st.just("open"), paths, flags), st.tuples(st.just("close"), fds),
+    st.tuples(st.just("read"), fds, st.sampled_from([1, 100])), st.tuples(st.just("write"), fds, st.just("data")),
+    st.tuples(st.just("lseek"), fds, st.sampled_from([0, 2, -1]), st.sampled_from([os.SEEK_SET, os.SEEK_END])),
+    st.tuples(st.just("fstat"), fds), st.tuples(st.just("dup"), fds), st.tuples(st.just("dup2"), fds, fds),
+    st.tuples(st.just("stat"), paths), st.tuples(st.just("lstat"), paths), st.tuples(st.just("readlink"), paths),
+    st.tuples(st.just("listdir"), paths), st.tuples(st.just("mkdir"), paths), st.tuples(st.just("rmdir"), paths),
+    st.tuples(st.just("unlink"), paths), st.tuples(st.just("rename"), paths, paths),
+    st.tuples(st.just("link"), paths, paths), st.tuples(st.just("symlink"), targets, paths),
+    st.tuples(st.just("chdir"), paths), st.tuples(st.just("getcwd")),
+).map(list)
+
+
+def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadline: float,
+                 watchdog_seconds: float) -> type[RuleBasedStateMachine]:
+    """A state machine class checking the routed `subject` held to `profile`, recording into `tally`."""
+
+    class RoutingMachine(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lock: RouteLockstep | None = None
+            self.program = RouteProgram(())
+
+        @initialize(pool=pool_trees)
+        def setup(self, pool: tuple[Node, ...]) -> None:
+            if tally.failure is None and time.monotonic() > deadline:
+                return  # a failure being shrunk runs on past the budget, or it would not reproduce
+            tally.examples += 1
+            scratch = scratch_root / f"ex{tally.examples}"
+            shutil.rmtree(scratch, ignore_errors=True)
+            self.program = RouteProgram(pool, [], subject.name, profile)
+            self.lock = start(subject, scratch, profile, pool, watchdog_seconds)
+
+        @precondition(lambda self: self.lock is None)
+        @rule()
+        def out_of_budget(self) -> None:
+            """The time budget is spent: examples from now on do nothing."""
+
+        @precondition(lambda self: self.lock is not None)
+        @rule(call=calls)
+        def call(self, call: list) -> None:
+            slots = len(self.lock.returned) + 1
+            call = [f"#{a.n % slots}" if isinstance(a, Pick) else a for a in call]
+            self.program.ops.append(call)
+            tally.steps += 1
+            try:
+                self.lock.step(call)
+            except Mismatch as m:
+                tally.hang = isinstance(m, Hang)
+                self.program.message = str(m)
+                tally.failure = self.program
+                raise
+
+        def teardown(self) -> None:
+            if self.lock is None:
+                return
+            lock = self.lock
+            tally.coverage.update(lock.coverage)
+            tally.differences.update(lock.differences)
+            if lock.deviation and lock.deviation not in tally.deviations:
+                tally.deviations[lock.deviation] = RouteProgram(self.program.pool, list(self.program.ops),
+                                                                subject.name, profile, lock.why[profile])
+            lock.close()
+
+    return RoutingMachine
+
+
+def check_route_stateful(subject, profile: str, *, seed: int, budget: Budget, scratch_root: Path,
+                         database: Path | None = None, watchdog_seconds: float = 10.0) -> Tally:
+    """Run generated programs against the routed `subject` held to `profile`; a failure is shrunk and kept."""
+    tally = Tally()
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    machine = make_machine(subject, profile, scratch_root, tally, time.monotonic() + budget.seconds,
+                           watchdog_seconds)
+    return run_machine(machine, tally, seed=seed, budget=budget, database=database)
+
+
+def run_route_program(program: RouteProgram, subject, profile: str, scratch: Path, watchdog_seconds: float = 10.0
+                      ) -> tuple[list[str], str | None, str | None, dict[str, int]]:
+    """Replay `program`: (trace lines, the failure or None, the deviation or None, rule coverage)."""
+    trace: list[str] = []
+    lock = start(subject, scratch, profile, program.pool, watchdog_seconds)
+    failure = None
+    try:
+        for call in program.ops:
+            trace.append(f"{show_call(call)} -> {lock.step(call)!r}")
+    except Mismatch as m:
+        failure = str(m)
+    finally:
+        lock.close()
+    return trace, failure, lock.deviation, dict(lock.coverage)
