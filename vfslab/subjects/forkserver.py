@@ -1,4 +1,5 @@
-"""A fork server for our own FUSE daemons: one process that has imported the daemon forks one per mount.
+"""A fork server for our own FUSE daemons (and the routing check's program processes): one process that has
+imported the daemon forks one per mount.
 
 Starting a Python daemon costs about 0.1 s of imports, and a check mounts thousands of times. The server is
 started once (a child of the bench, in its own session), has no threads and no open files but its two pipes,
@@ -21,7 +22,7 @@ from pathlib import Path
 
 #: what the server imports before it forks anything (what makes a fork cheap)
 PRELOAD = ("vfslab.impl.union.main", "vfslab.impl.union.serve", "vfslab.impl.block.main", "vfslab.impl.block.fs",
-           "vfslab.impl.pmem.main", "vfslab.impl.pmem.serve")
+           "vfslab.impl.pmem.main", "vfslab.impl.pmem.serve", "vfslab.impl.pmem.router", "vfslab.check.pmem.process")
 
 
 class ForkServer:

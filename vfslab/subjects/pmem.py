@@ -33,6 +33,7 @@ from vfslab.subjects import mounts
 from vfslab.subjects.forkserver import FORKS
 
 POOL_SIZE = 8 << 20  # small: a pool is written and read whole at every mount
+ROUTED_POOL_SIZE = 1 << 20  # a routing program's trees are a few names
 
 
 @dataclass
@@ -197,7 +198,7 @@ class Routed:
         r.undo.append(lambda: mounts.unmount(r.root))
         try:
             build_layer(kernel, r.root)
-            PmemFS.mkfs(str(r.pool), POOL_SIZE)
+            PmemFS.mkfs(str(r.pool), ROUTED_POOL_SIZE)
             fs = PmemFS.open(str(r.pool))
             try:
                 fill_pool(fs, pool)

@@ -13,12 +13,13 @@ from pathlib import Path
 
 from vfslab.check.lockstep import Mismatch, diff_states
 from vfslab.check.ops import show
-from vfslab.check.pmem.process import Gone, entries
+from vfslab.check.pmem.process import DIRECTORY, Gone, entries
 from vfslab.check.pmem.program import FD_CALLS, KERNEL, POOL_AT, show_call
 from vfslab.check.session import Hang
 from vfslab.check.tree import Node
 from vfslab.model.outcome import Err, Outcome
 from vfslab.model.pmem import PROFILES, RoutingModel
+from vfslab.model.pmem.routing import DIRECTORY_OFFSET
 from vfslab.model.state import Entry
 
 #: calls that change no tree
@@ -48,7 +49,7 @@ def _actual(answer: dict) -> object:
         return value["bytes"].encode("latin-1")
     if isinstance(value, list) and value[:1] == ["stat"]:
         return tuple(value)
-    return value
+    return DIRECTORY_OFFSET if value == DIRECTORY else value
 
 
 def _allows(outcome: Outcome, actual: object) -> bool:

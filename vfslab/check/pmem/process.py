@@ -4,8 +4,9 @@ So the program's absolute paths, fd numbers and cwd are its own, exactly as the 
 scratch root (a symlink to `/k/f` means the same to both), the fds open at the start are reported once
 (`taken`), and nothing else in the bench opens or closes an fd in between. The calls go to pmemfile's router,
 with the pool mounted at `--pool-at` (subject `pmem-router`), or straight to the kernel (any file system the
-kernel mounts there, `pmem-fuse` say). Run as `python -m vfslab.check.pmem.process ROOT [--pool FILE --pool-at
-DIR]`; the parent side is `Process`.
+kernel mounts there, `pmem-fuse` say). The bench's fork server starts it (a Python start costs more than a
+short program); it connects back to the bench over an abstract Unix socket, then chroots. The bench's side is
+`Process`.
 
 A call is `[name, *args]`; its answer `{"value": ...}` or `{"errno": N}`. Bytes travel as `{"bytes": latin-1}`,
 a stat result as `["stat", kind, mode, nlink, size]` (size None for a directory), a listing sorted, lseek on a
@@ -20,15 +21,18 @@ import contextlib
 import json
 import os
 import select
+import signal
+import socket
 import stat as st
-import subprocess
-import sys
+import uuid
 from pathlib import Path
 
-from vfslab.model.pmem.routing import DIRECTORY_OFFSET
 from vfslab.model.state import Entry, digest
 
 UMASK = 0o022
+#: lseek's answer on a directory (the routing model's is `DIRECTORY_OFFSET`: this process imports no model, to
+#: start fast)
+DIRECTORY = "directory offset"
 #: fds below this are looked at for `taken`
 FD_SCAN = 256
 CALLS = ("open", "close", "dup", "dup2", "read", "write", "lseek", "fstat", "stat", "lstat", "readlink",
@@ -78,7 +82,7 @@ def run(calls, call: list) -> dict:
             raise ValueError(f"unknown call {name!r}")
         args = [_decode_arg(a) for a in args]
         if name == "lseek" and st.S_ISDIR(calls.fstat(args[0]).st_mode):
-            return {"value": DIRECTORY_OFFSET}
+            return {"value": DIRECTORY}
         return {"value": _encode(getattr(calls, name)(*args))}
     except OSError as e:
         return {"errno": e.errno}
@@ -124,12 +128,16 @@ def _open_fds() -> list[int]:
     return taken
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m vfslab.check.pmem.process", description=__doc__.split("\n")[0])
+def main(argv: list[str]) -> None:
+    """The process itself (forked by the bench's fork server): connect, open the pool, chroot, serve."""
+    parser = argparse.ArgumentParser(prog="vfslab.check.pmem.process")
+    parser.add_argument("socket", help="the bench's abstract Unix socket, to connect to")
     parser.add_argument("root", help="the scratch root: becomes the process's /")
     parser.add_argument("--pool", help="a pool file, served by the router")
     parser.add_argument("--pool-at", default="/P", help="where the router mounts the pool (inside ROOT)")
     args = parser.parse_args(argv)
+    bench = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    bench.connect("\0" + args.socket)
     calls: object = Kernel
     if args.pool:
         from vfslab.impl.pmem.fs import PmemFS
@@ -142,9 +150,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.pool:
         calls = Router()
         calls.mount(args.pool_at, fs)
-    print(json.dumps({"taken": _open_fds()}), flush=True)
-    for line in sys.stdin:
-        print(json.dumps(run(calls, json.loads(line))), flush=True)
+    with bench.makefile("rw") as wire:
+        print(json.dumps({"taken": _open_fds()}), file=wire, flush=True)
+        for line in wire:
+            print(json.dumps(run(calls, json.loads(line))), file=wire, flush=True)
 
 
 class Gone(Exception):
@@ -156,44 +165,58 @@ class Gone(Exception):
 
 
 class Process:
-    """The parent's side: start the process, send it calls, read their answers (within `timeout`)."""
+    """The bench's side: have the fork server start the process, send it calls, read their answers (each
+    within `timeout`)."""
 
     def __init__(self, root: Path, log: Path, pool: Path | None = None, pool_at: str = "/P",
                  timeout: float = 10.0) -> None:
-        argv = [sys.executable, "-m", "vfslab.check.pmem.process", str(root)]
-        if pool is not None:
-            argv += ["--pool", str(pool), "--pool-at", pool_at]
-        self.timeout = timeout
-        self.log = log
-        with open(log, "ab") as err:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                                         text=True)
+        from vfslab.subjects.forkserver import FORKS  # here: the subjects import this module
+
+        self.timeout, self.log = timeout, log
+        name = f"vfslab-pmem-{uuid.uuid4().hex}"  # abstract: no path to outgrow or to reach from the chroot
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+            listener.bind("\0" + name)
+            listener.listen(1)
+            listener.settimeout(timeout)
+            argv = [name, str(root), *(["--pool", str(pool), "--pool-at", pool_at] if pool is not None else [])]
+            self.pid: int | None = FORKS.spawn(f"{__name__}:main", argv, log)
+            try:
+                self.conn, _ = listener.accept()
+            except TimeoutError:
+                self.stop()
+                raise Gone(f"the program's process did not start in {timeout:g} s{self._last_words()}",
+                           hung=True) from None
+        self.conn.settimeout(None)
+        self.wire = self.conn.makefile("rw")
         self.taken: list[int] = self._answer()["taken"]
 
+    def _last_words(self) -> str:
+        tail = self.log.read_text(errors="replace").strip().splitlines()[-1:] if self.log.exists() else []
+        return f": {tail[0]}" if tail else ""
+
     def _answer(self) -> dict:
-        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
-        line = self.proc.stdout.readline() if ready else ""
+        ready, _, _ = select.select([self.conn], [], [], self.timeout)
+        line = self.wire.readline() if ready else ""
         if not line:
-            why = "died" if ready or self.proc.poll() is not None else f"gave no answer in {self.timeout:g} s"
-            tail = self.log.read_text(errors="replace").strip().splitlines()[-1:] if self.log.exists() else []
-            raise Gone(f"the program's process {why}" + (f": {tail[0]}" if tail else ""), hung=not ready)
+            why = "died" if ready else f"gave no answer in {self.timeout:g} s"
+            raise Gone(f"the program's process {why}{self._last_words()}", hung=not ready)
         return json.loads(line)
 
     def call(self, call: list) -> dict:
-        try:
-            self.proc.stdin.write(json.dumps(call) + "\n")
-            self.proc.stdin.flush()
-        except BrokenPipeError:
-            return self._answer()  # says how it died
+        with contextlib.suppress(BrokenPipeError):  # a dead process: the answer says so
+            self.wire.write(json.dumps(call) + "\n")
+            self.wire.flush()
         return self._answer()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for f in (self.proc.stdin, self.proc.stdout):
-            with contextlib.suppress(BrokenPipeError):
-                f.close()
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)  # the fork server reaps it
+            self.pid = None
+        if hasattr(self, "wire"):
+            with contextlib.suppress(OSError):
+                self.wire.close()
+            self.conn.close()
 
 
 def entries(rows: list[list]) -> dict[str, Entry]:
@@ -201,5 +224,3 @@ def entries(rows: list[list]) -> dict[str, Entry]:
     return {r[0]: Entry(*r[1:]) for r in rows}
 
 
-if __name__ == "__main__":
-    main()
