@@ -62,6 +62,8 @@ class Found:
     exists: bool
     slash: bool = False
     mount: Pool | None = None
+    #: a last name over NAME_MAX: the call refuses it when it looks the name up (after the checks before that)
+    too_long: bool = False
 
     @property
     def dots(self) -> bool:
@@ -122,6 +124,8 @@ class Router:
             part = todo.pop(0)
             last = not todo
             if len(part.encode(errors="surrogateescape")) > 255:
+                if last and at_name:
+                    return Found(here, part, False, trailing, too_long=True)
                 raise err(E.ENAMETOOLONG)
             if part == ".":
                 if last:
@@ -322,7 +326,7 @@ class Router:
         found = self.resolve(path, follow=False, at_name=True)
         if found.dots or found.mount or found.exists:
             raise err(E.EEXIST)
-        return found
+        return _looked_up(found)
 
     def mkdir(self, path: str, mode: int = 0o777) -> None:
         found = self._new_name(path)  # a new directory may be named `d/`
@@ -334,7 +338,7 @@ class Router:
         found = self.resolve(path, follow=False, at_name=True)
         if found.dots:
             raise err({".": E.EINVAL, "..": E.ENOTEMPTY, "/": E.EBUSY}[found.name])
-        if found.mount:
+        if _looked_up(found).mount:
             raise err(E.EBUSY)
         if found.where.pool is None:
             return os.rmdir(found.where.join(found.name))
@@ -344,7 +348,7 @@ class Router:
         found = self.resolve(path, follow=False, at_name=True)
         if found.dots or found.mount:
             raise err(E.EISDIR)
-        if found.slash:
+        if _looked_up(found).slash:
             kind = self._kind(found)
             raise err(E.ENOENT if not kind else E.EISDIR if kind == st.S_IFDIR else E.ENOTDIR)
         if found.where.pool is None:
@@ -375,16 +379,18 @@ class Router:
 
     def rename(self, old: str, new: str) -> None:
         """As the kernel: the parents' file systems are compared before either name is looked up; `.`, `..` and
-        `/` are refused next; a mount point after the checks of the names' types."""
+        `/` are refused next; then the old name and the new one are looked up; a mount point is refused after the
+        checks of the names' types."""
         a = self.resolve(old, follow=False, at_name=True)
         b = self.resolve(new, follow=False, at_name=True)
         if a.where.pool is not b.where.pool:
             raise err(E.EXDEV)
         if a.dots or b.dots:
             raise err(E.EBUSY)
+        if not _looked_up(a).exists:
+            raise err(E.ENOENT)
+        _looked_up(b)
         if a.mount or b.mount:
-            if not a.exists:
-                raise err(E.ENOENT)
             if a.where == b.where and a.name == b.name:
                 return
             ka, kb = self._kind(a), self._kind(b)
@@ -421,6 +427,13 @@ class Router:
     def close_all(self) -> None:
         for fd in list(self.fds):
             self.close(fd)
+
+
+def _looked_up(found: Found) -> Found:
+    """`found`, once the call has looked its last name up: ENAMETOOLONG for a name over NAME_MAX."""
+    if found.too_long:
+        raise err(E.ENAMETOOLONG)
+    return found
 
 
 def _slash(path: str) -> str:

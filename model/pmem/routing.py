@@ -54,6 +54,8 @@ class Reached:
     place: Place
     how: str = "name"
     slash: bool = False
+    #: a last name over NAME_MAX, which a call working at the name refuses when it looks the name up
+    too_long: bool = False
 
     @property
     def dots(self) -> bool:
@@ -155,7 +157,9 @@ class RoutingModel:
     def _walk(self, path: str, follow: bool, at_name: bool = False) -> Reached:
         """Walk `path` from the cwd (or the kernel's root). Symlinks before the last component are followed; the
         last one if `follow`, or if a trailing `/` asks for a directory, unless the call works `at_name` (mkdir,
-        rmdir, unlink, rename, symlink, link's new path), which never follows it and judges the `/` itself."""
+        rmdir, unlink, rename, symlink, link's new path), which never follows it, judges the `/` itself, and
+        refuses a last name over NAME_MAX when it looks it up (`too_long`: the kernel leaves that to the file
+        system's lookup, after the checks that come first)."""
         if path == "":
             raise ModelError(self.profile.empty_path, self.profile.empty_rule)
         if len(path.encode()) >= PATH_MAX:
@@ -170,6 +174,8 @@ class RoutingModel:
             comp = todo.popleft()
             last = not todo
             if len(comp.encode()) > NAME_MAX:
+                if last and at_name:
+                    return Reached(here, comp, here.child(comp), slash=slash, too_long=True)
                 raise ModelError(E.ENAMETOOLONG, "pmem.path.enametoolong")
             if comp in (".", ".."):
                 there = here if comp == "." else self._up(here)
@@ -212,7 +218,12 @@ class RoutingModel:
         reached = self._walk(path, follow=False, at_name=True)
         if reached.how != "name":
             raise ModelError(E.EEXIST, "pmem.route.mount-point" if reached.how == "mount" else "pmem.path.dot-last")
+        self._looked_up(reached)
         return reached
+
+    def _looked_up(self, reached: Reached) -> None:
+        if reached.too_long:
+            raise ModelError(E.ENAMETOOLONG, "pmem.path.enametoolong")
 
     # ---- file descriptors ------------------------------------------------------------------------
 
@@ -347,6 +358,7 @@ class RoutingModel:
         reached = self._walk(path, follow=False, at_name=True)
         if reached.how != "name":
             raise ModelError(E.EISDIR, "pmem.route.mount-point" if reached.how == "mount" else "pmem.path.dot-last")
+        self._looked_up(reached)
         if reached.slash:
             kind = self._kind(reached.place)[0]
             raise ModelError(E.ENOENT if kind is None else E.EISDIR if kind == "dir" else E.ENOTDIR,
@@ -360,31 +372,31 @@ class RoutingModel:
             raise ModelError({".": E.EINVAL, "..": E.ENOTEMPTY, "/": E.EBUSY}[reached.how], "pmem.path.dot-last")
         if reached.how == "mount":
             raise ModelError(E.EBUSY, "pmem.route.mount-point")
+        self._looked_up(reached)
         self._call(reached.place, "rmdir")
 
     @operation
     def rename(self, old: str, new: str) -> None:
         """As the kernel: both parents are walked and their file systems compared before either name is looked
-        up; `.`, `..` and `/` are refused next; a mount point is refused after the checks of the names' types."""
+        up; `.`, `..` and `/` are refused next; then the old name, then the new one, is looked up; a mount point
+        is refused after the checks of the names' types."""
         src = self._walk(old, follow=False, at_name=True)
         dst = self._walk(new, follow=False, at_name=True)
         if src.where.fs != dst.where.fs:
             raise ModelError(E.EXDEV, "pmem.xdev")
         if src.dots or dst.dots:
             raise ModelError(E.EBUSY, "pmem.path.dot-last")
+        self._looked_up(src)
+        if not self._exists(src):
+            raise ModelError(E.ENOENT, "pmem.path.walk")
+        self._looked_up(dst)
         if "mount" not in (src.how, dst.how):
             fs = self.fs[src.where.fs]
-            if src.slash or dst.slash:
-                kind = self._kind(src.place)[0]
-                if kind is None:
-                    raise ModelError(E.ENOENT, "pmem.path.walk")
-                if kind != "dir":
-                    raise ModelError(E.ENOTDIR, "pmem.path.trailing-slash")
+            if (src.slash or dst.slash) and self._kind(src.place)[0] != "dir":
+                raise ModelError(E.ENOTDIR, "pmem.path.trailing-slash")
             self._settle(fs.rename("/".join(src.place.path), "/".join(dst.place.path)))
             return
         kinds = [self._kind(r.where.child(r.name))[0] for r in (src, dst)]
-        if kinds[0] is None:
-            raise ModelError(E.ENOENT, "pmem.path.walk")
         if src.where == dst.where and src.name == dst.name:
             return
         if kinds[1] is not None and (kinds[0] == "dir") != (kinds[1] == "dir"):

@@ -132,12 +132,12 @@ class PmemFuse(PlainSubject):
     def routed(self, scratch: Path, kernel: tuple[Node, ...], pool: tuple[Node, ...], pool_at: str,
                timeout: float = 10.0) -> Routed:
         """The kernel routes: the pool is FUSE-mounted at `pool_at`, and the program calls the kernel."""
-        r = Routed.prepare(scratch, kernel, pool)
+        r = Routed.prepare(scratch, kernel, pool, pool_at)
         try:
             mount_point = r.root / pool_at
-            pid = _serve(r.pool, mount_point, scratch / "pmem-fuse.log")
+            pid = _serve(r.pool, mount_point, r.scratch / "pmem-fuse.log")
             r.undo.append(lambda: mounts.unmount(mount_point, pid))
-            r.process = Process(r.root, scratch / "process.log", timeout=timeout)
+            r.start(routed=False, timeout=timeout)
         except BaseException:
             r.teardown()
             raise
@@ -165,10 +165,9 @@ class PmemRouter:
 
     def routed(self, scratch: Path, kernel: tuple[Node, ...], pool: tuple[Node, ...], pool_at: str,
                timeout: float = 10.0) -> Routed:
-        r = Routed.prepare(scratch, kernel, pool)
+        r = Routed.prepare(scratch, kernel, pool, pool_at)
         try:
-            r.process = Process(r.root, scratch / "process.log", pool=r.pool, pool_at=f"/{pool_at}",
-                                timeout=timeout)
+            r.start(routed=True, timeout=timeout)
         except BaseException:
             r.teardown()
             raise
@@ -177,27 +176,38 @@ class PmemRouter:
 
 @dataclass
 class Routed:
-    """A program's world: the kernel's tree on a tmpfs at `root`, the pool's in the file `pool`, and the process
-    that runs the program's calls."""
+    """A program's world: the kernel's tree on a tmpfs at `root`, the pool's tree in the file `pool` (or, `plain`,
+    as a directory at `pool_at`), and the process that runs the program's calls."""
 
-    root: Path
-    pool: Path
+    scratch: Path
+    pool_at: str
+    plain: bool = False
     process: Process | None = None
     #: what teardown undoes, last first
     undo: list[Callable[[], None]] = field(default_factory=list)
 
+    @property
+    def root(self) -> Path:
+        return self.scratch / "root"
+
+    @property
+    def pool(self) -> Path:
+        return self.scratch / "tree.pool"
+
     @classmethod
-    def prepare(cls, scratch: Path, kernel: tuple[Node, ...], pool: tuple[Node, ...]) -> Routed:
+    def prepare(cls, scratch: Path, kernel: tuple[Node, ...], pool: tuple[Node, ...], pool_at: str,
+                plain: bool = False) -> Routed:
         from vfslab.impl.pmem.fs import PmemFS
 
-        scratch = Path(scratch).resolve()
-        scratch.mkdir(parents=True, exist_ok=True)
-        r = cls(scratch / "root", scratch / "tree.pool")
-        r.root.mkdir()
+        r = cls(Path(scratch).resolve(), pool_at, plain)
+        r.root.mkdir(parents=True)
         mounts.mount_kernel("tmpfs", "mode=0755,size=16m", r.root)
         r.undo.append(lambda: mounts.unmount(r.root))
         try:
             build_layer(kernel, r.root)
+            if plain:
+                build_layer(pool, r.root / pool_at)
+                return r
             PmemFS.mkfs(str(r.pool), ROUTED_POOL_SIZE)
             fs = PmemFS.open(str(r.pool))
             try:
@@ -208,6 +218,12 @@ class Routed:
             r.teardown()
             raise
         return r
+
+    def start(self, routed: bool, fds: int = 0, timeout: float = 10.0) -> None:
+        """Start the program's process: through the router (the pool mounted at `pool_at`), or on the kernel,
+        holding `fds` open at the start."""
+        self.process = Process(self.root, self.scratch / "process.log", pool=self.pool if routed else None,
+                               pool_at=f"/{self.pool_at}", fds=fds, timeout=timeout)
 
     def teardown(self) -> None:
         if self.process is not None:

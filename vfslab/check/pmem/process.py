@@ -135,6 +135,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("root", help="the scratch root: becomes the process's /")
     parser.add_argument("--pool", help="a pool file, served by the router")
     parser.add_argument("--pool-at", default="/P", help="where the router mounts the pool (inside ROOT)")
+    parser.add_argument("--fds", type=int, default=0, help="hold fds open until this many are")
     args = parser.parse_args(argv)
     bench = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     bench.connect("\0" + args.socket)
@@ -150,6 +151,8 @@ def main(argv: list[str]) -> None:
     if args.pool:
         calls = Router()
         calls.mount(args.pool_at, fs)
+    while len(_open_fds()) < args.fds:  # as many as another side's pool takes: fd numbers then compare
+        os.memfd_create("held")
     with bench.makefile("rw") as wire:
         print(json.dumps({"taken": _open_fds()}), file=wire, flush=True)
         for line in wire:
@@ -168,7 +171,7 @@ class Process:
     """The bench's side: have the fork server start the process, send it calls, read their answers (each
     within `timeout`)."""
 
-    def __init__(self, root: Path, log: Path, pool: Path | None = None, pool_at: str = "/P",
+    def __init__(self, root: Path, log: Path, pool: Path | None = None, pool_at: str = "/P", fds: int = 0,
                  timeout: float = 10.0) -> None:
         from vfslab.subjects.forkserver import FORKS  # here: the subjects import this module
 
@@ -178,7 +181,8 @@ class Process:
             listener.bind("\0" + name)
             listener.listen(1)
             listener.settimeout(timeout)
-            argv = [name, str(root), *(["--pool", str(pool), "--pool-at", pool_at] if pool is not None else [])]
+            argv = [name, str(root), "--fds", str(fds),
+                    *(["--pool", str(pool), "--pool-at", pool_at] if pool is not None else [])]
             self.pid: int | None = FORKS.spawn(f"{__name__}:main", argv, log)
             try:
                 self.conn, _ = listener.accept()
