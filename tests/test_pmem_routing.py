@@ -11,6 +11,7 @@ from conftest import replayable
 
 from vfslab.check.pmem.program import RouteProgram
 from vfslab.check.pmem.stateful import POOL_NODES, check_route_stateful, run_route_program
+from vfslab.check.results import Results
 from vfslab.check.stateful import Budget
 from vfslab.cli import main
 from vfslab.suite import load
@@ -46,6 +47,10 @@ def test_an_empty_path_tells_the_router_from_the_kernel(scratch, need, tmp_path)
     regression = tmp_path / "regression.toml"
     regression.write_text(program.to_scenario("empty-path"))
     assert load(regression).model == "pmem"
+    assert main(["run", str(regression), "--out", str(tmp_path / "out")]) == 0
+    record, = Results.read(tmp_path / "out" / "results.json").records
+    assert (record.subject, record.verdict, record.examples) == ("pmem-router", "pass", 1)
+    assert record.coverage["pmem.path.empty"] == 1
 
 
 def test_a_bad_routing_program_is_one_clear_error(tmp_path, capsys):

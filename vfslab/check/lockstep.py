@@ -24,6 +24,24 @@ class Mismatch(AssertionError):
     """The subject did something no profile of the model allows."""
 
 
+class Race:
+    """Every profile of a model run side by side with a subject; each drops out at its first difference (`why`).
+    The held profile dropping out while another runs on is a deviation named after that one."""
+
+    held: str
+    profiles: tuple[str, ...]
+    why: dict[str, str]
+
+    @property
+    def alive(self) -> list[str]:
+        return [p for p in dict.fromkeys((self.held, *self.profiles)) if p not in self.why]
+
+    @property
+    def deviation(self) -> str | None:
+        """The profile the subject keeps to when it does not keep to the held one."""
+        return self.alive[0] if self.held in self.why and self.alive else None
+
+
 @dataclass
 class Identity:
     """A bijection between model inode identities and the subject's st_ino."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from vfslab.check.lockstep import Mismatch
 from vfslab.check.ops import Op, show
@@ -13,8 +14,38 @@ from vfslab.check.tree import Layers
 from vfslab.model.state import State
 
 
+class Kept:
+    """What a kept program does: JSON on disk (`vfslab replay`), and a regression scenario (kind `program`) in which
+    the subject must agree with the model on it. Subclasses are dataclasses with subject, profile, message and
+    `to_json()` (with "layers" and "ops"); `model` names the scenario's model ("" for the default, union)."""
+
+    model: ClassVar[str] = ""
+    subject: str
+    profile: str
+    message: str
+
+    def to_json(self) -> dict:
+        raise NotImplementedError
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+
+    def to_scenario(self, scenario_id: str) -> str:
+        data = self.to_json()
+        lines = [
+            f"# Found by vfslab on {self.subject} held to {self.profile}:",
+            *(f"#   {line}" for line in self.message.splitlines()[:6]),
+            f"id = {toml_value(scenario_id)}", 'suite = "regressions"',
+            *([f"model = {toml_value(self.model)}"] if self.model else []), 'kind = "program"',
+            f"subjects = {toml_value([self.subject])}", f"profile = {toml_value(self.profile)}", 'expect = "pass"', "",
+            "[[programs]]", f"name = {toml_value(scenario_id)}", f"layers = {toml_value(data['layers'])}",
+            f"ops = {toml_value(data['ops'])}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
 @dataclass
-class Program:
+class Program(Kept):
     layers: Layers
     ops: list[Op]
     subject: str = ""
@@ -29,23 +60,6 @@ class Program:
     def from_json(cls, data: dict) -> Program:
         return cls(Layers.from_json(data["layers"]), [Op.from_json(o) for o in data["ops"]],
                    data.get("subject", ""), data.get("profile", "overlayfs"), data.get("message", ""))
-
-    def write(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-
-    def to_scenario(self, scenario_id: str) -> str:
-        """A regression scenario (TOML, kind `program`): the subject must agree with the model on this program."""
-        data = self.to_json()
-        lines = [
-            f"# Found by vfslab on {self.subject} held to {self.profile}:",
-            *(f"#   {line}" for line in self.message.splitlines()[:6]),
-            f"id = {toml_value(scenario_id)}", 'suite = "regressions"', 'kind = "program"',
-            f"subjects = {toml_value([self.subject])}", f"profile = {toml_value(self.profile)}", 'expect = "pass"', "",
-            "[[programs]]", f"name = {toml_value(scenario_id)}", f"layers = {toml_value(data['layers'])}",
-            f"ops = {toml_value(data['ops'])}",
-        ]
-        return "\n".join(lines) + "\n"
-
 
     @classmethod
     def read(cls, path: Path) -> Program:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from vfslab.check.lockstep import Mismatch, diff_states
+from vfslab.check.lockstep import Mismatch, Race, diff_states
 from vfslab.check.ops import show
 from vfslab.check.pmem.process import DIRECTORY, Gone, entries
 from vfslab.check.pmem.program import FD_CALLS, KERNEL, POOL_AT, show_call
@@ -56,7 +56,9 @@ def _allows(outcome: Outcome, actual: object) -> bool:
     return _view(outcome.result) == actual or actual in map(_view, outcome.also)
 
 
-class RouteLockstep:
+class RouteLockstep(Race):
+    profiles = tuple(PROFILES)
+
     def __init__(self, routed, profile: str, pool: tuple[Node, ...]) -> None:
         self.routed = routed
         self.held = profile
@@ -67,15 +69,6 @@ class RouteLockstep:
         self.coverage: Counter = Counter()
         self.differences: Counter = Counter()  # rule of another profile -> steps it explained
         self.steps = 0
-
-    @property
-    def alive(self) -> list[str]:
-        return [p for p in dict.fromkeys((self.held, *PROFILES)) if p not in self.why]
-
-    @property
-    def deviation(self) -> str | None:
-        """The profile the subject keeps to when it does not keep to the held one."""
-        return self.alive[0] if self.held in self.why and self.alive else None
 
     def _arg(self, a: object) -> object:
         if isinstance(a, str) and a.startswith("#") and a[1:].isdigit():

@@ -9,12 +9,10 @@ text (`"O_WRONLY|O_CREAT"`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from vfslab.check.ops import flags_text, flags_value
-from vfslab.check.program import toml_value
+from vfslab.check.program import Kept
 from vfslab.check.tree import DIR, FILE, SYMLINK, Layers, Node
 
 FAMILY = "pmem"
@@ -48,7 +46,9 @@ def show_call(call: list) -> str:
 
 
 @dataclass
-class RouteProgram:
+class RouteProgram(Kept):
+    model = FAMILY
+
     pool: tuple[Node, ...]
     ops: list[list] = field(default_factory=list)
     subject: str = ""
@@ -67,19 +67,3 @@ class RouteProgram:
             raise ValueError("a routing program has one tree, the pool's")
         return cls(pool[0], [parse_call(c) for c in data["ops"]], data.get("subject", ""),
                    data.get("profile", "pmemfile"), data.get("message", ""))
-
-    def write(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-
-    def to_scenario(self, scenario_id: str) -> str:
-        """A regression scenario (TOML, kind `program`): the subject must agree with the model on this program."""
-        data = self.to_json()
-        lines = [
-            f"# Found by vfslab on {self.subject} held to {self.profile}:",
-            *(f"#   {line}" for line in self.message.splitlines()[:6]),
-            f"id = {toml_value(scenario_id)}", 'suite = "regressions"', 'model = "pmem"', 'kind = "program"',
-            f"subjects = {toml_value([self.subject])}", f"profile = {toml_value(self.profile)}", 'expect = "pass"',
-            "", "[[programs]]", f"name = {toml_value(scenario_id)}", f"layers = {toml_value(data['layers'])}",
-            f"ops = {toml_value(data['ops'])}",
-        ]
-        return "\n".join(lines) + "\n"

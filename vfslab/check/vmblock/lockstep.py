@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from vfslab.check.lockstep import Mismatch
+from vfslab.check.lockstep import Mismatch, Race
 from vfslab.check.session import Hang
 from vfslab.check.vmblock.client import BLOCKED, RETURN_SECONDS, Background, Client
 from vfslab.check.vmblock.program import BACKGROUND, BlockOp
@@ -33,7 +33,9 @@ def start(subject, scratch: Path, profile: str, names: tuple[str, ...], watchdog
         raise
 
 
-class BlockLockstep:
+class BlockLockstep(Race):
+    profiles = tuple(PROFILES)
+
     def __init__(self, mount: BlockMount, profile: str, names: tuple[str, ...], watchdog_seconds: float = 10.0
                  ) -> None:
         if profile not in PROFILES:
@@ -48,15 +50,6 @@ class BlockLockstep:
         self.differences: Counter = Counter()  # rule of another profile -> steps it explained
         self.steps = 0
         self.watchdog_seconds = watchdog_seconds
-
-    @property
-    def alive(self) -> list[str]:
-        return [p for p in dict.fromkeys((self.held, *PROFILES)) if p not in self.why]
-
-    @property
-    def deviation(self) -> str | None:
-        """The profile the subject keeps to when it does not keep to the held one."""
-        return self.alive[0] if self.held in self.why and self.alive else None
 
     def _differs(self, profile: str, what: str) -> None:
         self.why.setdefault(profile, f"step {self.steps}: {what}")

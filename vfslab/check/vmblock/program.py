@@ -11,11 +11,9 @@ is what is written to `/dev` with `{target}` standing for the subject's target d
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from vfslab.check.program import toml_value
+from vfslab.check.program import Kept
 
 FAMILY = "vmblock"
 BACKGROUND = ("readlink", "notify")
@@ -41,7 +39,9 @@ class BlockOp:
 
 
 @dataclass
-class BlockProgram:
+class BlockProgram(Kept):
+    model = FAMILY
+
     names: tuple[str, ...]
     ops: list[BlockOp] = field(default_factory=list)
     subject: str = ""
@@ -56,18 +56,3 @@ class BlockProgram:
     def from_json(cls, data: dict) -> BlockProgram:
         return cls(tuple(data["layers"]), [BlockOp.from_json(o) for o in data["ops"]], data.get("subject", ""),
                    data.get("profile", "vmblock"), data.get("message", ""))
-
-    def write(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-
-    def to_scenario(self, scenario_id: str) -> str:
-        """A regression scenario (TOML, kind `program`): the subject must agree with the model on this program."""
-        lines = [
-            f"# Found by vfslab on {self.subject} held to {self.profile}:",
-            *(f"#   {line}" for line in self.message.splitlines()[:6]),
-            f"id = {toml_value(scenario_id)}", 'suite = "regressions"', 'model = "vmblock"', 'kind = "program"',
-            f"subjects = {toml_value([self.subject])}", f"profile = {toml_value(self.profile)}", 'expect = "pass"',
-            "", "[[programs]]", f"name = {toml_value(scenario_id)}", f"layers = {toml_value(list(self.names))}",
-            f"ops = {toml_value([op.to_json() for op in self.ops])}",
-        ]
-        return "\n".join(lines) + "\n"
