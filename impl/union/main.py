@@ -26,6 +26,19 @@ def version() -> str:
     return f"vfslab {metadata.version('vfslab')} (libfuse {libfuse_version()})"
 
 
+class _Version(argparse.Action):
+    """`-V`: the version is looked up only when asked for. Looking it up (package metadata, libfuse) when the
+    parser is built would cost every start of the daemon ~10 ms, and a check starts it thousands of times."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0,
+                         help="show program's version number and exit", **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace, values, option_string=None) -> None:
+        print(f"{parser.prog} {version()}")
+        parser.exit()
+
+
 def parser(prog: str = "vfslab-union") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, description="Mount a writable union of directories, in kernel overlayfs's on-disk format.",
@@ -37,7 +50,7 @@ def parser(prog: str = "vfslab-union") -> argparse.ArgumentParser:
     p.add_argument("where", nargs="+", metavar="[SOURCE] MOUNTPOINT",
                    help="an optional source name, then the mount point")
     p.add_argument("-o", dest="options", action="append", default=[], metavar="OPTIONS", required=True)
-    p.add_argument("-V", "--version", action="version", version=f"%(prog)s {version()}")
+    p.add_argument("-V", "--version", action=_Version)
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground (default: daemonize)")
     for flag in ("-n", "-s", "-v"):  # mount(8) helper flags: no mtab, sloppy, verbose
         p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import math
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -95,24 +97,31 @@ def _unescape(field_: str) -> str:
     return "".join(out)
 
 
+def _mountinfo_lines() -> list[str]:
+    return Path("/proc/self/mountinfo").read_text().splitlines()
+
+
+def _mount_point(line: str) -> str:
+    return _unescape(line.split(" ", 5)[4])
+
+
+def _parse_mountinfo(line: str) -> MountInfo:
+    pre, _, post = line.partition(" - ")
+    fields, post_fields = pre.split(), post.split()
+    major, minor = fields[2].split(":")
+    return MountInfo(
+        mount_id=int(fields[0]),
+        major=int(major),
+        minor=int(minor),
+        mount_point=Path(_unescape(fields[4])),
+        fstype=post_fields[0],
+        source=_unescape(post_fields[1]) if len(post_fields) > 1 else "",
+    )
+
+
 def read_mountinfo() -> list[MountInfo]:
     """All mounts of this process's namespace, in mount order (a stacked mount comes after what it covers)."""
-    mounts = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        pre, _, post = line.partition(" - ")
-        fields, post_fields = pre.split(), post.split()
-        major, minor = fields[2].split(":")
-        mounts.append(
-            MountInfo(
-                mount_id=int(fields[0]),
-                major=int(major),
-                minor=int(minor),
-                mount_point=Path(_unescape(fields[4])),
-                fstype=post_fields[0],
-                source=_unescape(post_fields[1]) if len(post_fields) > 1 else "",
-            )
-        )
-    return mounts
+    return [_parse_mountinfo(line) for line in _mountinfo_lines()]
 
 
 def _abspath(p: Path) -> Path:
@@ -122,9 +131,10 @@ def _abspath(p: Path) -> Path:
 
 def find_mount(mnt: Path) -> MountInfo | None:
     """The topmost mount at exactly `mnt`, or None."""
-    target = _abspath(mnt)
-    found = [m for m in read_mountinfo() if m.mount_point == target]
-    return found[-1] if found else None
+    # only the line asked for is parsed: a mount or an unmount looks this up several times
+    target = os.path.abspath(mnt)
+    found = [line for line in _mountinfo_lines() if _mount_point(line) == target]
+    return _parse_mountinfo(found[-1]) if found else None
 
 
 def mounts_under(root: Path) -> list[MountInfo]:
@@ -314,20 +324,25 @@ def start_fuse(argv: list[str], mnt: Path, timeout: float = 10, log: Path | None
                 raise MountError(f"cannot start {argv[0]}: {e.strerror}") from None
         daemon = FuseProcess(proc.pid, mnt, log, proc)
     deadline = time.monotonic() + timeout
-    while True:
-        now = find_mount(mnt)
-        if now is not None and now != before:
-            _register(LiveMount(mnt, now.fstype, daemon.pid, daemon.proc))
-            return daemon
-        ended = daemon.exited()
-        if ended is not None:
-            raise MountError(f"{argv[0]} {ended} before mounting {mnt}: {daemon.stderr_tail()}")
-        if time.monotonic() > deadline:
-            _kill_and_reap(daemon.pid, daemon.proc)
-            if find_mount(mnt) != before:  # it mounted just as we gave up
-                unmount(mnt)
-            raise MountError(f"{argv[0]} did not mount {mnt} within {timeout:g} s: {daemon.stderr_tail()}")
-        time.sleep(0.002)
+    # the kernel flags mountinfo (POLLPRI) at every mount and unmount in our namespace, so we wake when the mount
+    # is made, not on an interval; opened before the first look, so nothing made after that look is missed
+    with open("/proc/self/mountinfo", "rb", buffering=0) as table:
+        changed = select.poll()
+        changed.register(table, select.POLLPRI)
+        while True:
+            now = find_mount(mnt)
+            if now is not None and now != before:
+                _register(LiveMount(mnt, now.fstype, daemon.pid, daemon.proc))
+                return daemon
+            ended = daemon.exited()
+            if ended is not None:
+                raise MountError(f"{argv[0]} {ended} before mounting {mnt}: {daemon.stderr_tail()}")
+            if time.monotonic() > deadline:
+                _kill_and_reap(daemon.pid, daemon.proc)
+                if find_mount(mnt) != before:  # it mounted just as we gave up
+                    unmount(mnt)
+                raise MountError(f"{argv[0]} did not mount {mnt} within {timeout:g} s: {daemon.stderr_tail()}")
+            changed.poll(10)  # at most 10 ms, though: a daemon that exits before mounting changes no mount
 
 
 # --------------------------------------------------------------------------------------------- unmounting
@@ -412,6 +427,21 @@ def _force_unmount(info: MountInfo, pid: int | None, timeout: float) -> None:
     _run(["umount", "-l", "-c", mnt], timeout)
 
 
+def _unmount_fuse(mnt: Path, timeout: float) -> bool:
+    """`fusermount3 -u MNT`: True if it unmounted within `timeout`.
+
+    For root that is one umount2(2), made here without starting a process (a check unmounts thousands of
+    times), in a thread: unmounting a FUSE mount can wait on its daemon (flushing a writeback cache, say). One
+    that does not return is released by the connection abort that follows it."""
+    if os.geteuid() != 0:  # only fusermount3, setuid, may unmount for an ordinary user
+        return _ok(_run(["fusermount3", "-u", str(mnt)], timeout))
+    done: list[bool] = []
+    umount = threading.Thread(target=lambda: done.append(_libc.umount2(os.fsencode(mnt), 0) == 0), daemon=True)
+    umount.start()
+    umount.join(timeout)
+    return done == [True]
+
+
 def unmount(mnt: Path, pid: int | None = None, timeout: float = 5) -> None:
     """Unmount whatever is mounted at `mnt` (every stacked layer), then reap the daemon `pid`.
 
@@ -425,10 +455,8 @@ def unmount(mnt: Path, pid: int | None = None, timeout: float = 5) -> None:
     try:
         info = find_mount(mnt)
         if info is not None:
-            if info.is_fuse:
-                clean = _ok(_run(["fusermount3", "-u", str(mnt)], timeout))
-            else:
-                clean = _libc.umount2(os.fsencode(mnt), 0) == 0  # a kernel mount cannot hang in umount
+            # a kernel mount cannot hang in umount; a FUSE one can
+            clean = _unmount_fuse(mnt, timeout) if info.is_fuse else _libc.umount2(os.fsencode(mnt), 0) == 0
             if not clean:
                 forced = True
                 _force_unmount(info, pid, timeout)
@@ -457,6 +485,48 @@ def unmount(mnt: Path, pid: int | None = None, timeout: float = 5) -> None:
 # ----------------------------------------------------------------------------------------------- watchdog
 
 
+class _Clock:
+    """The one thread that times every watchdog. A thread per watchdog (threading.Timer) cost ~1 ms to start and
+    join, and a check guards every step and every state walk with one; watchdogs that fire are rare, so each
+    fires in a thread of its own, and a slow abort does not delay another's."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._armed: dict[Watchdog, float] = {}  # watchdog -> its deadline (time.monotonic)
+        self._wake_at = math.inf  # the deadline the clock sleeps towards
+        self._thread: threading.Thread | None = None
+
+    def arm(self, dog: Watchdog, deadline: float) -> None:
+        with self._cond:
+            self._armed[dog] = deadline
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="vfslab-watchdog", daemon=True)
+                self._thread.start()
+            elif deadline < self._wake_at:
+                self._cond.notify()
+
+    def disarm(self, dog: Watchdog) -> threading.Thread | None:
+        """Stop timing `dog`; the thread running its `on_fire`, if it has fired."""
+        with self._cond:
+            self._armed.pop(dog, None)
+            return dog._firing
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for dog in [d for d, deadline in self._armed.items() if deadline <= now]:
+                    del self._armed[dog]
+                    dog._firing = threading.Thread(target=dog._fire, name="vfslab-watchdog-fire", daemon=True)
+                    dog._firing.start()
+                # a disarmed watchdog's deadline is not waited for again: the clock wakes then, for nothing, once
+                self._wake_at = min(self._armed.values(), default=math.inf)
+                self._cond.wait(None if self._wake_at == math.inf else self._wake_at - now)
+
+
+_CLOCK = _Clock()
+
+
 class Watchdog:
     """Calls `on_fire` (e.g. an abort of the mount) if the `with` body runs longer than `seconds`.
 
@@ -467,23 +537,21 @@ class Watchdog:
         self.seconds = seconds
         self.on_fire = on_fire
         self.fired = False
-        self._timer: threading.Timer | None = None
+        self._firing: threading.Thread | None = None
 
     def _fire(self) -> None:
         self.fired = True
         self.on_fire()
 
     def __enter__(self) -> Watchdog:
-        self._timer = threading.Timer(self.seconds, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        _CLOCK.arm(self, time.monotonic() + self.seconds)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._timer is not None
-        self._timer.cancel()
-        # if it is firing right now, let the abort finish before the caller tears down
-        self._timer.join()
+        firing = _CLOCK.disarm(self)
+        if firing is not None:
+            # it is firing, or has fired: let the abort finish before the caller tears down
+            firing.join()
 
 
 def watchdog(seconds: float, on_fire: Callable[[], None]) -> Watchdog:
