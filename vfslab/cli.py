@@ -22,10 +22,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run scenario suites against subjects and write results.json",
-                       description="Run scenarios (default: every suite shipped: union, vmblock, sim) against every "
-                       "available subject, or "
-                       "those named, print the scenario x subject matrix and write results.json, report.md and "
-                       "junit.xml into --out. Failing programs are saved under OUT/programs with a replay command.")
+                       description="Run scenarios (default: every suite shipped: union, vmblock, pmem, sim) against "
+                       "every available subject, or those named, print the scenario x subject matrix and write "
+                       "results.json, report.md and junit.xml into --out. Failing programs are saved under "
+                       "OUT/programs with a replay command.")
     r.add_argument("paths", nargs="*", type=Path, help="scenario files or folders (default: every suite shipped)")
     r.add_argument("--subject", action="append", default=[], help="a subject to run (repeatable; default: all)")
     r.add_argument("--profile", help="hold every subject to this profile instead of the scenarios' own")
