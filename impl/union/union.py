@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 from vfslab.impl.union.disk import (
     NLINK,
@@ -82,13 +83,20 @@ class Cred:
     gid: int = 0
 
 
+#: `Real.origin` not read yet
+_UNREAD: Any = object()
+
+
 @dataclass
 class Real:
-    """One real entry: where it is, and its lstat when it was looked up."""
+    """One real entry: where it is, its lstat when it was looked up, and its origin handle once read (an
+    upper entry gets it before it is renamed into place and never changes it: `trusted.overlay.*` is refused
+    to callers)."""
 
     layer: Layer
     rel: Rel
     st: os.stat_result
+    origin: bytes | None = field(default=_UNREAD, repr=False, compare=False)
 
     @property
     def is_dir(self) -> bool:
@@ -327,7 +335,12 @@ class Union:
     # ---- origins, the index and identity ------------------------------------------------------------
 
     def _origin(self, real: Real) -> bytes | None:
-        return real.layer.getxattr(real.rel, ORIGIN) if real.layer is self.upper else None
+        if real.layer is not self.upper:
+            return None
+        # read once per looked-up entry: getattr asks for it on every stat of a copied-up file
+        if real.origin is _UNREAD:
+            real.origin = real.layer.getxattr(real.rel, ORIGIN)
+        return real.origin
 
     def _decode(self, fb: bytes) -> os.stat_result | None:
         if fb not in self._origins:
