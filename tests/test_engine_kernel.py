@@ -12,6 +12,7 @@ from vfslab.check.stateful import Budget, check_stateful
 from vfslab.check.tree import Layers, Node
 from vfslab.cli import main
 from vfslab.model.union.fs import UnionModel
+from vfslab.subjects.overlayfs import UnionMount
 
 CI_EXAMPLES = 500
 
@@ -45,6 +46,26 @@ def test_a_broken_rule_is_caught_and_shrunk_to_at_most_three_operations(need, tm
     assert 1 <= len(tally.failure.ops) <= 3, tally.failure.ops
     assert "whiteout" in tally.failure.message or "absent" in tally.failure.message
     assert any(op.name in ("unlink", "rmdir", "rename") for op in tally.failure.ops)
+
+
+@pytest.mark.mounts
+def test_a_walk_put_off_after_lookups_still_comes(need, tmp_path, monkeypatch):
+    """After calls that only look, the walk waits for the end of the program, but it comes: a model that
+    forgets a name once something was stat'ed is caught there."""
+    subject = need("kernel-overlay")
+    program = Program(Layers(((Node("a", "file", data=b"x"),),)), [Op("stat", ("a",)), Op("lstat", ("a",))],
+                      "kernel-overlay")
+    walks = []
+    real_observe = UnionMount.observe
+    monkeypatch.setattr(UnionMount, "observe", lambda self, disk=True: walks.append(disk) or real_observe(self, disk))
+    assert run_program(program, subject, "overlayfs", tmp_path / "good").failure is None
+    assert walks == [True, False], "one walk at the start, one at the end"
+    real_stat, real_state = UnionModel.stat, UnionModel.state
+    monkeypatch.setattr(UnionModel, "stat", lambda self, path: setattr(self, "looked", True) or real_stat(self, path))
+    monkeypatch.setattr(UnionModel, "state", lambda self: {p: e for p, e in real_state(self).items()
+                                                           if p != "a" or not getattr(self, "looked", False)})
+    failure = run_program(program, subject, "overlayfs", tmp_path / "bad").failure
+    assert failure is not None and "a: present on the subject" in failure
 
 
 @pytest.mark.mounts

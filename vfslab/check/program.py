@@ -90,6 +90,7 @@ def run_program(program: Program, subject, profile: str, scratch: Path, watchdog
             result = session.step(op)
             out.results.append(result)
             out.trace.append(f"{op} -> {show(result)}" if result is not None else str(op))
+        session.finish()
     except Mismatch as m:
         out.failure = str(m)
     finally:

@@ -9,6 +9,7 @@ from vfslab.check.lockstep import Lockstep, Mismatch
 from vfslab.check.ops import Op
 from vfslab.check.tree import Layers
 from vfslab.check.walk import Unbounded
+from vfslab.model.union import profiles as union_profiles
 from vfslab.model.union.fs import LOOKS_ONLY
 from vfslab.subjects.mounts import watchdog
 
@@ -31,6 +32,10 @@ class Session:
             raise
         self.last_upper = None
         self.lock = Lockstep(layers, self.driver, self.mounted, profile, subject.claims_overlay_format)
+        held = union_profiles.get(profile)
+        #: lookups write nothing under this profile: a walk after a call that only looks can wait
+        self.pure = not (held.dir_copyup_on_lookup or held.readdir_fallthrus)
+        self.unchecked = False  # a call that only looked has not been followed by a walk yet
 
     def _guarded(self, what: str, call):
         """Run `call` under the watchdog: a hung subject is aborted and reported as a Hang."""
@@ -56,14 +61,27 @@ class Session:
             raise Mismatch(f"after step {self.lock.steps}: the mount shows {e}: more than its layers hold") from None
         if upper is not None:
             self.last_upper = upper
+        self.unchecked = False
         self.lock.check_state(union, upper)
 
     def step(self, op: Op) -> object:
         """Apply one op to the subject and the models, then compare the whole visible state; the upper layer on
-        disk is compared after every op that may write to it."""
+        disk is compared after every op that may write to it.
+
+        After a call that only looks (stat, readdir, read...), on a profile whose lookups write nothing, the walk
+        waits for the next call that may write, or for `finish`: a lookup that wrote is still caught, a step or
+        so later (a walk through a FUSE mount is most of a step's cost)."""
         result = self._guarded(str(op), lambda: self.lock.step(op))
-        self.check(disk=op.name not in LOOKS_ONLY)
+        if op.name in LOOKS_ONLY and self.pure:
+            self.unchecked = True
+        else:
+            self.check(disk=op.name not in LOOKS_ONLY)
         return result
+
+    def finish(self) -> None:
+        """The end of a program: the walk a call that only looked left waiting."""
+        if self.unchecked:
+            self.check(disk=False)
 
     def close(self) -> None:
         try:

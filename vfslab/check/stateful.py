@@ -2,8 +2,9 @@
 
 Each example draws an initial tree of 1-3 lower layers and a random subset of the operations (swarm
 testing: a run that never unlinks explores renames more deeply), mounts the subject, and applies rules,
-comparing every outcome and, after every step, the whole state. A failing example is shrunk by Hypothesis
-to a minimal program, which is kept (the last failing run Hypothesis makes is the minimal one).
+comparing every outcome and, after every step that may write (and at the end), the whole state. A failing
+example is shrunk by Hypothesis to a minimal program, which is kept (the last failing run Hypothesis makes is
+the minimal one).
 """
 
 from __future__ import annotations
@@ -141,12 +142,16 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, ops: t
         def teardown(self) -> None:
             if self.session is None:
                 return
-            lock = self.session.lock
-            tally.coverage.update(lock.coverage)
-            if lock.deviation and lock.deviation not in tally.deviations:
-                tally.deviations[lock.deviation] = Program(self.layers, list(self.program), subject.name, profile,
-                                                           lock.why[profile])
-            self.session.close()
+            try:
+                if tally.failure is None:
+                    self._guard(self.session.finish)
+            finally:
+                lock = self.session.lock
+                tally.coverage.update(lock.coverage)
+                if lock.deviation and lock.deviation not in tally.deviations:
+                    tally.deviations[lock.deviation] = Program(self.layers, list(self.program), subject.name,
+                                                               profile, lock.why[profile])
+                self.session.close()
 
     for name, strategies in gen.path_args(long_names).items():
         if name in ops:
