@@ -123,7 +123,7 @@ class UnionModel:
         self._fired: list[str] = []
         # state() and upper_state() are asked for after every step; they are kept until an operation may write
         self._views: dict[str, State] = {}
-        self.lookups_pure = not (profile.dir_copyup_on_lookup or profile.readdir_fallthrus)
+        self.lookups_pure = not profile.lookups_write
 
     def _build_layer(self, layer: int, nodes: Iterable) -> None:
         root = self.store[self.store.roots[layer]]

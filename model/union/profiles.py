@@ -38,6 +38,11 @@ class Profile:
     opaque_new_dirs: bool = False
 
     @property
+    def lookups_write(self) -> bool:
+        """Looking a name up, or listing a directory, writes to the upper layer (union mounts)."""
+        return self.dir_copyup_on_lookup or self.readdir_fallthrus
+
+    @property
     def offline_changes(self) -> bool:
         """overlayfs allows changes to the layers while unmounted unless redirect_dir or index is on."""
         return not (self.redirect_dir or self.index)

@@ -32,9 +32,8 @@ class Session:
             raise
         self.last_upper = None
         self.lock = Lockstep(layers, self.driver, self.mounted, profile, subject.claims_overlay_format)
-        held = union_profiles.get(profile)
         #: lookups write nothing under this profile: a walk after a call that only looks can wait
-        self.pure = not (held.dir_copyup_on_lookup or held.readdir_fallthrus)
+        self.pure = not union_profiles.get(profile).lookups_write
         self.unchecked = False  # a call that only looked has not been followed by a walk yet
 
     def _guarded(self, what: str, call):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,14 @@ class Tally:
     #: rules of the deviating profile that explained a result, with how often (named differences)
     differences: Counter = field(default_factory=Counter)
     error: str = ""
+
+    def record(self, lock, kept: Callable[[], object]) -> None:
+        """An example's end, from its lockstep (vmblock, pmem): rules fired, differences named, and its program
+        (`kept()`) if it was the first to deviate to its profile."""
+        self.coverage.update(lock.coverage)
+        self.differences.update(lock.differences)
+        if lock.deviation and lock.deviation not in self.deviations:
+            self.deviations[lock.deviation] = kept()
 
 
 def _op_rule(name: str, arg_strategies: tuple, fd: bool):
@@ -170,6 +179,17 @@ def check_stateful(subject, profile: str, *, seed: int, budget: Budget, scratch_
     scratch_root.mkdir(parents=True, exist_ok=True)
     machine = make_machine(subject, profile, scratch_root, tally, ops, time.monotonic() + budget.seconds,
                            watchdog_seconds, long_names)
+    return run_machine(machine, tally, seed=seed, budget=budget, database=database)
+
+
+def check_generated(make_machine: Callable, subject, profile: str, *, seed: int, budget: Budget,
+                    scratch_root: Path, database: Path | None = None, watchdog_seconds: float = 10.0) -> Tally:
+    """Run the programs of the state machine `make_machine(subject, profile, scratch_root, tally, deadline,
+    watchdog_seconds)` builds against `subject` held to `profile`; a failure is shrunk and kept."""
+    tally = Tally()
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    machine = make_machine(subject, profile, scratch_root, tally, time.monotonic() + budget.seconds,
+                           watchdog_seconds)
     return run_machine(machine, tally, seed=seed, budget=budget, database=database)
 
 

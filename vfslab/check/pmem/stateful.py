@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from hypothesis import strategies as st
@@ -21,7 +22,7 @@ from vfslab.check.lockstep import Mismatch
 from vfslab.check.pmem.lockstep import RouteLockstep, start
 from vfslab.check.pmem.program import RouteProgram, show_call
 from vfslab.check.session import Hang
-from vfslab.check.stateful import Budget, Tally, run_machine
+from vfslab.check.stateful import Tally, check_generated
 from vfslab.check.tree import DIR, FILE, SYMLINK, Node
 
 #: the pool's possible entries (a tree is a subset, parents kept)
@@ -121,24 +122,15 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
             if self.lock is None:
                 return
             lock = self.lock
-            tally.coverage.update(lock.coverage)
-            tally.differences.update(lock.differences)
-            if lock.deviation and lock.deviation not in tally.deviations:
-                tally.deviations[lock.deviation] = RouteProgram(self.program.pool, list(self.program.ops),
-                                                                subject.name, profile, lock.why[profile])
+            tally.record(lock, lambda: RouteProgram(self.program.pool, list(self.program.ops), subject.name, profile,
+                                                    lock.why[profile]))
             lock.close()
 
     return RoutingMachine
 
 
-def check_route_stateful(subject, profile: str, *, seed: int, budget: Budget, scratch_root: Path,
-                         database: Path | None = None, watchdog_seconds: float = 10.0) -> Tally:
-    """Run generated programs against the routed `subject` held to `profile`; a failure is shrunk and kept."""
-    tally = Tally()
-    scratch_root.mkdir(parents=True, exist_ok=True)
-    machine = make_machine(subject, profile, scratch_root, tally, time.monotonic() + budget.seconds,
-                           watchdog_seconds)
-    return run_machine(machine, tally, seed=seed, budget=budget, database=database)
+#: generated programs against a routed subject held to a profile (check_generated's arguments after the first)
+check_route_stateful = partial(check_generated, make_machine)
 
 
 def run_route_program(program: RouteProgram, subject, profile: str, scratch: Path, watchdog_seconds: float = 10.0

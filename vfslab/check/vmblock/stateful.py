@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 
 from hypothesis import strategies as st
@@ -18,7 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 
 from vfslab.check.lockstep import Mismatch
 from vfslab.check.session import Hang
-from vfslab.check.stateful import Budget, Tally, run_machine
+from vfslab.check.stateful import Tally, check_generated
 from vfslab.check.vmblock.lockstep import BlockLockstep, start
 from vfslab.check.vmblock.program import BlockOp, BlockProgram
 
@@ -183,24 +184,15 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
                     for slot in self._slots():  # every waiter must return once every handle is closed
                         self._do("close", slot)
             finally:
-                tally.coverage.update(lock.coverage)
-                tally.differences.update(lock.differences)
-                if lock.deviation and lock.deviation not in tally.deviations:
-                    tally.deviations[lock.deviation] = BlockProgram(
-                        self.program.names, list(self.program.ops), subject.name, profile, lock.why[profile])
+                tally.record(lock, lambda: BlockProgram(self.program.names, list(self.program.ops), subject.name,
+                                                        profile, lock.why[profile]))
                 lock.close()
 
     return VMBlockMachine
 
 
-def check_block_stateful(subject, profile: str, *, seed: int, budget: Budget, scratch_root: Path,
-                         database: Path | None = None, watchdog_seconds: float = 10.0) -> Tally:
-    """Run generated programs against the vmblock `subject` held to `profile`; a failure is shrunk and kept."""
-    tally = Tally()
-    scratch_root.mkdir(parents=True, exist_ok=True)
-    machine = make_machine(subject, profile, scratch_root, tally, time.monotonic() + budget.seconds,
-                           watchdog_seconds)
-    return run_machine(machine, tally, seed=seed, budget=budget, database=database)
+#: generated programs against a vmblock subject held to a profile (check_generated's arguments after the first)
+check_block_stateful = partial(check_generated, make_machine)
 
 
 def run_block_program(program: BlockProgram, subject, profile: str, scratch: Path,
