@@ -15,13 +15,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from vfslab.check.gen import NAMES
-from vfslab.check.ops import Op
-from vfslab.check.program import Program, run_program
-from vfslab.check.stateful import Budget, check_stateful
-from vfslab.check.tree import Layers, Node
+from vfslab.check.engine.generated import Budget
+from vfslab.check.union.gen import NAMES
+from vfslab.check.union.program import Program, run_program
+from vfslab.check.union.stateful import check_stateful
 from vfslab.model.union import PROFILES, UnionModel
+from vfslab.model.union.ops import Op
 from vfslab.subjects import get
+from vfslab.subjects.tree import Layers, Node
 
 TREE = Layers((
     (Node("a", "dir", 0o755), Node("a/b", "file", data=b"hello"), Node("a/c", "symlink", target="b"),

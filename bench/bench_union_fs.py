@@ -31,10 +31,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from vfslab.check.tree import Layers
 from vfslab.subjects import get
 from vfslab.subjects.mounts import MountError, watchdog
 from vfslab.subjects.overlayfs import UnionMount, UnionSubject
+from vfslab.subjects.tree import Layers
 
 #: subject -> the profile it is mounted with, in table order
 SUBJECTS = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vfslab.check.results import Results
+from vfslab.reports import Format
 from vfslab.reports.summary import Summary, cell_text
 
 
@@ -42,3 +43,6 @@ def render(results: Results) -> str:
     if s.never_fired:
         out += ["", "## Rules that never fired", "", ", ".join(f"`{r}`" for r in s.never_fired)]
     return "\n".join(out) + "\n"
+
+
+FORMAT = Format("markdown", render, "report.md")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vfslab.check.results import Record, Results
+from vfslab.check.results import PASS, UNAVAILABLE, Record, Results
 
 
 @dataclass
@@ -20,7 +20,7 @@ class Summary:
         scenarios = list(dict.fromkeys(r.scenario for r in results.records))
         subjects = list(dict.fromkeys(r.subject for r in results.records))
         cells = {(r.scenario, r.subject): r for r in results.records}
-        problems = [r for r in results.records if r.verdict != "pass" and r.verdict != "unavailable"]
+        problems = [r for r in results.records if r.verdict not in (PASS, UNAVAILABLE)]
         ran = [r for r in results.records if r.coverage]
         rules = {rule for r in ran for rule in r.coverage}
         never = sorted(rule for rule in rules if not any(r.coverage.get(rule) for r in ran))

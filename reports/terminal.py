@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import io
+
 from rich.console import Console
 from rich.table import Table
 
-from vfslab.check.results import Results
+from vfslab.check.results import DEADLOCK, ERROR, FAIL, HANG, PASS, UNAVAILABLE, Results
+from vfslab.reports import Format
 from vfslab.reports.summary import Summary, cell_text
 
 SHOWN_LINES = 5
-STYLE = {"pass": "green", "fail": "bold red", "hang": "bold red", "deadlock": "bold red", "error": "red",
-         "unavailable": "dim"}
+STYLE = {PASS: "green", FAIL: "bold red", HANG: "bold red", DEADLOCK: "bold red", ERROR: "red", UNAVAILABLE: "dim"}
 
 
-def render(results: Results, console: Console) -> None:
+def show(results: Results, console: Console) -> None:
     s = Summary.of(results)
     m = results.meta
     table = Table(title=f"vfslab {m.vfslab_version} ({m.git_sha or 'no git'}) seed {m.seed}, kernel {m.kernel}, "
@@ -34,12 +36,12 @@ def render(results: Results, console: Console) -> None:
     for r in s.problems:
         held = f" ({r.profile})" if r.profile else ""
         console.print(f"\n[bold]{r.scenario} on {r.subject}[/]{held}: {r.verdict}")
-        if r.reason and (r.verdict.startswith("deviation:") or not r.counterexample):
+        if r.reason and (r.deviations or not r.counterexample):
             console.print(f"  {r.reason}", markup=False)
         if r.counterexample:
             cx = r.counterexample
             # the held profile's difference; what the other profiles said is in report.md
-            shown = cx.message.split("\nno other profile")[0].splitlines()
+            shown = (cx.difference or cx.message).splitlines()
             for line in shown[:SHOWN_LINES] + ([f"... ({len(shown) - SHOWN_LINES} more)"] if len(shown) > SHOWN_LINES
                                                  else []):
                 console.print(f"  {line}", markup=False)
@@ -47,3 +49,13 @@ def render(results: Results, console: Console) -> None:
             console.print(f"  replay: {cx.replay}", markup=False)
     if s.never_fired:
         console.print(f"\n[dim]rules that never fired: {', '.join(s.never_fired)}[/]")
+
+
+def render(results: Results) -> str:
+    """The same as plain text."""
+    out = io.StringIO()
+    show(results, Console(file=out, width=120, color_system=None))
+    return out.getvalue()
+
+
+FORMAT = Format("terminal", render, show=show)

@@ -1,5 +1,5 @@
 """A simulated FUSE daemon: the kernel's request queue, a worker pool as libfuse grows it, handlers, clients,
-cancellation and unmount (FACTS.md, libfuse threading).
+cancellation and unmount (docs/facts.md, libfuse threading 1-3).
 
 - Workers: the loop starts one; a worker that takes a request when no other is idle starts another, up to
   the cap: 10 in libfuse 2.5 and older, none from 2.6 to 3.11, `max_threads` (default 10) from 3.12.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vfslab.check.program import Program
+from vfslab.check.union.program import Program
 from vfslab.subjects import Subject, get, mounts
 
 # one root per pytest-xdist worker: a worker's end-of-session sweep must not unmount another's live mounts

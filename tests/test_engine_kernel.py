@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 from conftest import replayable
 
-from vfslab.check.lockstep import Mismatch
-from vfslab.check.ops import Op
-from vfslab.check.program import Program, run_program
-from vfslab.check.stateful import Budget, check_stateful
-from vfslab.check.tree import Layers, Node
+from vfslab.check.engine.generated import Budget
+from vfslab.check.engine.race import Mismatch
+from vfslab.check.union.program import Program, run_program
+from vfslab.check.union.stateful import check_stateful
 from vfslab.cli import main
 from vfslab.model.union.fs import UnionModel
+from vfslab.model.union.ops import Op
 from vfslab.subjects.overlayfs import UnionMount
+from vfslab.subjects.tree import Layers, Node
 
 CI_EXAMPLES = 500
 

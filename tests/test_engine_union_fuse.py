@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from conftest import replayable
 
-from vfslab.check.stateful import Budget, check_stateful
+from vfslab.check.engine.generated import Budget
+from vfslab.check.union.stateful import check_stateful
 from vfslab.subjects.overlayfs import UnionFuse
 
 pytestmark = pytest.mark.mounts

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from vfslab.check.program import run_program
-from vfslab.check.stateful import Budget, check_stateful
+from vfslab.check.engine.generated import Budget
+from vfslab.check.union.program import run_program
+from vfslab.check.union.stateful import check_stateful
 from vfslab.model.union import PROFILES
 
 
@@ -28,12 +29,12 @@ def test_differences_are_named_or_replay(need, tmp_path, name):
                                                  ("unionfs-fuse", False)])
 def test_a_symlink_in_a_lower_layer_never_shows_the_host(need, tmp_path, name, contained):
     """unionfs-fuse 1.0 looks through a lower layer's symlink hidden under a directory: the host's / shows."""
-    from vfslab.check.examples import check_examples
+    from vfslab.check.union.examples import check_examples
     from vfslab.suite import default_suite, load
 
     subject = need(name)
     scenario = load(default_suite() / "union" / "safety.toml")
-    run = check_examples(scenario.programs, subject, "overlayfs", tmp_path, subject.claims_overlay_format)
+    run = check_examples(scenario.programs, subject, "overlayfs", tmp_path)
     escaped = [p for p in run.problems if "more than its layers hold" in p or "d/etc" in p]
     assert (not escaped) == contained, run.problems
 
@@ -44,9 +45,10 @@ def test_a_hung_daemon_is_a_hang_verdict_not_a_stuck_run(need, tmp_path):
     import signal
     import time
 
-    from vfslab.check.ops import Op
-    from vfslab.check.session import Hang, Session
-    from vfslab.check.tree import Layers, Node
+    from vfslab.check.engine.race import Hang
+    from vfslab.check.union.session import Session
+    from vfslab.model.union.ops import Op
+    from vfslab.subjects.tree import Layers, Node
 
     subject = need("fuse-overlayfs")
     session = Session(subject, "overlayfs", Layers(((Node("a", "file"),),)), tmp_path / "s", watchdog_seconds=1)

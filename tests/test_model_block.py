@@ -1,4 +1,4 @@
-"""The vmblock model against the rules it encodes (FACTS.md vmblock 1-11 and the seed)."""
+"""The vmblock model against the rules it encodes (docs/facts.md, vmblock 1-11, and seed 001)."""
 
 from __future__ import annotations
 

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from vfslab.check.tree import Node
 from vfslab.model.outcome import Err
 from vfslab.model.union import PROFILES, Cred, UnionModel
+from vfslab.subjects.tree import Node
 
 F, D, L, H = "file", "dir", "symlink", "hardlink"
 

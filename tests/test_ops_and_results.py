@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from vfslab.check.ops import Op, flags_value
-from vfslab.check.program import Program
-from vfslab.check.results import Counterexample, Record, Results, RunMeta
-from vfslab.check.tree import Layers, Node
+from vfslab.check.results import SCHEMA_VERSION, Counterexample, Record, Results, RunMeta
+from vfslab.check.union.program import Program
+from vfslab.model.union.ops import Op, flags_value
+from vfslab.subjects.tree import Layers, Node
 
 
 def test_program_round_trips_through_json(tmp_path):
@@ -40,6 +40,6 @@ def test_results_round_trip_and_schema_check(tmp_path):
     results.write(path)
     again = Results.read(path)
     assert again.records[0] == rec and not again.as_expected
-    path.write_text(path.read_text().replace('"schema": 1', '"schema": 99'))
+    path.write_text(path.read_text().replace(f'"schema": {SCHEMA_VERSION}', '"schema": 99'))
     with pytest.raises(ValueError, match="results schema 99"):
         Results.read(path)

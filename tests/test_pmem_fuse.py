@@ -11,11 +11,12 @@ import sys
 import pytest
 from conftest import errno_of, replayable
 
-from vfslab.check.ops import ALL_OPS
-from vfslab.check.stateful import Budget, check_stateful
+from vfslab.check.engine.generated import Budget
+from vfslab.check.union.stateful import check_stateful
 from vfslab.cli import main
 from vfslab.impl.pmem import fsck
 from vfslab.impl.pmem.fs import PmemFS
+from vfslab.model.union.ops import ALL_OPS
 from vfslab.subjects import mounts
 
 pytestmark = pytest.mark.mounts

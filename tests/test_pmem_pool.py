@@ -35,7 +35,7 @@ def fs(pool):
 
 
 def test_the_core_errnos(fs):
-    """FACTS.md pmemfile 1 and 9."""
+    """docs/facts.md, pmemfile 1 and 9."""
     r = fs.pool.root
     fs.close_file(fs.openat(r, "/f", os.O_CREAT | os.O_WRONLY))
     fs.mkdirat(r, "/d")

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from vfslab.check.pmem import transparency
 from vfslab.check.pmem.program import KERNEL
 from vfslab.check.pmem.stateful import POOL_NODES, Pick, calls, pool_trees
-from vfslab.check.tree import build_layer
 from vfslab.impl.pmem.fs import PmemFS
 from vfslab.impl.pmem.router import Router
 from vfslab.subjects.pmem import fill_pool
+from vfslab.subjects.tree import build_layer
 
 
 @settings(max_examples=500, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))

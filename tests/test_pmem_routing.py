@@ -9,10 +9,10 @@ import os
 import pytest
 from conftest import replayable
 
+from vfslab.check.engine.generated import Budget
 from vfslab.check.pmem.program import RouteProgram
 from vfslab.check.pmem.stateful import POOL_NODES, check_route_stateful, run_route_program
 from vfslab.check.results import Results
-from vfslab.check.stateful import Budget
 from vfslab.cli import main
 from vfslab.suite import load
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from vfslab.check.tree import DIR, FILE, HARDLINK, SYMLINK, Layers, Node
 from vfslab.subjects import SUBJECTS, Subject, get, mounts
 from vfslab.subjects.overlayfs import UnionMount
+from vfslab.subjects.tree import DIR, FILE, HARDLINK, SYMLINK, Layers, Node
 
 pytestmark = pytest.mark.mounts
 
@@ -135,7 +135,7 @@ def test_unlink_of_lower_file_leaves_whiteout(setup: Setup, name: str) -> None:
     (m.path / "d" / "g").unlink()
     assert not (m.path / "d" / "g").exists()
     assert (m.lowers[0] / "d" / "g").read_bytes() == b"in dir\n"
-    if get(name).claims_overlay_format:
+    if get(name).capabilities.overlay_format:
         st = (m.upper / "d" / "g").lstat()
         assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(0, 0)
     else:  # unionfs-fuse: an empty marker file in its own metadata dir

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from vfslab.check.driver import as_caller
-from vfslab.check.tree import Node, build_layer
-from vfslab.check.walk import disk_state, union_state
 from vfslab.subjects import mounts
+from vfslab.subjects.driver import as_caller
+from vfslab.subjects.tree import Node, build_layer
+from vfslab.subjects.walk import disk_state, union_state
 
 pytestmark = pytest.mark.mounts
 

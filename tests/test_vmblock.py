@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from conftest import errno_of, replayable
 
-from vfslab.check.driver import as_caller
+from vfslab.check.engine.generated import Budget
 from vfslab.check.results import Results
-from vfslab.check.stateful import Budget
 from vfslab.check.vmblock.deadlock import probe
 from vfslab.check.vmblock.program import BlockOp, BlockProgram
 from vfslab.check.vmblock.stateful import check_block_stateful
 from vfslab.cli import main
 from vfslab.model.block import BANNER, VERSION
 from vfslab.subjects import mounts
+from vfslab.subjects.driver import as_caller
 from vfslab.suite import default_suite
 
 pytestmark = pytest.mark.mounts

@@ -15,7 +15,17 @@ from vfslab import __version__
 EXPECTED, UNEXPECTED, USAGE = 0, 1, 2
 
 
+def _families_help() -> str:
+    from vfslab.check.families import FAMILIES
+
+    return "Families (a scenario's `family`), with their kinds and operations: " + "; ".join(
+        f"{f.name}: kinds {', '.join(f.kinds)}" + (f", operations {' '.join(f.operations)}" if f.operations else "")
+        for f in FAMILIES.values()) + "."
+
+
 def _parser() -> argparse.ArgumentParser:
+    from vfslab.reports import formats
+
     p = argparse.ArgumentParser(prog="vfslab", description="Model-checking test bench for union, FUSE and "
                                 "user-space file systems.")
     p.add_argument("--version", action="version", version=f"vfslab {__version__}")
@@ -25,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
                        description="Run scenarios (default: every suite shipped: union, vmblock, pmem, sim) against "
                        "every available subject, or those named, print the scenario x subject matrix and write "
                        "results.json, report.md and junit.xml into --out. Failing programs are saved under "
-                       "OUT/programs with a replay command.")
+                       "OUT/programs with a replay command.", epilog=_families_help())
     r.add_argument("paths", nargs="*", type=Path, help="scenario files or folders (default: every suite shipped)")
     r.add_argument("--subject", action="append", default=[], help="a subject to run (repeatable; default: all)")
     r.add_argument("--profile", help="hold every subject to this profile instead of the scenarios' own")
@@ -91,13 +101,13 @@ def _parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="render a results.json")
     rep.add_argument("results", type=Path)
-    rep.add_argument("--format", choices=("terminal", "markdown", "junit"), default="terminal")
+    rep.add_argument("--format", choices=tuple(formats()), default="terminal")
     return p
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
     from vfslab import runner, subjects, suite
-    from vfslab.reports import junit, markdown, terminal
+    from vfslab.reports import formats
 
     for name in args.subject:
         subjects.get(name)
@@ -105,9 +115,11 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     options = runner.Options(tuple(args.subject), args.profile, args.seed, args.budget, args.examples, args.out)
     results = runner.run(scenarios, options)
     results.write(args.out / "results.json")
-    (args.out / "report.md").write_text(markdown.render(results))
-    (args.out / "junit.xml").write_text(junit.render(results))
-    terminal.render(results, console)
+    shown = formats()
+    for fmt in shown.values():
+        if fmt.file:
+            (args.out / fmt.file).write_text(fmt.render(results))
+    shown["terminal"].show(results, console)
     console.print(f"\nresults: {args.out / 'results.json'}  report: {args.out / 'report.md'}")
     return EXPECTED if results.as_expected else UNEXPECTED
 
@@ -129,52 +141,38 @@ def _subjects(console: Console) -> int:
 def _replay(args: argparse.Namespace, console: Console) -> int:
     import json
 
-    from vfslab.check.pmem.program import FAMILY as ROUTED
-    from vfslab.check.pmem.program import RouteProgram
-    from vfslab.check.pmem.stateful import run_route_program
-    from vfslab.check.program import Program, run_program
-    from vfslab.check.vmblock.program import FAMILY, BlockProgram
-    from vfslab.check.vmblock.stateful import run_block_program
+    from vfslab.check.families import get as family_of
     from vfslab.subjects import get
 
     try:
         data = json.loads(args.file.read_text())
-        from vfslab.sim.timeline import FAMILY as SIMULATED
-
-        if data.get("family") == SIMULATED:
-            from vfslab.simulate import replay_saved
-
-            return EXPECTED if replay_saved(data, console) == "pass" else UNEXPECTED
-        kind = {FAMILY: BlockProgram, ROUTED: RouteProgram}.get(data.get("family"), Program)
-        program = kind.from_json(data)
+        family = family_of(data.get("family", "union"))  # programs saved before schema 2 are the union's
+        program = family.program.from_json(data) if family.program else None
     except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
         raise ValueError(f"{args.file}: not a vfslab program ({e})") from None
-    subject = get(args.subject or program.subject or "model")
-    profile = args.profile or program.profile
-    if profile not in subject.profiles:
-        raise ValueError(f"subject {subject.name} cannot be held to profile {profile!r} "
-                         f"(it offers {', '.join(subject.profiles)})")
-    ok, reason = subject.available()
-    if not ok:
-        raise RuntimeError(f"subject {subject.name} is unavailable: {reason}")
-    scratch = Path(tempfile.mkdtemp(prefix="vfslab-replay-"))
-    if isinstance(program, BlockProgram | RouteProgram):
-        run = run_block_program if isinstance(program, BlockProgram) else run_route_program
-        trace, failure, deviated, _ = run(program, subject, profile, scratch)
+    if program is None:
+        replay, on = family.replay_file(data), family.default_subject
     else:
-        replay = run_program(program, subject, profile, scratch)
-        trace, failure, deviated = replay.trace, replay.failure, replay.deviation
-    for line in trace:
+        subject = get(args.subject or program.subject or family.default_subject)
+        profile = on = args.profile or program.profile
+        if profile not in subject.profiles:
+            raise ValueError(f"subject {subject.name} cannot be held to profile {profile!r} "
+                             f"(it offers {', '.join(subject.profiles)})")
+        ok, reason = subject.available()
+        if not ok:
+            raise RuntimeError(f"subject {subject.name} is unavailable: {reason}")
+        replay = family.replay(program, subject, profile, Path(tempfile.mkdtemp(prefix="vfslab-replay-")))
+        on = f"{subject.name} ({profile})"
+    for line in replay.trace:
         console.print(f"  {line}", markup=False)
-    if failure:
-        console.print(f"[bold red]reproduced on {subject.name} ({profile}):[/]")
-        console.print(failure, markup=False)
+    if replay.failure:
+        console.print(f"[bold red]reproduced on {on}:[/]")
+        console.print(replay.failure, markup=False)
         return UNEXPECTED
-    if deviated:
-        console.print(f"[yellow]deviation:{deviated}[/] on {subject.name}: allowed only under "
-                      f"{deviated}, not {profile}")
+    if replay.deviation:
+        console.print(f"[yellow]deviation:{replay.deviation}[/] on {on}: allowed only under {replay.deviation}")
         return UNEXPECTED
-    console.print(f"[green]pass[/] on {subject.name} ({profile}): every outcome and state as the model says")
+    console.print(f"[green]pass[/] on {on}: every outcome and state as the model says")
     return EXPECTED
 
 
@@ -208,13 +206,14 @@ def _crosscheck(args: argparse.Namespace, console: Console) -> int:
 
 def _report(args: argparse.Namespace, console: Console) -> int:
     from vfslab.check.results import Results
-    from vfslab.reports import junit, markdown, terminal
+    from vfslab.reports import formats
 
     results = Results.read(args.results)
-    if args.format == "terminal":
-        terminal.render(results, console)
+    fmt = formats()[args.format]
+    if fmt.show:
+        fmt.show(results, console)
     else:
-        sys.stdout.write((markdown if args.format == "markdown" else junit).render(results))
+        sys.stdout.write(fmt.render(results))
     return EXPECTED if results.as_expected else UNEXPECTED
 
 

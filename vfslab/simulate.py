@@ -70,16 +70,6 @@ def sim(workload_name: str, pairs: list[str], strategy: str, seed: int, runs: in
     return result.verdict
 
 
-def replay_saved(data: dict, console: Console) -> str:
-    name, params, choices, verdict = timeline.load(data)
-    workload = get(name)
-    run = explore.replay(workload, workload.params(params), choices)
-    show(run, console)
-    if run.verdict != verdict:
-        console.print(f"[yellow]the run now ends {run.verdict}; it was saved as {verdict}[/]")
-    return run.verdict
-
-
 def explore_plan(path: Path, out: Path, console: Console) -> list[sweep.Row]:
     plan = sweep.Plan.read(path)
     rows = sweep.rows(plan)

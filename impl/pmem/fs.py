@@ -1,7 +1,7 @@
 """The file system in a pool, in the style of pmemfile-posix: inodes, directories, symlinks, open files.
 
 Every metadata operation is one transaction of the pool (all or nothing after a crash). A data write stores and
-persists its bytes first, then publishes them with the size and mtime in one small transaction (FACTS.md
+persists its bytes first, then publishes them with the size and mtime in one small transaction (docs/facts.md,
 pmemfile 11). An unlinked file that is still open keeps its inode (nlink 0) until its last close; after a crash
 the next open of the pool reclaims every such orphan.
 

@@ -1,4 +1,4 @@
-"""pmemfile's syscall routing (seed 000, FACTS.md pmemfile 2-8), as a library: os-like calls that go to the
+"""pmemfile's syscall routing (seed 000; docs/facts.md, pmemfile 2-8), as a library: os-like calls that go to the
 kernel or to a pool mounted at a kernel directory, so that a program cannot tell the two apart.
 
 Resolution walks a path one component at a time. In the kernel each component is lstat'ed; a directory whose
@@ -220,7 +220,7 @@ class Router:
         return fd
 
     def open(self, path: str, flags: int, mode: int = 0o777, dir_fd: int | None = None) -> int:
-        # FACTS.md pmemfile 5 lists O_CREAT among the calls that do not follow the last name; a symlink there
+        # docs/facts.md, pmemfile 5 lists O_CREAT among the calls that do not follow the last name; a symlink there
         # would then be created over or refused, which no program expects: as the kernel, only O_CREAT|O_EXCL
         # and O_NOFOLLOW stop at it
         exclusive = flags & os.O_CREAT and flags & os.O_EXCL

@@ -6,11 +6,11 @@ layer can take the daemon outside it, and the entry itself is touched with the *
 it. Extended attributes go through `/proc/self/fd/<dirfd>/<name>` with l*xattr: the magic link is the
 directory we opened, and the last component is not followed.
 
-The format (FACTS.md): a whiteout is a character device 0:0; `trusted.overlay.opaque=y` marks an opaque
-directory, `trusted.overlay.redirect` a renamed one, `trusted.overlay.origin` the lower inode a copy-up came
-from (an overlayfs file handle, struct ovl_fb), and with index=on `work/index/<hex of that handle>` is a hard
-link to the one upper inode all names of a lower hard-link group share, whose union link count is kept in
-`trusted.overlay.nlink` as `U<delta>` from the index inode's own.
+The format (docs/facts.md, overlayfs 1 and 7): a whiteout is a character device 0:0; `trusted.overlay.opaque=y` marks an
+opaque directory, `trusted.overlay.redirect` a renamed one, `trusted.overlay.origin` the lower inode a copy-up came from
+(an overlayfs file handle, struct ovl_fb), and with index=on `work/index/<hex of that handle>` is a hard link to the one
+upper inode all names of a lower hard-link group share, whose union link count is kept in `trusted.overlay.nlink` as
+`U<delta>` from the index inode's own.
 """
 
 from __future__ import annotations

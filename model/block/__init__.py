@@ -1,4 +1,4 @@
-"""The vmblock model (seed 001, FACTS.md vmblock 1-11): the tree, blocking readlinks, the control protocol."""
+"""The vmblock model (seed 001; docs/facts.md, vmblock 1-11): the tree, blocking readlinks, the control protocol."""
 
 from vfslab.model.block.fs import BANNER, DIR_SIZE, VERSION, Attr, BlockModel, Options, Waiting
 from vfslab.model.block.profiles import PROFILES, Profile

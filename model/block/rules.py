@@ -1,6 +1,7 @@
 """The rules of the vmblock model, each with an id that outcomes and reports cite.
 
-Texts quote the vmblock-fuse design (seeds/001) or what upstream open-vm-tools does (FACTS.md, vmblock 1-11).
+Texts quote the vmblock-fuse design (seed 001, docs/seeds.md) or what upstream open-vm-tools does (docs/facts.md,
+vmblock 1-16).
 """
 
 RULES: dict[str, str] = {

@@ -1,4 +1,4 @@
-"""pmemfile's syscall routing as a model (seed 000; FACTS.md pmemfile 1-8).
+"""pmemfile's syscall routing as a model (seed 000; docs/facts.md, pmemfile 1-8).
 
 One kernel file system, pools mounted on some of its directories, a cwd and one table of fds. A path is walked
 here, one component at a time and across file systems, as the router (and the kernel) walk it; what the call

@@ -1,11 +1,10 @@
 """The rules of the routing model, each with an id that outcomes and reports cite.
 
-Texts quote the pmemfile seed (seeds/000) or FACTS.md pmemfile 1-8, which were checked against upstream's code;
-`pmem.path.*` rules are the kernel's path walk, which the router must reproduce to be transparent (the seed: "a
-process should not behave differently whether some files are provided by pmemfile, or the kernel at the same
-path"). What a call
-then does to the name it reached is the file system's own business, decided by the union model held to a plain
-POSIX profile: those outcomes cite `union.*` rules too.
+Texts quote the pmemfile seed (seed 000, docs/seeds.md) or docs/facts.md, pmemfile 1-8, which were checked against
+upstream's code; `pmem.path.*` rules are the kernel's path walk, which the router must reproduce to be transparent
+(the seed: "a process should not behave differently whether some files are provided by pmemfile, or the kernel at
+the same path"). What a call then does to the name it reached is the file system's own business, decided by the
+union model held to a plain POSIX profile: those outcomes cite `union.*` rules too.
 """
 
 RULES: dict[str, str] = {

@@ -17,6 +17,7 @@ from functools import wraps
 from vfslab.model.outcome import Err, ModelError, Outcome
 from vfslab.model.state import Entry, State
 from vfslab.model.union.layers import DIR, FALLTHRU, FILE, OPAQUE, REDIRECT, SYMLINK, WHITEOUT, Inode, Store, entry
+from vfslab.model.union.ops import LOOKS_ONLY
 from vfslab.model.union.profiles import Profile
 
 NAME_MAX = 255
@@ -81,10 +82,6 @@ class OpenFile:
     offset: int = 0
 
 
-#: operations that change neither the layers nor the index (unless lookups themselves write: union mounts)
-LOOKS_ONLY = frozenset({"stat", "lstat", "readlink", "readdir", "getxattr", "listxattr", "read", "fstat", "lseek"})
-
-
 def operation(method: Callable) -> Callable:
     """Run one model operation: collect the rules it fires, turn a ModelError into an errno outcome."""
     looks_only = method.__name__ in LOOKS_ONLY
@@ -105,7 +102,7 @@ def operation(method: Callable) -> Callable:
 
 class UnionModel:
     """A union mount over `lowers` (topmost first), each an iterable of spec nodes with the attributes of
-    `vfslab.check.tree.Node`, held to `profile`."""
+    `vfslab.subjects.tree.Node`, held to `profile`."""
 
     def __init__(self, lowers: Iterable[Iterable], profile: Profile, umask: int = 0o022) -> None:
         self.profile = profile
@@ -922,7 +919,7 @@ class UnionModel:
     # ---- whole-state views -----------------------------------------------------------------------
 
     def state(self) -> State:
-        """The abstract state of the union as a user sees it (DESIGN.md)."""
+        """The abstract state of the union as a user sees it (docs/design.md, "Abstract state")."""
         if "union" not in self._views:
             self._fired = []
             root = self._root()

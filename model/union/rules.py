@@ -1,7 +1,7 @@
 """The rules of the union model, each with an id that outcomes and reports cite.
 
-Texts quote the union mounts design (seeds/003) or, for `overlayfs` rules, what Linux overlayfs does
-(FACTS.md). A profile switches between rules; every difference between profiles is one of these.
+Texts quote the union mounts design (seed 003, docs/seeds.md) or, for `overlayfs` rules, what Linux overlayfs does
+(docs/facts.md, overlayfs). A profile switches between rules; every difference between profiles is one of these.
 """
 
 RULES: dict[str, str] = {

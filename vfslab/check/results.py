@@ -6,7 +6,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+#: 2: records name their `family` and what the engine `skipped`; a counterexample keeps the held profile's
+#: `difference` apart from its whole message (schema 1 files are still read)
+SCHEMA_VERSION = 2
+READS = (1, 2)
 
 PASS = "pass"
 FAIL = "fail"
@@ -31,6 +34,8 @@ class Counterexample:
     program_file: str = ""
     #: a simulated deadlock's wait-for graph (Mermaid), for reports to draw
     graph: str = ""
+    #: the held profile's first difference (`message` goes on with what the other profiles said)
+    difference: str = ""
 
 
 @dataclass
@@ -51,6 +56,9 @@ class Record:
     deviations: list[str] = field(default_factory=list)
     reason: str = ""
     counterexample: Counterexample | None = None
+    family: str = ""
+    #: what the subject does not support and the engine therefore left out, one note each
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def as_expected(self) -> bool:
@@ -88,8 +96,9 @@ class Results:
     @classmethod
     def read(cls, path: Path) -> Results:
         data = json.loads(path.read_text())
-        if data.get("schema") != SCHEMA_VERSION:
-            raise ValueError(f"{path}: results schema {data.get('schema')!r}, this vfslab reads {SCHEMA_VERSION}")
+        if data.get("schema") not in READS:
+            raise ValueError(f"{path}: results schema {data.get('schema')!r}, this vfslab reads "
+                             f"{', '.join(map(str, READS))}")
         records = []
         for r in data["records"]:
             cx = r.pop("counterexample", None)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from vfslab.check.tree import Layers
 from vfslab.model.state import State
+from vfslab.subjects.tree import Layers
 
 
 class Mounted(Protocol):
@@ -31,18 +32,36 @@ class Mounted(Protocol):
         """Make a hung operation on it fail (the watchdog calls this)."""
 
     def remount(self) -> None: ...
-    def push(self) -> None: ...
+    def push(self) -> None:
+        """Only asked of a subject whose capabilities say `push`."""
     def teardown(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a subject declares it can be asked; the engine asks nothing else of it and says in the record what it
+    left out."""
+
+    #: the families whose checks it takes (union: the union engine, whatever profile it is held to)
+    families: tuple[str, ...]
+    #: lower layers it can be set up on (a plain file system: one, its initial tree)
+    max_layers: int = 3
+    remount: bool = True
+    push: bool = True
+    #: its upper layer is in kernel overlayfs's on-disk format (on-disk checks apply)
+    overlay_format: bool = False
+    #: a daemon serves it, so an operation can hang: the bench guards each one with a watchdog
+    can_hang: bool = False
+    #: it is the model itself: program scenarios also hold it to their written expectations under every design
+    #: profile
+    reference: bool = False
 
 
 class Subject(Protocol):
     name: str
     #: profiles this subject can be held to; the first is its default
     profiles: tuple[str, ...]
-    #: True when its upper layer is in kernel overlayfs's on-disk format (on-disk checks apply)
-    claims_overlay_format: bool
-    #: True when an operation can hang (a daemon serves it): the bench then guards each one with a watchdog
-    can_hang: bool
+    capabilities: Capabilities
 
     def available(self) -> tuple[bool, str]: ...
     def version(self) -> str: ...

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vfslab.check.driver import ModelDriver
-from vfslab.check.tree import Layers
 from vfslab.model.state import State
 from vfslab.model.union import PROFILES, UnionModel
+from vfslab.subjects.base import Capabilities
+from vfslab.subjects.driver import ModelDriver
+from vfslab.subjects.tree import Layers
 
 
 class ModelMount:
@@ -40,8 +41,7 @@ class ModelMount:
 class ModelSubject:
     name = "model"
     profiles = tuple(PROFILES)
-    claims_overlay_format = True
-    can_hang = False
+    capabilities = Capabilities(("union",), overlay_format=True, reference=True)
 
     def available(self) -> tuple[bool, str]:
         return True, "pure Python"

@@ -554,6 +554,10 @@ class Watchdog:
             firing.join()
 
 
+#: seconds an operation on a subject that can hang may take before the connection is aborted
+WATCHDOG_SECONDS = 10.0
+
+
 def watchdog(seconds: float, on_fire: Callable[[], None]) -> Watchdog:
     """`with watchdog(5, mounted.abort) as wd: ...` then `wd.fired`."""
     return Watchdog(seconds, on_fire)

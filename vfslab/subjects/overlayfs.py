@@ -15,13 +15,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from vfslab.check.driver import OsDriver
-from vfslab.check.tree import Layers, build_layer
-from vfslab.check.walk import disk_state, union_state
 from vfslab.model.state import State
 from vfslab.model.union import profiles
 from vfslab.subjects import mounts
+from vfslab.subjects.base import Capabilities
+from vfslab.subjects.driver import OsDriver
 from vfslab.subjects.forkserver import FORKS
+from vfslab.subjects.tree import Layers, build_layer
+from vfslab.subjects.walk import disk_state, union_state
 
 # Characters that would be read as separators in an option string (`,`), a lowerdir or branch list (`:`),
 # unionfs's `dir=RW` (`=`), or need escaping we do not do.
@@ -93,10 +94,8 @@ class UnionSubject:
 
     name: str
     profiles: tuple[str, ...] = ("overlayfs",)
-    claims_overlay_format: bool = True
+    capabilities = Capabilities(("union",), overlay_format=True, can_hang=True)
     uses_workdir: bool = True
-    #: a daemon can hang an operation (a kernel mount cannot): operations on it run under a watchdog
-    can_hang: bool = True
 
     def available(self) -> tuple[bool, str]:
         if os.geteuid() != 0:
@@ -147,7 +146,8 @@ class UnionSubject:
 
 class KernelOverlay(UnionSubject):
     name = "kernel-overlay"
-    can_hang = False
+    #: no daemon can hang an operation
+    capabilities = Capabilities(("union",), overlay_format=True)
     profiles = ("overlayfs", "overlayfs-redirect", "overlayfs-index", "overlayfs-redirect-index")
 
     def available(self) -> tuple[bool, str]:
@@ -224,7 +224,8 @@ class UnionfsFuse(FuseUnionSubject):
     name = "unionfs-fuse"
     binary = "unionfs"
     profiles = ("overlayfs", "unionfs-fuse")
-    claims_overlay_format = False
+    #: its whiteouts are its own: no on-disk overlay checks
+    capabilities = Capabilities(("union",), can_hang=True)
     uses_workdir = False
     # cow: copy-on-write to the RW branch, without which writes to lower files fail; use_ino: real inode
     # numbers, so hard links and st_ino stability can be checked; suid,dev: overlay-like mount flags;

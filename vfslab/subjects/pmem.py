@@ -11,7 +11,7 @@ says what a plain POSIX file system must do. `remount` closes the pool and opens
 layers to `push`.
 
 For the routing model, a subject is `routed`: a tmpfs holds the kernel's tree, a pool file the pool's, and the
-program runs in a process of its own chrooted into the tmpfs (`check/pmem/process.py`), with the pool at `/P`
+program runs in a process of its own chrooted into the tmpfs (`subjects/process.py`), with the pool at `/P`
 through the router or through a FUSE mount.
 """
 
@@ -24,13 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vfslab.check.driver import OsDriver
-from vfslab.check.pmem.process import Process
-from vfslab.check.tree import DIR, FILE, SYMLINK, Layers, Node, build_layer
-from vfslab.check.walk import union_state
 from vfslab.model.state import State
 from vfslab.subjects import mounts
+from vfslab.subjects.base import Capabilities
+from vfslab.subjects.driver import OsDriver
 from vfslab.subjects.forkserver import FORKS
+from vfslab.subjects.mounts import WATCHDOG_SECONDS
+from vfslab.subjects.process import Process
+from vfslab.subjects.tree import DIR, FILE, SYMLINK, Layers, Node, build_layer
+from vfslab.subjects.walk import union_state
 
 POOL_SIZE = 8 << 20  # small: a pool is written and read whole at every mount
 ROUTED_POOL_SIZE = 1 << 20  # a routing program's trees are a few names
@@ -59,9 +61,6 @@ class PlainMount:
     def remount(self) -> None:
         self.subject.remount(self)
 
-    def push(self) -> None:
-        raise NotImplementedError(f"{self.subject.name} has no layers to push")
-
     def teardown(self) -> None:
         mounts.unmount(self.path, self.pid)
         self.pid = None
@@ -71,11 +70,9 @@ class PlainSubject:
     profiles = ("posix",)
     #: it keeps extended attributes
     xattrs = True
-    claims_overlay_format = False
-    #: its initial tree is one layer (see check/stateful.py)
-    max_layers = 1
+    #: its initial tree is one layer, and it has no layers to push
+    capabilities = Capabilities(("union",), max_layers=1, push=False)
     name: str
-    can_hang: bool
 
     def available(self) -> tuple[bool, str]:
         if os.geteuid() != 0:
@@ -110,7 +107,7 @@ class PmemFuse(PlainSubject):
     #: the union model's, for a mount of its own; the routing model's, behind a mount point
     profiles = ("posix-no-xattr", "kernel", "pmemfile")
     xattrs = False
-    can_hang = True
+    capabilities = Capabilities(("union", "pmem"), max_layers=1, push=False, can_hang=True)
 
     def available(self) -> tuple[bool, str]:
         ok, reason = super().available()
@@ -130,7 +127,7 @@ class PmemFuse(PlainSubject):
         return _serve(pool, m.path, m.scratch / "pmem-fuse.log")
 
     def routed(self, scratch: Path, kernel: tuple[Node, ...], pool: tuple[Node, ...], pool_at: str,
-               timeout: float = 10.0) -> Routed:
+               timeout: float = WATCHDOG_SECONDS) -> Routed:
         """The kernel routes: the pool is FUSE-mounted at `pool_at`, and the program calls the kernel."""
         r = Routed.prepare(scratch, kernel, pool, pool_at)
         try:
@@ -150,8 +147,7 @@ class PmemRouter:
 
     name = "pmem-router"
     profiles = ("pmemfile", "kernel")
-    claims_overlay_format = False
-    can_hang = False
+    capabilities = Capabilities(("pmem",), max_layers=1, remount=False, push=False)
 
     def available(self) -> tuple[bool, str]:
         if os.geteuid() != 0:
@@ -164,7 +160,7 @@ class PmemRouter:
         return version()
 
     def routed(self, scratch: Path, kernel: tuple[Node, ...], pool: tuple[Node, ...], pool_at: str,
-               timeout: float = 10.0) -> Routed:
+               timeout: float = WATCHDOG_SECONDS) -> Routed:
         r = Routed.prepare(scratch, kernel, pool, pool_at)
         try:
             r.start(routed=True, timeout=timeout)
@@ -219,7 +215,7 @@ class Routed:
             raise
         return r
 
-    def start(self, routed: bool, fds: int = 0, timeout: float = 10.0) -> None:
+    def start(self, routed: bool, fds: int = 0, timeout: float = WATCHDOG_SECONDS) -> None:
         """Start the program's process: through the router (the pool mounted at `pool_at`), or on the kernel,
         holding `fds` open at the start."""
         self.process = Process(self.root, self.scratch / "process.log", pool=self.pool if routed else None,
@@ -260,7 +256,6 @@ class Tmpfs(PlainSubject):
     """The kernel's tmpfs: what the `posix` profile says, on a file system nobody here wrote."""
 
     name = "tmpfs"
-    can_hang = False
 
     def version(self) -> str:
         return os.uname().release

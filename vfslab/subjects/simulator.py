@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from importlib import metadata
 
+from vfslab.subjects.base import Capabilities
+
 
 class Simulator:
     name = "sim"
     profiles: tuple[str, ...] = ()
-    claims_overlay_format = False
-    can_hang = False
+    capabilities = Capabilities(("sim",), max_layers=0, remount=False, push=False)
 
     def available(self) -> tuple[bool, str]:
         return True, "pure Python"

@@ -19,6 +19,7 @@ from pathlib import Path
 from vfslab.impl.block.fs import DESIGNS
 from vfslab.model.block import PROFILES
 from vfslab.subjects import mounts, namespace
+from vfslab.subjects.base import Capabilities
 from vfslab.subjects.forkserver import FORKS
 
 VMWARE_TARGET = Path("/tmp/VMwareDnD")
@@ -71,8 +72,8 @@ class VMBlockSubject:
     """A vmblock: `kind` is one of our designs, or `vmware` for Debian's program."""
 
     profiles = tuple(PROFILES)
-    claims_overlay_format = False
-    can_hang = True
+    #: sim: the crosscheck holds the simulator's verdicts against its mounts
+    capabilities = Capabilities(("vmblock", "sim"), max_layers=0, remount=False, push=False, can_hang=True)
 
     def __init__(self, name: str, kind: str) -> None:
         self.name = name

@@ -11,23 +11,24 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from vfslab.check.lockstep import Mismatch, Race, diff_states
-from vfslab.check.ops import show
-from vfslab.check.pmem.process import DIRECTORY, Gone, entries
+from vfslab.check.engine.race import Hang, Mismatch, Race
+from vfslab.check.engine.state import diff_states, show
 from vfslab.check.pmem.program import FD_CALLS, KERNEL, POOL_AT, show_call
-from vfslab.check.session import Hang
-from vfslab.check.tree import Node
 from vfslab.model.outcome import Err, Outcome
 from vfslab.model.pmem import PROFILES, RoutingModel
 from vfslab.model.pmem.routing import DIRECTORY_OFFSET
 from vfslab.model.state import Entry
+from vfslab.subjects.mounts import WATCHDOG_SECONDS
+from vfslab.subjects.process import DIRECTORY, Gone, entries
+from vfslab.subjects.tree import Node
 
 #: calls that change no tree
 LOOKS = frozenset({"stat", "lstat", "readlink", "listdir", "read", "fstat", "lseek", "getcwd", "chdir", "dup",
                    "dup2", "close"})
 
 
-def start(subject, scratch: Path, profile: str, pool: tuple[Node, ...], timeout: float = 10.0) -> RouteLockstep:
+def start(subject, scratch: Path, profile: str, pool: tuple[Node, ...],
+          timeout: float = WATCHDOG_SECONDS) -> RouteLockstep:
     """Set `subject` up with the pool's tree at /P and put the model beside it."""
     if profile not in PROFILES:
         raise ValueError(f"unknown pmem profile {profile!r} (known: {', '.join(PROFILES)})")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vfslab.check.ops import flags_text, flags_value
-from vfslab.check.program import Kept
-from vfslab.check.tree import DIR, FILE, SYMLINK, Layers, Node
+from vfslab.check.engine.kept import Kept
+from vfslab.model.union.ops import flags_text, flags_value
+from vfslab.subjects.tree import DIR, FILE, SYMLINK, Layers, Node
 
 FAMILY = "pmem"
 POOL_AT = "P"
@@ -47,7 +47,7 @@ def show_call(call: list) -> str:
 
 @dataclass
 class RouteProgram(Kept):
-    model = FAMILY
+    family = FAMILY
 
     pool: tuple[Node, ...]
     ops: list[list] = field(default_factory=list)

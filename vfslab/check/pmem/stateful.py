@@ -18,12 +18,12 @@ from pathlib import Path
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
-from vfslab.check.lockstep import Mismatch
+from vfslab.check.engine.generated import Tally, check_generated
+from vfslab.check.engine.kept import Replay
+from vfslab.check.engine.race import WATCHDOG_SECONDS, Hang, Mismatch
 from vfslab.check.pmem.lockstep import RouteLockstep, start
 from vfslab.check.pmem.program import RouteProgram, show_call
-from vfslab.check.session import Hang
-from vfslab.check.stateful import Tally, check_generated
-from vfslab.check.tree import DIR, FILE, SYMLINK, Node
+from vfslab.subjects.tree import DIR, FILE, SYMLINK, Node
 
 #: the pool's possible entries (a tree is a subset, parents kept)
 POOL_NODES = (
@@ -133,17 +133,17 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
 check_route_stateful = partial(check_generated, make_machine)
 
 
-def run_route_program(program: RouteProgram, subject, profile: str, scratch: Path, watchdog_seconds: float = 10.0
-                      ) -> tuple[list[str], str | None, str | None, dict[str, int]]:
-    """Replay `program`: (trace lines, the failure or None, the deviation or None, rule coverage)."""
-    trace: list[str] = []
+def run_route_program(program: RouteProgram, subject, profile: str, scratch: Path,
+                      watchdog_seconds: float = WATCHDOG_SECONDS) -> Replay:
+    """Replay `program` in lockstep with the model."""
+    out = Replay()
     lock = start(subject, scratch, profile, program.pool, watchdog_seconds)
-    failure = None
     try:
         for call in program.ops:
-            trace.append(f"{show_call(call)} -> {lock.step(call)!r}")
+            out.trace.append(f"{show_call(call)} -> {lock.step(call)!r}")
     except Mismatch as m:
-        failure = str(m)
+        out.failure = str(m)
     finally:
         lock.close()
-    return trace, failure, lock.deviation, dict(lock.coverage)
+    out.deviation, out.coverage = lock.deviation, dict(lock.coverage)
+    return out

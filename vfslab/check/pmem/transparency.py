@@ -8,7 +8,7 @@ are compared call by call (values, fd numbers, errnos, stat as type, mode, nlink
 at the end the whole trees. Where the design differs on purpose, the difference is a named deviation and the
 program stops there (the two sides no longer hold the same tree):
 
-- `exdev`: a rename or link across the mount point is EXDEV through the router (FACTS.md pmemfile 6);
+- `exdev`: a rename or link across the mount point is EXDEV through the router (docs/facts.md, pmemfile 6);
 - `empty-path`: an empty path is ENOTDIR through the router, upstream's choice (ENOENT in the kernel);
 - `mount-point`: removing or renaming the pool's root, which is a mount point, is EBUSY (the kernel's answer for
   a mount point); at /P the kernel's side has a plain directory.
@@ -20,10 +20,11 @@ import errno as E
 from dataclasses import dataclass
 from pathlib import Path
 
-from vfslab.check.pmem.process import Gone
 from vfslab.check.pmem.program import KERNEL, POOL_AT, show_call
-from vfslab.check.tree import Node
+from vfslab.subjects.mounts import WATCHDOG_SECONDS
 from vfslab.subjects.pmem import Routed
+from vfslab.subjects.process import Gone
+from vfslab.subjects.tree import Node
 
 
 @dataclass
@@ -57,7 +58,7 @@ class Side:
         return answer
 
 
-def run(program: list[list], pool: tuple[Node, ...], scratch: Path, timeout: float = 10.0) -> Verdict:
+def run(program: list[list], pool: tuple[Node, ...], scratch: Path, timeout: float = WATCHDOG_SECONDS) -> Verdict:
     router = Routed.prepare(scratch / "router", KERNEL, pool, POOL_AT)
     router.start(routed=True, timeout=timeout)
     try:

@@ -12,17 +12,15 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from vfslab.check.lockstep import Mismatch, Race
-from vfslab.check.session import Hang
+from vfslab.check.engine.race import WATCHDOG_SECONDS, Mismatch, Race, guarded
 from vfslab.check.vmblock.client import BLOCKED, RETURN_SECONDS, Background, Client
 from vfslab.check.vmblock.program import BACKGROUND, BlockOp
 from vfslab.model.block import PROFILES, BlockModel, Waiting
 from vfslab.model.outcome import Outcome
-from vfslab.subjects.mounts import watchdog
 from vfslab.subjects.vmblock import BlockMount
 
 
-def start(subject, scratch: Path, profile: str, names: tuple[str, ...], watchdog_seconds: float = 10.0
+def start(subject, scratch: Path, profile: str, names: tuple[str, ...], watchdog_seconds: float = WATCHDOG_SECONDS
           ) -> BlockLockstep:
     """Mount `subject` on a target directory holding `names` and put the model beside it."""
     mount = subject.mount(scratch, names=names)
@@ -36,8 +34,8 @@ def start(subject, scratch: Path, profile: str, names: tuple[str, ...], watchdog
 class BlockLockstep(Race):
     profiles = tuple(PROFILES)
 
-    def __init__(self, mount: BlockMount, profile: str, names: tuple[str, ...], watchdog_seconds: float = 10.0
-                 ) -> None:
+    def __init__(self, mount: BlockMount, profile: str, names: tuple[str, ...],
+                 watchdog_seconds: float = WATCHDOG_SECONDS) -> None:
         if profile not in PROFILES:
             raise ValueError(f"unknown vmblock profile {profile!r} (known: {', '.join(PROFILES)})")
         self.client = Client(mount)
@@ -117,13 +115,8 @@ class BlockLockstep(Race):
                 return
 
     def _guarded(self, op: BlockOp) -> object:
-        dog = watchdog(self.watchdog_seconds, self.client.mount.abort)
-        with dog:
-            actual = self.client.apply(op)
-        if dog.fired:
-            raise Hang(f"step {self.steps}: {op} did not return within {self.watchdog_seconds:g} s; the "
-                       "connection was aborted")
-        return actual
+        return guarded(self.watchdog_seconds, self.client.mount.abort, f"step {self.steps}: {op}",
+                       lambda: self.client.apply(op))
 
     def _check_waiters(self) -> None:
         self.client.quiesce()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vfslab.check.program import Kept
+from vfslab.check.engine.kept import Kept
 
 FAMILY = "vmblock"
 BACKGROUND = ("readlink", "notify")
@@ -40,7 +40,7 @@ class BlockOp:
 
 @dataclass
 class BlockProgram(Kept):
-    model = FAMILY
+    family = FAMILY
 
     names: tuple[str, ...]
     ops: list[BlockOp] = field(default_factory=list)

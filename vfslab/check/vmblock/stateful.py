@@ -17,9 +17,9 @@ from pathlib import Path
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
-from vfslab.check.lockstep import Mismatch
-from vfslab.check.session import Hang
-from vfslab.check.stateful import Tally, check_generated
+from vfslab.check.engine.generated import Tally, check_generated
+from vfslab.check.engine.kept import Replay
+from vfslab.check.engine.race import WATCHDOG_SECONDS, Hang, Mismatch
 from vfslab.check.vmblock.lockstep import BlockLockstep, start
 from vfslab.check.vmblock.program import BlockOp, BlockProgram
 
@@ -196,17 +196,17 @@ check_block_stateful = partial(check_generated, make_machine)
 
 
 def run_block_program(program: BlockProgram, subject, profile: str, scratch: Path,
-                      watchdog_seconds: float = 10.0) -> tuple[list[str], str | None, str | None, dict[str, int]]:
-    """Replay `program`: (trace lines, the failure or None, the deviation or None, rule coverage)."""
-    trace: list[str] = []
+                      watchdog_seconds: float = WATCHDOG_SECONDS) -> Replay:
+    """Replay `program` in lockstep with the model."""
+    out = Replay()
     lock = start(subject, scratch, profile, program.names, watchdog_seconds)
-    failure = None
     try:
         for op in program.ops:
-            trace.append(f"{op} -> {lock.step(op)!r}")
-        trace += [f"{op} (at the end)" for op in lock.finish()]
+            out.trace.append(f"{op} -> {lock.step(op)!r}")
+        out.trace += [f"{op} (at the end)" for op in lock.finish()]
     except Mismatch as m:
-        failure = str(m)
+        out.failure = str(m)
     finally:
         lock.close()
-    return trace, failure, lock.deviation, dict(lock.coverage)
+    out.deviation, out.coverage = lock.deviation, dict(lock.coverage)
+    return out

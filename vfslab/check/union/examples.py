@@ -14,13 +14,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vfslab.check.ops import BENCH_OPS, Op, show
-from vfslab.check.program import Program, run_program
-from vfslab.check.tree import Layers
+from vfslab.check.engine.state import show
+from vfslab.check.union.program import Program, run_program
 from vfslab.model.outcome import Err
 from vfslab.model.state import State
 from vfslab.model.union import PROFILES
+from vfslab.model.union.ops import BENCH_OPS, Op
 from vfslab.subjects.model import ModelMount
+from vfslab.subjects.tree import Layers
 
 
 @dataclass
@@ -101,12 +102,12 @@ def model_results(example: Example, profile: str) -> tuple[list[object], State]:
     return results, mount.model.upper_state()
 
 
-def check_examples(specs: tuple[dict, ...], subject, profile: str, scratch: Path, claims_format: bool) -> ExampleRun:
+def check_examples(specs: tuple[dict, ...], subject, profile: str, scratch: Path) -> ExampleRun:
     run = ExampleRun()
     for i, spec in enumerate(specs):
         example = parse(spec, profile)
         example.program.subject = subject.name
-        if subject.name == "model":
+        if subject.capabilities.reference:
             # the model against the text, under every design profile (observed ones describe a program, not a text)
             for name in (n for n, p in PROFILES.items() if not p.observed):
                 run.problems += expectations(example, name, *model_results(example, name))
@@ -116,7 +117,7 @@ def check_examples(specs: tuple[dict, ...], subject, profile: str, scratch: Path
         if replay.failure:
             run.problems.append(f"{example.name}: {replay.failure}")
         else:
-            upper = replay.upper if claims_format else None
+            upper = replay.upper if subject.capabilities.overlay_format else None
             run.problems += expectations(example, profile, replay.results, upper)
         if run.problems and run.failed is None:
             example.program.message = run.problems[0]

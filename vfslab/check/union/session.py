@@ -5,23 +5,19 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from vfslab.check.lockstep import Lockstep, Mismatch
-from vfslab.check.ops import Op
-from vfslab.check.tree import Layers
-from vfslab.check.walk import Unbounded
+from vfslab.check.engine.race import WATCHDOG_SECONDS, Mismatch, guarded
+from vfslab.check.union.lockstep import Lockstep
 from vfslab.model.union import profiles as union_profiles
-from vfslab.model.union.fs import LOOKS_ONLY
-from vfslab.subjects.mounts import watchdog
-
-
-class Hang(Mismatch):
-    """An operation on the subject did not return within the watchdog's time."""
+from vfslab.model.union.ops import LOOKS_ONLY, Op
+from vfslab.subjects.tree import Layers
+from vfslab.subjects.walk import Unbounded
 
 
 class Session:
-    def __init__(self, subject, profile: str, layers: Layers, scratch: Path, watchdog_seconds: float = 10.0) -> None:
+    def __init__(self, subject, profile: str, layers: Layers, scratch: Path,
+                 watchdog_seconds: float = WATCHDOG_SECONDS) -> None:
         self.scratch = scratch
-        self.watchdog_seconds = watchdog_seconds if subject.can_hang else None
+        self.watchdog_seconds = watchdog_seconds if subject.capabilities.can_hang else None
         scratch.mkdir(parents=True, exist_ok=True)
         scratch.chmod(0o755)  # a non-root caller reaches the mount through it
         self.mounted = subject.setup(layers, scratch, profile)
@@ -31,26 +27,13 @@ class Session:
             self.mounted.teardown()
             raise
         self.last_upper = None
-        self.lock = Lockstep(layers, self.driver, self.mounted, profile, subject.claims_overlay_format)
+        self.lock = Lockstep(layers, self.driver, self.mounted, profile, subject.capabilities.overlay_format)
         #: lookups write nothing under this profile: a walk after a call that only looks can wait
         self.pure = not union_profiles.get(profile).lookups_write
         self.unchecked = False  # a call that only looked has not been followed by a walk yet
 
     def _guarded(self, what: str, call):
-        """Run `call` under the watchdog: a hung subject is aborted and reported as a Hang."""
-        if self.watchdog_seconds is None:
-            return call()
-        dog = watchdog(self.watchdog_seconds, self.mounted.abort)
-        try:
-            with dog:
-                result = call()
-        except (Mismatch, OSError):
-            if not dog.fired:
-                raise
-        if dog.fired:
-            raise Hang(f"step {self.lock.steps}: {what} did not return within {self.watchdog_seconds:g} s; "
-                       "the connection was aborted")
-        return result
+        return guarded(self.watchdog_seconds, self.mounted.abort, f"step {self.lock.steps}: {what}", call)
 
     def check(self, disk: bool = True) -> None:
         """Compare the whole state of the subject (and, if `disk`, its upper layer) with the model's."""

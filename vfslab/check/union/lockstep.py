@@ -10,87 +10,16 @@ after the living one; every profile dying is a failure, reported with each profi
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from vfslab.check.driver import ModelDriver
-from vfslab.check.ops import BENCH_OPS, Op, show, view
+from vfslab.check.engine.race import Race, failure
+from vfslab.check.engine.state import Identity, diff_states, show, view
 from vfslab.model.outcome import Err
 from vfslab.model.state import State
 from vfslab.model.union import PROFILES, UnionModel
 from vfslab.model.union import profiles as union_profiles
-
-
-class Mismatch(AssertionError):
-    """The subject did something no profile of the model allows."""
-
-
-class Race:
-    """Every profile of a model run side by side with a subject; each drops out at its first difference (`why`).
-    The held profile dropping out while another runs on is a deviation named after that one."""
-
-    held: str
-    profiles: tuple[str, ...]
-    why: dict[str, str]
-
-    @property
-    def alive(self) -> list[str]:
-        return [p for p in dict.fromkeys((self.held, *self.profiles)) if p not in self.why]
-
-    @property
-    def deviation(self) -> str | None:
-        """The profile the subject keeps to when it does not keep to the held one."""
-        return self.alive[0] if self.held in self.why and self.alive else None
-
-
-@dataclass
-class Identity:
-    """A bijection between model inode identities and the subject's st_ino."""
-
-    fwd: dict[int, int] = field(default_factory=dict)
-    back: dict[int, int] = field(default_factory=dict)
-
-    def check(self, path: str, model_ino: int | None, real_ino: int | None) -> str | None:
-        if model_ino is None or real_ino is None:
-            return None
-        if self.fwd.get(model_ino, real_ino) != real_ino or self.back.get(real_ino, model_ino) != model_ino:
-            return (f"{path}: st_ino does not follow the model's identity (model object {model_ino}; "
-                    "a hard link broken or joined, or st_ino changed across copy-up/remount)")
-        self.fwd[model_ino] = real_ino
-        self.back[real_ino] = model_ino
-        return None
-
-    def forget_all_but(self, model_inos: set[int], real_inos: set[int]) -> None:
-        """Objects gone from both sides may have their numbers reused."""
-        for m in [m for m in self.fwd if m not in model_inos]:
-            r = self.fwd.pop(m)
-            if r not in real_inos:
-                self.back.pop(r, None)
-
-
-FIELDS = ("kind", "mode", "uid", "gid", "nlink", "size", "digest", "target", "xattrs", "opaque", "redirect")
-
-
-def diff_states(expected: State, actual: State, identity: Identity | None) -> list[str]:
-    out = []
-    for path in sorted(expected.keys() | actual.keys()):
-        e, a = expected.get(path), actual.get(path)
-        if e is None:
-            out.append(f"{path}: present on the subject ({a.kind}), absent in the model")
-            continue
-        if a is None:
-            out.append(f"{path}: absent on the subject, the model has a {e.kind}")
-            continue
-        # a whiteout is only a kind: its mode, owner and link count are the file system's business
-        fields = ("kind",) if e.kind == "whiteout" else FIELDS
-        if e != a:
-            for f in fields:
-                ev, av = getattr(e, f), getattr(a, f)
-                if ev != av:
-                    shown = (oct(ev), oct(av)) if f == "mode" else (ev, av)
-                    out.append(f"{path}: {f} model={shown[0]!r} subject={shown[1]!r}")
-        if identity is not None and e.kind != "whiteout" and (msg := identity.check(path, e.ino, a.ino)):
-            out.append(msg)
-    return out
+from vfslab.model.union.ops import BENCH_OPS, Op
+from vfslab.subjects.driver import ModelDriver
 
 
 def _without_private(state: State, profile) -> State:
@@ -102,7 +31,7 @@ def _without_private(state: State, profile) -> State:
             for p, e in state.items() if p.rpartition("/")[2] not in names}
 
 
-class Lockstep:
+class Lockstep(Race):
     """`subject` is an OsDriver-like object (`apply`, `release`, `reopen`); `mounted` has `remount`, `push`
     and `upper`; `held` names the profile the subject is held to."""
 
@@ -113,18 +42,19 @@ class Lockstep:
         self.mounted = mounted
         self.held = held
         self.disk = disk and mounted.upper is not None
+        self.profiles = tuple(PROFILES)
         self.waiting = [p for p in PROFILES if p != held]
         self.drivers: dict[str, ModelDriver] = {}
         self.identity: dict[str, Identity] = {}
-        self.alive: list[str] = []
         self.why: dict[str, str] = {}
         # ("op", op, actual, step), ("bench", op) and ("state", union, upper, step) events
         self.history: list[tuple] = []
         self.coverage: Counter[str] = Counter()
+        #: the union checker names no differences (its deviations say their profile's description)
+        self.differences: Counter[str] = Counter()
         self.steps = 0
         self.trace: list[str] = []
         self._start(held)
-        self.alive.append(held)
 
     def _start(self, name: str) -> None:
         self.drivers[name] = ModelDriver(UnionModel(self.layers.lowers, PROFILES[name]))
@@ -176,39 +106,39 @@ class Lockstep:
     def _record(self, event: tuple) -> None:
         """Add an event to the record and apply it to every living profile."""
         self.history.append(event)
-        for name in list(self.alive):
+        for name in self.running:
             problem = self._apply(name, event)
             if problem:
                 self._kill(name, problem)
 
+    @property
+    def running(self) -> list[str]:
+        """The profiles driven in lockstep now: the held one, and once it died, those that replayed the record."""
+        return [p for p in self.drivers if p not in self.why]
+
     def _kill(self, name: str, why: str) -> None:
-        self.alive.remove(name)
         self.why[name] = why
         if name == self.held:
-            self.alive += [n for n in self.waiting if self._replays(n)]
+            for n in self.waiting:
+                self._replays(n)
             self.waiting = []
-        if not self.alive:
+        if not self.running:
             others = [f"  under {n}: {' '.join(self.why[n].split())[:200]}" for n in self.why if n != self.held]
-            raise Mismatch("\n".join([self.why[self.held], "no other profile allows it either:", *others]))
+            raise failure(self.why[self.held], others)
 
-    def _replays(self, name: str) -> bool:
-        """Whether the model under `name` allows everything recorded so far."""
+    def _replays(self, name: str) -> None:
+        """Start the model under `name` on everything recorded so far; its first difference kills it."""
         self._start(name)
         for event in self.history:
             problem = self._apply(name, event)
             if problem:
                 self.why[name] = problem
-                return False
-        return True
+                return
 
     def visible_paths(self) -> list[str]:
         """The paths the model (under the first living profile) shows now, for choosing arguments that exist."""
-        return sorted(p for p in self.drivers[self.alive[0]].model.state() if p != ".") if self.alive else []
-
-    @property
-    def deviation(self) -> str | None:
-        """The profile the subject still agrees with when it left its held one, else None."""
-        return None if self.held in self.alive or not self.alive else self.alive[0]
+        running = self.running
+        return sorted(p for p in self.drivers[running[0]].model.state() if p != ".") if running else []
 
     # -- driving ----------------------------------------------------------------------------------
 

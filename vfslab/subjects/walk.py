@@ -12,8 +12,8 @@ import stat as st
 from collections.abc import Iterator
 from pathlib import Path
 
-from vfslab.check.driver import stat_entry
 from vfslab.model.state import Entry, State, digest
+from vfslab.subjects.driver import stat_entry
 
 OPAQUE = "trusted.overlay.opaque"
 REDIRECT = "trusted.overlay.redirect"
@@ -94,7 +94,7 @@ def _walk(root: Path, wanted: tuple[str, ...] = ()) -> Iterator[tuple[str, Entry
 
 
 def union_state(root: Path) -> State:
-    """What a user sees through the mount (DESIGN.md abstract state)."""
+    """What a user sees through the mount (docs/design.md, "Abstract state")."""
     return {path: e for path, e, _ in _walk(root)}
 
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from vfslab.check.ops import OPEN_FLAGS
-from vfslab.check.tree import DIR, FILE, HARDLINK, SYMLINK, Layers, Node
+from vfslab.model.union.ops import BENCH, OPEN_FLAGS, OPERATIONS
+from vfslab.subjects.tree import DIR, FILE, HARDLINK, SYMLINK, Layers, Node
 
 NAMES = ("a", "b", "c")
 MAX_DEPTH = 3
@@ -108,37 +108,33 @@ def open_flags(draw: st.DrawFn) -> int:
     return flags
 
 
-def path_args(long_names: bool = True) -> dict[str, tuple]:
-    """Argument strategies of each path operation, in call order; `long_names` lets some paths end in a
-    component over NAME_MAX."""
+def domains(long_names: bool = True) -> dict[str, st.SearchStrategy]:
+    """What each argument domain of the operation table (`model/union/ops.py`) draws; with `long_names`, a path
+    of a `|long` domain sometimes ends in a component over NAME_MAX."""
     return {
-        "stat": (paths(root=True),),
-        "lstat": (paths(root=True, long=long_names),),
-        "open": (paths(long=long_names), open_flags(), create_modes),
-        "truncate": (paths(), st.sampled_from((0, 1, 3, 7000))),
-        "mkdir": (paths(long=long_names), create_modes),
-        "rmdir": (paths(),),
-        "unlink": (paths(),),
-        "rename": (paths(), paths(), st.booleans()),
-        "link": (paths(), paths()),
-        "symlink": (link_targets, paths(long=long_names)),
-        "readlink": (paths(),),
-        "chmod": (paths(root=True), chmod_modes),
-        "chown": (paths(), st.sampled_from((0, USER)), st.sampled_from((0, USER))),
-        "utimens": (paths(), st.just((1_000_000_000, 2_000_000_000))),
-        "readdir": (paths(root=True),),
-        "setxattr": (paths(), xattr_names, xattr_values),
-        "getxattr": (paths(), xattr_names),
-        "listxattr": (paths(),),
-        "removexattr": (paths(), xattr_names),
+        "path": paths(),
+        "path|root": paths(root=True),
+        "path|long": paths(long=long_names),
+        "path|root|long": paths(root=True, long=long_names),
+        "flags": open_flags(),
+        "create-mode": create_modes,
+        "chmod-mode": chmod_modes,
+        "length": st.sampled_from((0, 1, 3, 7000)),
+        "noreplace": st.booleans(),
+        "target": link_targets,
+        "owner": st.sampled_from((0, USER)),
+        "times": st.just((1_000_000_000, 2_000_000_000)),
+        "xattr-name": xattr_names,
+        "xattr-value": xattr_values,
+        "read-size": st.sampled_from((1, 5, 100_000)),
+        "data": st.sampled_from((b"W", b"write\n", b"Z" * 3000)),
+        "fd-length": st.sampled_from((0, 2, 6000)),
     }
 
 
-#: argument strategies of each fd operation after the slot
-FD_ARGS = {
-    "read": (st.sampled_from((1, 5, 100_000)),),
-    "write": (st.sampled_from((b"W", b"write\n", b"Z" * 3000)),),
-    "ftruncate": (st.sampled_from((0, 2, 6000)),),
-    "fstat": (),
-    "close": (),
-}
+def arguments(long_names: bool = True) -> dict[str, tuple[st.SearchStrategy, ...]]:
+    """The argument strategies of every operation the generator draws but the bench's own, in call order (after
+    the slot, for fd operations); an optional argument is always drawn."""
+    drawn = domains(long_names)
+    return {o.name: tuple(drawn[d.rstrip("?")] for d in o.args) for o in OPERATIONS
+            if o.generated and o.kind != BENCH}

@@ -130,7 +130,7 @@ def _open_fds() -> list[int]:
 
 def main(argv: list[str]) -> None:
     """The process itself (forked by the bench's fork server): connect, open the pool, chroot, serve."""
-    parser = argparse.ArgumentParser(prog="vfslab.check.pmem.process")
+    parser = argparse.ArgumentParser(prog="vfslab.subjects.process")
     parser.add_argument("socket", help="the bench's abstract Unix socket, to connect to")
     parser.add_argument("root", help="the scratch root: becomes the process's /")
     parser.add_argument("--pool", help="a pool file, served by the router")
@@ -171,8 +171,8 @@ class Process:
     """The bench's side: have the fork server start the process, send it calls, read their answers (each
     within `timeout`)."""
 
-    def __init__(self, root: Path, log: Path, pool: Path | None = None, pool_at: str = "/P", fds: int = 0,
-                 timeout: float = 10.0) -> None:
+    def __init__(self, root: Path, log: Path, timeout: float, pool: Path | None = None, pool_at: str = "/P",
+                 fds: int = 0) -> None:
         from vfslab.subjects.forkserver import FORKS  # here: the subjects import this module
 
         self.timeout, self.log = timeout, log

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vfslab.check.ops import FD_OPS, Op
 from vfslab.model.outcome import Err, Outcome
 from vfslab.model.state import Entry
 from vfslab.model.union import Cred, UnionModel
+from vfslab.model.union.ops import FD_OPS, Op
 
 _libc = ctypes.CDLL(None, use_errno=True)
 RENAME_NOREPLACE = 1

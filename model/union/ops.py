@@ -1,0 +1,148 @@
+"""The union model's operations, defined once, and the record a program makes of each call.
+
+Every operation is a row of `OPERATIONS`: its name (the `UnionModel` method and the driver method of the same
+name), its arguments in call order, each named by the *domain* it is drawn from (the engine's generator maps a
+domain to a strategy; a trailing `?` marks an argument with a default), whether its first argument is a slot
+or the bench itself performs it on the whole mount, and whether it only looks (changes neither the layers nor
+the index). Everything else (the generator, the drivers, program JSON, the model's looks-only set, the CLI's
+help) is derived from this table.
+
+Calls on open files name a *slot*: the n-th successful open of the program, so a program means the same thing
+to the model and to any subject whatever fd numbers they hand out.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+ROOT_UID = 0
+PATH, FD, BENCH = "path", "fd", "bench"
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    #: argument domains in call order (after the slot, for fd operations); "?" ends an optional one
+    args: tuple[str, ...] = ()
+    kind: str = PATH
+    looks: bool = False
+    #: drawn by the engine's generator (lseek is the routing model's, not yet the union engine's)
+    generated: bool = True
+
+    @property
+    def arity(self) -> tuple[int, int]:
+        """How many arguments a call takes (at least, at most), the slot included."""
+        slot = self.kind == FD
+        return slot + sum(not a.endswith("?") for a in self.args), slot + len(self.args)
+
+
+OPERATIONS = (
+    Operation("stat", ("path|root",), looks=True),
+    Operation("lstat", ("path|root|long",), looks=True),
+    Operation("open", ("path|long", "flags", "create-mode?")),
+    Operation("truncate", ("path", "length")),
+    Operation("mkdir", ("path|long", "create-mode")),
+    Operation("rmdir", ("path",)),
+    Operation("unlink", ("path",)),
+    Operation("rename", ("path", "path", "noreplace?")),
+    Operation("link", ("path", "path")),
+    Operation("symlink", ("target", "path|long")),
+    Operation("readlink", ("path",), looks=True),
+    Operation("chmod", ("path|root", "chmod-mode")),
+    Operation("chown", ("path", "owner", "owner")),
+    Operation("utimens", ("path", "times")),
+    Operation("readdir", ("path|root",), looks=True),
+    Operation("setxattr", ("path", "xattr-name", "xattr-value")),
+    Operation("getxattr", ("path", "xattr-name"), looks=True),
+    Operation("listxattr", ("path",), looks=True),
+    Operation("removexattr", ("path", "xattr-name")),
+    Operation("close", (), FD),
+    Operation("fstat", (), FD, looks=True),
+    Operation("ftruncate", ("fd-length",), FD),
+    Operation("read", ("read-size",), FD, looks=True),
+    Operation("write", ("data",), FD),
+    Operation("lseek", ("offset", "whence"), FD, looks=True, generated=False),
+    Operation("push", (), BENCH),
+    Operation("remount", (), BENCH),
+)
+BY_NAME = {o.name: o for o in OPERATIONS}
+#: ops whose first argument is a slot
+FD_OPS = frozenset(o.name for o in OPERATIONS if o.kind == FD)
+#: ops the bench itself performs on the whole mount
+BENCH_OPS = frozenset(o.name for o in OPERATIONS if o.kind == BENCH)
+#: ops that change neither the layers nor the index (unless lookups themselves write: union mounts)
+LOOKS_ONLY = frozenset(o.name for o in OPERATIONS if o.looks)
+#: what a scenario may generate, in table order
+ALL_OPS = tuple(o.name for o in OPERATIONS if o.generated)
+
+OPEN_FLAGS = {
+    "O_RDONLY": os.O_RDONLY, "O_WRONLY": os.O_WRONLY, "O_RDWR": os.O_RDWR, "O_CREAT": os.O_CREAT,
+    "O_EXCL": os.O_EXCL, "O_TRUNC": os.O_TRUNC, "O_APPEND": os.O_APPEND, "O_NOFOLLOW": os.O_NOFOLLOW,
+    "O_DIRECTORY": os.O_DIRECTORY,
+}
+
+
+def flags_text(flags: int) -> str:
+    acc = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}[flags & 3]
+    rest = [n for n, v in OPEN_FLAGS.items() if v & ~3 and flags & v]
+    return "|".join([acc, *rest])
+
+
+def flags_value(text: str | int) -> int:
+    if isinstance(text, int):
+        return text
+    try:
+        return sum(OPEN_FLAGS[p.strip()] for p in text.split("|"))
+    except KeyError as e:
+        raise ValueError(f"unknown open flag {e.args[0]!r} in {text!r}") from None
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    args: tuple = ()
+    uid: int = ROOT_UID
+
+    def __str__(self) -> str:
+        shown = []
+        for i, a in enumerate(self.args):
+            if self.name == "open" and i == 1:
+                shown.append(flags_text(a))
+            elif self.name in ("open", "mkdir", "chmod") and i == 2 - (self.name != "open"):
+                shown.append(oct(a))
+            elif isinstance(a, str) and len(a) > 40:
+                shown.append(f"{a[0]!r}*{len(a)}")
+            else:
+                shown.append(repr(a))
+        who = f" as uid {self.uid}" if self.uid != ROOT_UID else ""
+        return f"{self.name}({', '.join(shown)}){who}"
+
+    def to_json(self) -> dict:
+        args = [{"bytes": a.decode("latin-1")} if isinstance(a, bytes) else list(a) if isinstance(a, tuple) else a
+                for a in self.args]
+        if self.name == "open":
+            args[1] = flags_text(args[1])
+        out: dict = {"op": self.name, "args": args}
+        if self.uid != ROOT_UID:
+            out["uid"] = self.uid
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict | list) -> Op:
+        """From `{"op": ..., "args": [...], "uid": ...}` or the short form `["op", arg, ...]`."""
+        if isinstance(data, list):
+            data = {"op": data[0], "args": data[1:]}
+        name = data["op"]
+        if name not in ALL_OPS:
+            raise ValueError(f"unknown operation {name!r}; known: {', '.join(ALL_OPS)}")
+        args = [a["bytes"].encode("latin-1") if isinstance(a, dict) else tuple(a) if isinstance(a, list) else a
+                for a in data.get("args", [])]
+        low, high = BY_NAME[name].arity
+        if not low <= len(args) <= high:
+            raise ValueError(f"{name} takes {low if low == high else f'{low} to {high}'} arguments, not {len(args)}")
+        if name == "open":
+            args[1] = flags_value(args[1])
+        if name in ("write", "setxattr") and isinstance(args[-1], str):
+            args[-1] = args[-1].encode()
+        return cls(name, tuple(args), int(data.get("uid", ROOT_UID)))

@@ -1,0 +1,95 @@
+"""Generated checks: budgets, what they found (a tally), and running a checking state machine within its budget.
+
+A family's state machine draws an initial tree and a program, runs it on the subject in lockstep with its model,
+and records into a `Tally`; `check_generated` runs it derandomised by the seed, and a failure Hypothesis finds is
+shrunk to a minimal program (the last failing run it makes is the minimal one, which the machine keeps).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
+
+from vfslab.check.engine.kept import Kept
+from vfslab.check.engine.race import WATCHDOG_SECONDS
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much a generated check may do: programs, operations per program, seconds of generation (a failure
+    found is always shrunk, past the seconds if need be)."""
+
+    examples: int = 100
+    steps: int = 25
+    seconds: float = 120.0
+
+
+@dataclass
+class Tally:
+    """What a stateful check found, across all its examples."""
+
+    examples: int = 0
+    steps: int = 0
+    coverage: Counter = field(default_factory=Counter)
+    failure: Kept | None = None
+    hang: bool = False
+    deviations: dict[str, Kept] = field(default_factory=dict)
+    #: rules of the deviating profile that explained a result, with how often (named differences)
+    differences: Counter = field(default_factory=Counter)
+    error: str = ""
+
+    def record(self, lock, kept: Callable[[], object]) -> None:
+        """An example's end, from its lockstep (vmblock, pmem): rules fired, differences named, and its program
+        (`kept()`) if it was the first to deviate to its profile."""
+        self.coverage.update(lock.coverage)
+        self.differences.update(lock.differences)
+        if lock.deviation and lock.deviation not in self.deviations:
+            self.deviations[lock.deviation] = kept()
+
+
+def check_generated(make_machine: Callable, subject, profile: str, *, seed: int, budget: Budget,
+                    scratch_root: Path, database: Path | None = None,
+                    watchdog_seconds: float = WATCHDOG_SECONDS) -> Tally:
+    """Run the programs of the state machine `make_machine(subject, profile, scratch_root, tally, deadline,
+    watchdog_seconds)` builds against `subject` held to `profile`; a failure is shrunk and kept."""
+    tally = Tally()
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    machine = make_machine(subject, profile, scratch_root, tally, time.monotonic() + budget.seconds,
+                           watchdog_seconds)
+    return run_machine(machine, tally, seed=seed, budget=budget, database=database)
+
+
+def run_machine(machine: type[RuleBasedStateMachine], tally: Tally, *, seed: int, budget: Budget,
+                database: Path | None) -> Tally:
+    """Run a checking state machine (which records into `tally`) within `budget`, derandomised by `seed`."""
+    hypothesis_seed(seed)(machine)
+    config = settings(
+        max_examples=budget.examples,
+        stateful_step_count=budget.steps,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+        database=DirectoryBasedExampleDatabase(str(database)) if database else None,
+        print_blob=False,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+    )
+    try:
+        run_state_machine_as_test(machine, settings=config)
+    except Exception as e:
+        if tally.failure is None:
+            tally.error = _one_line(e)
+            if isinstance(e, ExceptionGroup) and e.exceptions:  # Hypothesis's Flaky: say what was raised
+                tally.error += f" (first raised: {_one_line(e.exceptions[0])})"
+    return tally
+
+
+def _one_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"

@@ -1,0 +1,77 @@
+"""Abstract states compared, and results as they are compared and shown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vfslab.model.outcome import Err
+from vfslab.model.state import Entry, State
+
+
+@dataclass
+class Identity:
+    """A bijection between model inode identities and the subject's st_ino."""
+
+    fwd: dict[int, int] = field(default_factory=dict)
+    back: dict[int, int] = field(default_factory=dict)
+
+    def check(self, path: str, model_ino: int | None, real_ino: int | None) -> str | None:
+        if model_ino is None or real_ino is None:
+            return None
+        if self.fwd.get(model_ino, real_ino) != real_ino or self.back.get(real_ino, model_ino) != model_ino:
+            return (f"{path}: st_ino does not follow the model's identity (model object {model_ino}; "
+                    "a hard link broken or joined, or st_ino changed across copy-up/remount)")
+        self.fwd[model_ino] = real_ino
+        self.back[real_ino] = model_ino
+        return None
+
+    def forget_all_but(self, model_inos: set[int], real_inos: set[int]) -> None:
+        """Objects gone from both sides may have their numbers reused."""
+        for m in [m for m in self.fwd if m not in model_inos]:
+            r = self.fwd.pop(m)
+            if r not in real_inos:
+                self.back.pop(r, None)
+
+
+FIELDS = ("kind", "mode", "uid", "gid", "nlink", "size", "digest", "target", "xattrs", "opaque", "redirect")
+
+
+def diff_states(expected: State, actual: State, identity: Identity | None) -> list[str]:
+    out = []
+    for path in sorted(expected.keys() | actual.keys()):
+        e, a = expected.get(path), actual.get(path)
+        if e is None:
+            out.append(f"{path}: present on the subject ({a.kind}), absent in the model")
+            continue
+        if a is None:
+            out.append(f"{path}: absent on the subject, the model has a {e.kind}")
+            continue
+        # a whiteout is only a kind: its mode, owner and link count are the file system's business
+        fields = ("kind",) if e.kind == "whiteout" else FIELDS
+        if e != a:
+            for f in fields:
+                ev, av = getattr(e, f), getattr(a, f)
+                if ev != av:
+                    shown = (oct(ev), oct(av)) if f == "mode" else (ev, av)
+                    out.append(f"{path}: {f} model={shown[0]!r} subject={shown[1]!r}")
+        if identity is not None and e.kind != "whiteout" and (msg := identity.check(path, e.ino, a.ino)):
+            out.append(msg)
+    return out
+
+
+def view(result: object) -> object:
+    """What of a result is compared: stat results without the inode number (checked as an identity)."""
+    if isinstance(result, Entry):
+        return (result.kind, result.mode, result.uid, result.gid, result.nlink, result.size)
+    return result
+
+
+def show(result: object) -> str:
+    if isinstance(result, Err):
+        return repr(result)
+    if isinstance(result, Entry):
+        return f"{result.kind} mode={oct(result.mode)} uid={result.uid} gid={result.gid} nlink={result.nlink} " \
+               f"size={result.size}"
+    if isinstance(result, bytes) and len(result) > 40:
+        return f"{result[:20]!r}...({len(result)} bytes)"
+    return repr(result)

@@ -1,0 +1,144 @@
+"""Hypothesis stateful checking: generated trees and programs, run on a subject in lockstep with the model.
+
+Each example draws an initial tree of 1-3 lower layers and a random subset of the operations (swarm
+testing: a run that never unlinks explores renames more deeply), mounts the subject, and applies rules,
+comparing every outcome and, after every step that may write (and at the end), the whole state. A failing
+example is shrunk by Hypothesis to a minimal program, which is kept (the last failing run Hypothesis makes is
+the minimal one).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from functools import partial
+from pathlib import Path
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+
+from vfslab.check.engine.generated import Budget, Tally, check_generated
+from vfslab.check.engine.race import WATCHDOG_SECONDS, Hang, Mismatch
+from vfslab.check.union import gen
+from vfslab.check.union.program import Program
+from vfslab.check.union.session import Session
+from vfslab.model.union.ops import ALL_OPS, BENCH_OPS, BY_NAME, FD, Op
+from vfslab.subjects.tree import Layers
+
+MAX_PUSHES = 2
+
+
+def _op_rule(name: str, arg_strategies: tuple, fd: bool):
+    """One Hypothesis rule per operation; fd rules pick one of the open slots."""
+
+    def run(self, args, uid, pick=0):
+        if fd:
+            slots = sorted(self.session.driver.slots)
+            args = (slots[pick % len(slots)], *args)
+        visible = self.session.lock.visible_paths()
+        args = tuple(a.resolve(visible) if isinstance(a, gen.PathChoice) else a for a in args)
+        self._do(Op(name, args, uid))
+
+    run.__name__ = name
+    strategies = {"args": st.tuples(*arg_strategies), "uid": gen.callers}
+    if fd:
+        strategies["pick"] = st.integers(0, 7)
+        return precondition(lambda self: self._enabled(name) and self.session.driver.slots)(rule(**strategies)(run))
+    return precondition(lambda self: self._enabled(name))(rule(**strategies)(run))
+
+
+def supported(subject, ops: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
+    """The operations of `ops` that `subject` declares it supports, and a note for each left out."""
+    caps = subject.capabilities
+    left = [op for op in ops if op in BENCH_OPS and not getattr(caps, op)]
+    return tuple(op for op in ops if op not in left), [f"{op}: {subject.name} does not support it" for op in left]
+
+
+def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadline: float, watchdog_seconds: float,
+                 ops: tuple[str, ...] = ALL_OPS, long_names: bool = True) -> type[RuleBasedStateMachine]:
+    """A state machine class checking `subject` held to `profile`, recording into `tally`."""
+
+    class UnionMachine(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.session: Session | None = None
+            self.program: list[Op] = []
+            self.layers = Layers()
+            self.enabled: frozenset[str] = frozenset()
+            self.pushes = 0
+
+        def _enabled(self, name: str) -> bool:
+            return self.session is not None and name in self.enabled
+
+        # a subject with no layers of its own (a pool) is given one layer: a name hidden by an upper layer
+        # would still count in a lower file's nlink, which no plain file system shows
+        @initialize(layers=gen.layers_of(subject.capabilities.max_layers),
+                    enabled=st.sets(st.sampled_from(ops), min_size=min(4, len(ops))))
+        def setup(self, layers: Layers, enabled: set[str]) -> None:
+            if tally.failure is None and time.monotonic() > deadline:
+                return  # a failure being shrunk runs on past the budget, or it would not reproduce
+            # some path operation always runs, and fd operations need open
+            enabled |= {"stat"} | ({"open"} if any(BY_NAME[op].kind == FD for op in enabled) else set())
+            self.layers, self.enabled = layers, frozenset(enabled)
+            tally.examples += 1
+            scratch = scratch_root / f"ex{tally.examples}"
+            shutil.rmtree(scratch, ignore_errors=True)
+            self.session = Session(subject, profile, layers, scratch, watchdog_seconds)
+            self._guard(self.session.check)
+
+        @precondition(lambda self: self.session is None)
+        @rule()
+        def out_of_budget(self) -> None:
+            """The time budget is spent: examples from now on do nothing."""
+
+        @precondition(lambda self: self._enabled("remount"))
+        @rule()
+        def remount(self) -> None:
+            self._do(Op("remount"))
+
+        @precondition(lambda self: self._enabled("push") and self.pushes < MAX_PUSHES)
+        @rule()
+        def push(self) -> None:
+            self.pushes += 1
+            self._do(Op("push"))
+
+        def _do(self, op: Op) -> None:
+            self.program.append(op)
+            tally.steps += 1
+            self._guard(lambda: self.session.step(op))
+
+        def _guard(self, call) -> None:
+            try:
+                call()
+            except Mismatch as m:
+                tally.hang = isinstance(m, Hang)
+                tally.failure = Program(self.layers, list(self.program), subject.name, profile, str(m))
+                raise
+
+        def teardown(self) -> None:
+            if self.session is None:
+                return
+            try:
+                if tally.failure is None:
+                    self._guard(self.session.finish)
+            finally:
+                lock = self.session.lock
+                tally.record(lock, lambda: Program(self.layers, list(self.program), subject.name, profile,
+                                                   lock.why[profile]))
+                self.session.close()
+
+    for name, strategies in gen.arguments(long_names).items():
+        if name in ops:
+            setattr(UnionMachine, f"op_{name}", _op_rule(name, strategies, fd=BY_NAME[name].kind == FD))
+    return UnionMachine
+
+
+def check_stateful(subject, profile: str, *, seed: int, budget: Budget, scratch_root: Path,
+                   ops: tuple[str, ...] = ALL_OPS, database: Path | None = None,
+                   watchdog_seconds: float = WATCHDOG_SECONDS, long_names: bool = True) -> Tally:
+    """Run generated programs of `ops` (those the subject supports) against `subject` held to `profile`; a failure
+    is shrunk and kept in the tally."""
+    ops, _ = supported(subject, ops)
+    return check_generated(partial(make_machine, ops=ops, long_names=long_names), subject, profile, seed=seed,
+                           budget=budget, scratch_root=scratch_root, database=database,
+                           watchdog_seconds=watchdog_seconds)
