@@ -35,10 +35,10 @@ def test_generated_programs_agree_with_the_routing_model(scratch, need, name, pr
 def test_an_empty_path_tells_the_router_from_the_kernel(scratch, need, tmp_path):
     program = RouteProgram(POOL_NODES, [["chdir", "P/d"], ["open", "b", os.O_RDONLY], ["stat", ""],
                                         ["read", "#0", 100]])
-    _, failure, deviated, coverage = run_route_program(program, need("pmem-router"), "kernel", scratch / "r")
-    assert failure is None and deviated == "pmemfile" and coverage["pmem.cwd.virtual"] == 1
-    _, failure, deviated, _ = run_route_program(program, need("pmem-fuse"), "kernel", scratch / "f")
-    assert failure is None and deviated is None
+    router = run_route_program(program, need("pmem-router"), "kernel", scratch / "r")
+    assert router.failure is None and router.deviation == "pmemfile" and router.coverage["pmem.cwd.virtual"] == 1
+    fuse = run_route_program(program, need("pmem-fuse"), "kernel", scratch / "f")
+    assert fuse.failure is None and fuse.deviation is None
     program.subject, program.profile = "pmem-router", "pmemfile"
     saved = tmp_path / "p.json"
     program.write(saved)

@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from vfslab import __version__
+from vfslab.impl import MOUNTS
 
 EXPECTED, UNEXPECTED, USAGE = 0, 1, 2
 
@@ -57,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
                          description="Mount one of vfslab's own FUSE file systems: `vfslab mount union -o "
                          "lowerdir=L1:L2,upperdir=U,workdir=W MOUNTPOINT`, `vfslab mount vmblock --target DIR "
                          "MOUNTPOINT`, `vfslab mount pmem POOL MOUNTPOINT`; `vfslab mount KIND --help` for more.")
-    mnt.add_argument("kind", choices=("union", "vmblock", "pmem"))
+    mnt.add_argument("kind", choices=tuple(MOUNTS))
     mnt.add_argument("args", nargs=argparse.REMAINDER)
 
     sm = sub.add_parser("sim", help="search a simulated workload's schedules for deadlocks",
@@ -141,12 +142,13 @@ def _subjects(console: Console) -> int:
 def _replay(args: argparse.Namespace, console: Console) -> int:
     import json
 
+    from vfslab.check.families import DEFAULT
     from vfslab.check.families import get as family_of
     from vfslab.subjects import get
 
     try:
         data = json.loads(args.file.read_text())
-        family = family_of(data.get("family", "union"))  # programs saved before schema 2 are the union's
+        family = family_of(data.get("family", DEFAULT))  # programs saved before schema 2 are the union's
         program = family.program.from_json(data) if family.program else None
     except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
         raise ValueError(f"{args.file}: not a vfslab program ({e})") from None
@@ -241,11 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "crosscheck":
             return _crosscheck(args, console)
         if args.command == "mount":
-            from vfslab.impl.block.main import main as mount_vmblock
-            from vfslab.impl.pmem.main import main as mount_pmem
-            from vfslab.impl.union.main import main as mount_union
+            import importlib
 
-            mount = {"union": mount_union, "vmblock": mount_vmblock, "pmem": mount_pmem}[args.kind]
+            module, _, function = MOUNTS[args.kind].partition(":")
+            mount = getattr(importlib.import_module(module), function)
             return mount(args.args, prog=f"vfslab mount {args.kind}")
         if args.command == "pmem":
             from vfslab.impl.pmem.tools import main as pmem_tools

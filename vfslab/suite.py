@@ -14,9 +14,8 @@ from importlib import resources
 from pathlib import Path
 
 from vfslab.check.engine.generated import Budget
-from vfslab.check.families import get
+from vfslab.check.families import DEFAULT, get
 
-DEFAULT_FAMILY = "union"
 #: what scenario files called `family` before results schema 2; still read
 OLD_FAMILY_KEY = "model"
 DEFAULTS = Budget()
@@ -55,7 +54,7 @@ def load(path: Path) -> Scenario:
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ValueError(f"{path}: cannot read scenario: {e}") from None
     try:
-        family = get(data.get("family", data.get(OLD_FAMILY_KEY, DEFAULT_FAMILY)))
+        family = get(data.get("family", data.get(OLD_FAMILY_KEY, DEFAULT)))
         kind = data["kind"]
         if kind not in family.kinds:
             raise ValueError(f"kind {kind!r} is not one of {', '.join(family.kinds)} for family {family.name}")

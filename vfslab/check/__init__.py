@@ -1,1 +1,1 @@
-"""The checking engine: operations, initial trees, abstract state, stateful and program checks, results."""
+"""Checking: the results vocabulary, the registry of families, the engine they share, and each family's checker."""

@@ -9,6 +9,8 @@ from vfslab.check.union.family import FAMILY as UNION
 from vfslab.check.vmblock.family import FAMILY as VMBLOCK
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (UNION, VMBLOCK, PMEM, SIM)}
+#: the family of a scenario file or saved program that names none (written before families had a key)
+DEFAULT = UNION.name
 
 
 def get(name: str) -> Family:

@@ -3,6 +3,7 @@ profiles: a program passes against it unless the profiles disagree, which makes 
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 
 from vfslab.model.state import State
@@ -47,9 +48,7 @@ class ModelSubject:
         return True, "pure Python"
 
     def version(self) -> str:
-        from vfslab import __version__
-
-        return __version__
+        return metadata.version("vfslab")
 
     def setup(self, layers: Layers, scratch: Path, profile: str) -> ModelMount:
         if profile not in PROFILES:

@@ -1,0 +1,128 @@
+"""Families and subjects as plugins: a subject defined here, outside vfslab, runs a shipped family's scenarios."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vfslab import runner, suite
+from vfslab.check.families import FAMILIES
+from vfslab.check.results import PASS
+from vfslab.model.union import PROFILES, UnionModel
+from vfslab.subjects import SUBJECTS, Capabilities, register
+from vfslab.subjects.driver import ModelDriver
+from vfslab.subjects.tree import Layers
+
+
+class ForgetfulMount:
+    """The union model, except that (when `forget` is set) every unlink also leaves the name behind."""
+
+    upper = None
+    path = None
+
+    def __init__(self, layers: Layers, profile: str, forget: bool) -> None:
+        self.model = UnionModel(layers.lowers, PROFILES[profile])
+        self.forget = forget
+
+    def driver(self) -> ModelDriver:
+        mount = self
+
+        class Driver(ModelDriver):
+            def apply(self, op):
+                if mount.forget and op.name == "unlink":
+                    return None  # says it unlinked, and did nothing
+                return super().apply(op)
+
+        return Driver(self.model)
+
+    def observe(self, disk: bool = True):
+        return self.model.state(), None
+
+    def remount(self) -> None:
+        self.model.remount()
+
+    def abort(self) -> None:
+        """Nothing can hang."""
+
+    def teardown(self) -> None:
+        """Nothing is mounted."""
+
+
+class InTest:
+    """A subject vfslab has never seen: one layer, no push, no remount."""
+
+    profiles = ("overlayfs",)
+    capabilities = Capabilities(("union",), max_layers=1, remount=False, push=False)
+
+    def __init__(self, name: str, forget: bool) -> None:
+        self.name, self.forget = name, forget
+
+    def available(self) -> tuple[bool, str]:
+        return True, "in the test"
+
+    def version(self) -> str:
+        return "test"
+
+    def setup(self, layers: Layers, scratch: Path, profile: str) -> ForgetfulMount:
+        return ForgetfulMount(layers, profile, self.forget)
+
+
+@pytest.fixture
+def subjects():
+    names = []
+
+    def add(subject):
+        register(subject)
+        names.append(subject.name)
+        return subject
+
+    yield add
+    for name in names:
+        del SUBJECTS[name]
+
+
+def _scenario(tmp_path: Path, names: list[str]) -> suite.Scenario:
+    path = tmp_path / "mine.toml"
+    path.write_text(f'id = "mine"\nkind = "stateful"\nsubjects = {names!r}\nprofile = "overlayfs"\n'
+                    "[budget]\nexamples = 60\nsteps = 10\nseconds = 60\n".replace("'", '"'))
+    return suite.load(path)
+
+
+def test_a_subject_defined_outside_vfslab_runs_a_scenario(tmp_path, subjects):
+    subjects(InTest("in-test", forget=False))
+    subjects(InTest("in-test-broken", forget=True))
+    scenario = _scenario(tmp_path, ["in-test", "in-test-broken"])
+    assert scenario.family == "union" and scenario.family in FAMILIES
+    results = runner.run([scenario], runner.Options(seed=3, out=tmp_path / "out"))
+    good, broken = results.records
+    assert (good.subject, good.verdict, good.family) == ("in-test", PASS, "union"), good.reason
+    assert sorted(good.skipped) == ["push: in-test does not support it", "remount: in-test does not support it"]
+    assert not any(op["op"] in ("push", "remount") for r in results.records if r.counterexample
+                   for op in r.counterexample.ops), "what a subject does not support is never asked of it"
+    assert broken.verdict == "fail" and broken.counterexample is not None
+    assert any(op["op"] == "unlink" for op in broken.counterexample.ops), broken.counterexample.ops
+    assert broken.counterexample.replay.startswith("vfslab replay ")
+
+
+def test_a_registered_name_cannot_be_taken_twice(subjects):
+    subjects(InTest("in-test", forget=False))
+    with pytest.raises(ValueError, match="already known"):
+        register(InTest("in-test", forget=True))
+    with pytest.raises(ValueError, match="already known"):
+        register(InTest("model", forget=False))
+
+
+def test_a_scenario_of_an_unknown_family_is_one_line(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('id = "x"\nfamily = "nfs"\nkind = "stateful"\nsubjects = []\n')
+    with pytest.raises(ValueError, match=r"bad.toml: bad scenario: unknown family 'nfs' \(known: union, vmblock"):
+        suite.load(path)
+
+
+def test_the_old_model_key_still_names_the_family(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text('id = "x"\nmodel = "vmblock"\nkind = "deadlock"\nsubjects = []\n'
+                    "[params]\nwaiters = 3\nmax_threads = 2\n")
+    s = suite.load(path)
+    assert (s.family, s.profile, s.settings.waiters) == ("vmblock", "vmblock", 3)
