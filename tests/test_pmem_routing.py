@@ -46,7 +46,7 @@ def test_an_empty_path_tells_the_router_from_the_kernel(scratch, need, tmp_path)
     assert main(["replay", str(saved)]) == 0
     regression = tmp_path / "regression.toml"
     regression.write_text(program.to_scenario("empty-path"))
-    assert load(regression).model == "pmem"
+    assert load(regression).family == "pmem"
     assert main(["run", str(regression), "--out", str(tmp_path / "out")]) == 0
     record, = Results.read(tmp_path / "out" / "results.json").records
     assert (record.subject, record.verdict, record.examples) == ("pmem-router", "pass", 1)
