@@ -306,7 +306,7 @@ class Router:
             return os.readlink(found.where.join(found.name))
         return found.where.pool.fs.readlinkat(found.where.ino, found.name, self.cred)
 
-    def listdir(self, path: str) -> list[str]:
+    def readdir(self, path: str) -> list[str]:
         """The names in a directory (getdents without `.` and `..`), in no particular order."""
         found = self.resolve(path, follow=True)
         where = found.where

@@ -323,7 +323,7 @@ class RoutingModel:
         return self._call(self._walk(path, follow=False).place, "readlink")
 
     @operation
-    def listdir(self, path: str) -> list[str]:
+    def readdir(self, path: str) -> list[str]:
         return list(self._call(self._walk(path, follow=True).place, "readdir"))
 
     @operation

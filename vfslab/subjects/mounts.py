@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from vfslab.subjects import namespace
+
 FUSECTL = Path("/sys/fs/fuse/connections")
 
 
@@ -233,7 +235,9 @@ def mount_kernel(fstype: str, options: str, mnt: Path, flags: int = 0) -> None:
     """`mount -t FSTYPE FSTYPE -o OPTIONS MNT` as one mount(2) call (no helper process: the bench mounts
     thousands of times), registered for teardown."""
     mnt = _abspath(mnt)
-    if _libc.mount(fstype.encode(), os.fsencode(mnt), fstype.encode(), flags, options.encode()) != 0:
+    with namespace.copying(exclusive=False):
+        failed = _libc.mount(fstype.encode(), os.fsencode(mnt), fstype.encode(), flags, options.encode()) != 0
+    if failed:
         reason = os.strerror(ctypes.get_errno())
         kernel = _dmesg_overlay_tail() if fstype == "overlay" else ""  # overlayfs says why only there
         raise MountError(f"mount -t {fstype} on {mnt} failed: {reason}" + (f" (kernel: {kernel})" if kernel else ""))

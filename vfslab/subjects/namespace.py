@@ -11,15 +11,22 @@ Standard library only: it runs as a script, before anything of vfslab is importe
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 CLONE_NEWNS = 0x00020000
 MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 1 << 18
 MNT_DETACH = 2
 KEEP_UNDER = ("/proc", "/sys", "/dev")
+#: held exclusively from unshare until the unneeded copies are detached, and shared by every overlay mount: while
+#: a new namespace holds a copy of an overlay, its upper directory is "in use", and an index=on mount of that
+#: upper directory (a remount, say) fails with EBUSY
+COPYING_LOCK = "/run/vfslab-namespace-copying.lock"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -43,13 +50,30 @@ def _needed(point: str, dst: str) -> bool:
     return dst == point or dst.startswith(point + "/")
 
 
+@contextlib.contextmanager
+def copying(exclusive: bool) -> Iterator[None]:
+    """The lock between making a namespace (exclusive) and mounting an overlay (shared); nothing to hold where the
+    lock file cannot be made (not root: neither can happen)."""
+    try:
+        fd = os.open(COPYING_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
 def enter(src: str, dst: str) -> None:
-    _check(_libc.unshare(CLONE_NEWNS), "unshare")
-    _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
-    _check(_libc.mount(os.fsencode(src), os.fsencode(dst), None, MS_BIND, None), f"bind {src} on {dst}")
-    for point in sorted(set(_mount_points()), key=len, reverse=True):
-        if not _needed(point, dst):
-            _libc.umount2(os.fsencode(point), MNT_DETACH)
+    with copying(exclusive=True):
+        _check(_libc.unshare(CLONE_NEWNS), "unshare")
+        _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
+        _check(_libc.mount(os.fsencode(src), os.fsencode(dst), None, MS_BIND, None), f"bind {src} on {dst}")
+        for point in sorted(set(_mount_points()), key=len, reverse=True):
+            if not _needed(point, dst):
+                _libc.umount2(os.fsencode(point), MNT_DETACH)
 
 
 def main(argv: list[str]) -> int:

@@ -27,6 +27,7 @@ import stat as st
 import uuid
 from pathlib import Path
 
+from vfslab.model.pmem.calls import BY_NAME
 from vfslab.model.state import Entry, digest
 
 UMASK = 0o022
@@ -35,8 +36,6 @@ UMASK = 0o022
 DIRECTORY = "directory offset"
 #: fds below this are looked at for `taken`
 FD_SCAN = 256
-CALLS = ("open", "close", "dup", "dup2", "read", "write", "lseek", "fstat", "stat", "lstat", "readlink",
-         "listdir", "mkdir", "rmdir", "unlink", "symlink", "link", "rename", "chdir", "getcwd")
 
 
 class Kernel:
@@ -44,7 +43,7 @@ class Kernel:
 
     open, close, dup, dup2 = os.open, os.close, os.dup, os.dup2
     read, write, lseek, fstat = os.read, os.write, os.lseek, os.fstat
-    stat, lstat, readlink, listdir = os.stat, os.lstat, os.readlink, os.listdir
+    stat, lstat, readlink, readdir = os.stat, os.lstat, os.readlink, os.listdir
     mkdir, rmdir, unlink, symlink, rename, chdir, getcwd = (os.mkdir, os.rmdir, os.unlink, os.symlink, os.rename,
                                                            os.chdir, os.getcwd)
 
@@ -78,7 +77,7 @@ def run(calls, call: list) -> dict:
     try:
         if name == "state":
             return {"value": walk(calls)}
-        if name not in CALLS:
+        if name not in BY_NAME:
             raise ValueError(f"unknown call {name!r}")
         args = [_decode_arg(a) for a in args]
         if name == "lseek" and st.S_ISDIR(calls.fstat(args[0]).st_mode):
@@ -110,7 +109,7 @@ def walk(calls) -> list[list]:
         out.append([rel, kind, st.S_IMODE(s.st_mode), s.st_uid, s.st_gid, s.st_nlink,
                     None if kind == "dir" else s.st_size, data, target])
         if kind == "dir":
-            for name in sorted(calls.listdir(path)):
+            for name in sorted(calls.readdir(path)):
                 entry(f"{path.rstrip('/')}/{name}", f"{rel}/{name}" if rel != "." else name)
 
     entry("/", ".")

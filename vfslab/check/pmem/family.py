@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from vfslab.check.engine.family import Family, Job
-from vfslab.check.pmem.program import CALLS, RouteProgram
 from vfslab.check.pmem.program import FAMILY as NAME
+from vfslab.check.pmem.program import RouteProgram
 from vfslab.check.pmem.stateful import check_route_stateful, run_route_program
 from vfslab.model.pmem import PROFILES, RULES
+from vfslab.model.pmem.calls import CALLS
 
 
 def settings(kind: str, params: dict, programs: tuple[dict, ...], profile: str) -> None:
@@ -20,5 +21,5 @@ def stateful(job: Job) -> None:
 
 
 FAMILY = Family(NAME, RULES, PROFILES, "pmemfile", {"stateful": stateful, "program": Job.run_programs}, settings,
-                program=RouteProgram, replay=run_route_program, operations=tuple(CALLS),
+                program=RouteProgram, replay=run_route_program, operations=tuple(c.name for c in CALLS),
                 default_subject="pmem-router")

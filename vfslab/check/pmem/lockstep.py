@@ -13,18 +13,15 @@ from pathlib import Path
 
 from vfslab.check.engine.race import Hang, Mismatch, Race
 from vfslab.check.engine.state import diff_states, show
-from vfslab.check.pmem.program import FD_CALLS, KERNEL, POOL_AT, show_call
+from vfslab.check.pmem.program import KERNEL, POOL_AT, show_call
 from vfslab.model.outcome import Err, Outcome
 from vfslab.model.pmem import PROFILES, RoutingModel
+from vfslab.model.pmem.calls import FD_CALLS, LOOKS
 from vfslab.model.pmem.routing import DIRECTORY_OFFSET
 from vfslab.model.state import Entry
 from vfslab.subjects.mounts import WATCHDOG_SECONDS
 from vfslab.subjects.process import DIRECTORY, Gone, entries
 from vfslab.subjects.tree import Node
-
-#: calls that change no tree
-LOOKS = frozenset({"stat", "lstat", "readlink", "listdir", "read", "fstat", "lseek", "getcwd", "chdir", "dup",
-                   "dup2", "close"})
 
 
 def start(subject, scratch: Path, profile: str, pool: tuple[Node, ...],

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vfslab.check.engine.kept import Kept
+from vfslab.model.pmem.calls import BY_NAME
 from vfslab.model.union.ops import flags_text, flags_value
 from vfslab.subjects.tree import DIR, FILE, SYMLINK, Layers, Node
 
@@ -19,19 +20,12 @@ FAMILY = "pmem"
 POOL_AT = "P"
 KERNEL = (Node("k", DIR, 0o755), Node("k/f", FILE, 0o644, data=b"kernel file\n"),
           Node("k/toP", SYMLINK, 0o777, target="../P"), Node(POOL_AT, DIR, 0o755))
-#: calls, with how many arguments each takes (at least, at most)
-CALLS = {"open": (2, 3), "close": (1, 1), "dup": (1, 1), "dup2": (2, 2), "read": (2, 2), "write": (2, 2),
-         "lseek": (3, 3), "fstat": (1, 1), "stat": (1, 1), "lstat": (1, 1), "readlink": (1, 1), "listdir": (1, 1),
-         "mkdir": (1, 2), "rmdir": (1, 1), "unlink": (1, 1), "symlink": (2, 2), "link": (2, 2), "rename": (2, 2),
-         "chdir": (1, 1), "getcwd": (0, 0)}
-#: calls that return a new fd
-FD_CALLS = ("open", "dup", "dup2")
 
 
 def parse_call(data: list) -> list:
-    if not isinstance(data, list) or not data or data[0] not in CALLS:
-        raise ValueError(f"not a routing call: {data!r} (calls: {', '.join(CALLS)})")
-    low, high = CALLS[data[0]]
+    if not isinstance(data, list) or not data or data[0] not in BY_NAME:
+        raise ValueError(f"not a routing call: {data!r} (calls: {', '.join(BY_NAME)})")
+    low, high = BY_NAME[data[0]].arity
     if not low <= len(data) - 1 <= high:
         raise ValueError(f"{data[0]} takes {low if low == high else f'{low} to {high}'} arguments: {data!r}")
     if data[0] == "open":

@@ -23,6 +23,7 @@ from vfslab.check.engine.kept import Replay
 from vfslab.check.engine.race import WATCHDOG_SECONDS, Hang, Mismatch
 from vfslab.check.pmem.lockstep import RouteLockstep, start
 from vfslab.check.pmem.program import RouteProgram, show_call
+from vfslab.model.pmem.calls import CALLS
 from vfslab.subjects.tree import DIR, FILE, SYMLINK, Node
 
 #: the pool's possible entries (a tree is a subset, parents kept)
@@ -64,18 +65,16 @@ class Pick:
 fds = st.builds(Pick, st.integers(0, 7))
 #: names that mostly exist, for opens (most fd calls should have an fd to work on)
 files = st.sampled_from(["P/a", "P/d/b", "k/f", "P/lk", "P/lp", "P/ld/b", "k/toP/a", "/P/d", "P/new", "k/new"])
-calls = st.one_of(
-    st.tuples(st.just("open"), files, flags), st.tuples(st.just("open"), files, flags),
-    st.tuples(st.just("open"), paths, flags), st.tuples(st.just("close"), fds),
-    st.tuples(st.just("read"), fds, st.sampled_from([1, 100])), st.tuples(st.just("write"), fds, st.just("data")),
-    st.tuples(st.just("lseek"), fds, st.sampled_from([0, 2, -1]), st.sampled_from([os.SEEK_SET, os.SEEK_END])),
-    st.tuples(st.just("fstat"), fds), st.tuples(st.just("dup"), fds), st.tuples(st.just("dup2"), fds, fds),
-    st.tuples(st.just("stat"), paths), st.tuples(st.just("lstat"), paths), st.tuples(st.just("readlink"), paths),
-    st.tuples(st.just("listdir"), paths), st.tuples(st.just("mkdir"), paths), st.tuples(st.just("rmdir"), paths),
-    st.tuples(st.just("unlink"), paths), st.tuples(st.just("rename"), paths, paths),
-    st.tuples(st.just("link"), paths, paths), st.tuples(st.just("symlink"), targets, paths),
-    st.tuples(st.just("chdir"), paths), st.tuples(st.just("getcwd")),
-).map(list)
+#: what each argument domain of the call table (`model/pmem/calls.py`) draws; optional arguments are left out
+DOMAINS = {
+    "path": paths, "open-path": st.one_of(files, files, paths), "flags": flags, "fd": fds,
+    "size": st.sampled_from([1, 100]), "data": st.just("data"), "offset": st.sampled_from([0, 2, -1]),
+    "whence": st.sampled_from([os.SEEK_SET, os.SEEK_END]), "target": targets,
+}
+#: draws per call, relative to the others: most fd calls should have an fd to work on
+WEIGHT = {"open": 3}
+calls = st.one_of(*(st.tuples(st.just(c.name), *(DOMAINS[d] for d in c.args if not d.endswith("?")))
+                    for c in CALLS for _ in range(WEIGHT.get(c.name, 1)))).map(list)
 
 
 def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadline: float,
