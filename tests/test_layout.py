@@ -44,7 +44,7 @@ def test_each_layer_imports_only_what_it_may(folder, prefixes):
     assert not wrong, f"{folder} imports {wrong}"
 
 
-FAMILY_NAMES = ("union", "vmblock", "pmem", "sim")
+FAMILY_NAMES = ("union", "posix", "vmblock", "pmem", "sim")
 
 
 def _switches_on_a_family(path: Path) -> list[str]:

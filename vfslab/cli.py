@@ -24,6 +24,22 @@ def _families_help() -> str:
         for f in FAMILIES.values()) + "."
 
 
+def _subject_file_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--subject-file", action="append", default=[], type=Path, metavar="FILE",
+                   help="a subject file (TOML, docs/subjects.md) describing your own file system; it runs every "
+                   "scenario of its family it can be held to (repeatable)")
+    p.add_argument("--subjects", action="append", default=[], type=Path, metavar="DIR", dest="subject_dirs",
+                   help="a folder of subject files (repeatable)")
+
+
+def _subject_files(args: argparse.Namespace):
+    """The subjects of --subject-file and --subjects, known while the command runs (a context: their names)."""
+    from vfslab.subjects import registered
+    from vfslab.subjects.files import load_all
+
+    return registered(load_all(args.subject_file, args.subject_dirs))
+
+
 def _parser() -> argparse.ArgumentParser:
     from vfslab.reports import formats
 
@@ -39,13 +55,14 @@ def _parser() -> argparse.ArgumentParser:
                        "OUT/programs with a replay command.", epilog=_families_help())
     r.add_argument("paths", nargs="*", type=Path, help="scenario files or folders (default: every suite shipped)")
     r.add_argument("--subject", action="append", default=[], help="a subject to run (repeatable; default: all)")
+    _subject_file_options(r)
     r.add_argument("--profile", help="hold every subject to this profile instead of the scenarios' own")
     r.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
     r.add_argument("--budget", type=float, help="seconds per scenario and subject (default: the scenario's)")
     r.add_argument("--examples", type=int, help="generated programs per stateful scenario (default: the scenario's)")
     r.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
 
-    sub.add_parser("subjects", help="list the subjects, their versions and availability")
+    _subject_file_options(sub.add_parser("subjects", help="list the subjects, their versions and availability"))
 
     rp = sub.add_parser("replay", help="re-run a saved program on a subject",
                         description="Re-run a program (a JSON file written by `vfslab run`) on a subject, held to "
@@ -53,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("file", type=Path)
     rp.add_argument("--subject", help="subject to run it on (default: the one it was found on)")
     rp.add_argument("--profile", help="profile to hold it to (default: the program's)")
+    _subject_file_options(rp)
 
     mnt = sub.add_parser("mount", help="mount one of our file systems (union, vmblock, pmem)", add_help=False,
                          description="Mount one of vfslab's own FUSE file systems: `vfslab mount union -o "
@@ -110,11 +128,13 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     from vfslab import runner, subjects, suite
     from vfslab.reports import formats
 
-    for name in args.subject:
-        subjects.get(name)
-    scenarios = suite.collect(args.paths or [suite.default_suite()])
-    options = runner.Options(tuple(args.subject), args.profile, args.seed, args.budget, args.examples, args.out)
-    results = runner.run(scenarios, options)
+    with _subject_files(args) as added:
+        for name in args.subject:
+            subjects.get(name)
+        scenarios = suite.collect(args.paths or [suite.default_suite()])
+        options = runner.Options(tuple(args.subject), args.profile, args.seed, args.budget, args.examples, args.out,
+                                 added)
+        results = runner.run(scenarios, options)
     results.write(args.out / "results.json")
     shown = formats()
     for fmt in shown.values():
@@ -125,21 +145,29 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     return EXPECTED if results.as_expected else UNEXPECTED
 
 
-def _subjects(console: Console) -> int:
+def _subjects(args: argparse.Namespace, console: Console) -> int:
     from rich.table import Table
 
     from vfslab.subjects import SUBJECTS
 
     table = Table("subject", "version", "profiles", "available")
-    for name, s in SUBJECTS.items():
-        ok, reason = s.available()
-        table.add_row(name, s.version() if ok else "-", ", ".join(s.profiles),
-                      "[green]yes[/]" if ok else f"[red]no[/]: {reason}")
+    with _subject_files(args) as added:
+        for name, s in SUBJECTS.items():
+            if added and name not in added:
+                continue
+            ok, reason = s.available()
+            table.add_row(name, s.version() if ok else "-", ", ".join(s.profiles),
+                          "[green]yes[/]" if ok else f"[red]no[/]: {reason}")
     console.print(table)
     return EXPECTED
 
 
 def _replay(args: argparse.Namespace, console: Console) -> int:
+    with _subject_files(args):
+        return _replay_with(args, console)
+
+
+def _replay_with(args: argparse.Namespace, console: Console) -> int:
     import json
 
     from vfslab.check.families import DEFAULT
@@ -226,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _run(args, console)
         if args.command == "subjects":
-            return _subjects(console)
+            return _subjects(args, console)
         if args.command == "replay":
             return _replay(args, console)
         if args.command == "sim":

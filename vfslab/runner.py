@@ -32,6 +32,8 @@ class Options:
     budget: float | None = None  # seconds per scenario and subject, overriding the scenarios'
     examples: int | None = None
     out: Path = Path("out")
+    #: subjects from subject files: no scenario can list them, so each runs every scenario it takes
+    added: tuple[str, ...] = ()
 
 
 def _command_output(argv: list[str]) -> str:
@@ -86,7 +88,8 @@ def run(scenarios: list[Scenario], options: Options, console: Console | None = N
     console = console or Console(stderr=True)
     meta = _meta(options.seed)
     results = Results(meta)
-    wanted = options.subjects or tuple(SUBJECTS)
+    # subjects named or given as files; every one there is when neither
+    wanted = tuple(dict.fromkeys((*options.subjects, *options.added))) or tuple(SUBJECTS)
     for name in wanted:
         subject = SUBJECTS[name]
         ok, reason = subject.available()
@@ -94,7 +97,7 @@ def run(scenarios: list[Scenario], options: Options, console: Console | None = N
             meta.subjects[name] = subject.version()
         else:
             meta.unavailable[name] = reason
-    jobs = [(sc, SUBJECTS[name]) for sc in scenarios for name in sc.subjects
+    jobs = [(sc, SUBJECTS[name]) for sc in scenarios for name in dict.fromkeys((*sc.subjects, *options.added))
             if name in wanted and _takes(SUBJECTS[name], sc, options.profile or sc.profile)]
     options.out.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="vfslab-run-"))

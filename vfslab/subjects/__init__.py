@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from vfslab.subjects.base import Capabilities, Mounted, Subject
+from vfslab.subjects.files import SHIPPED, load_all
 from vfslab.subjects.model import ModelSubject
-from vfslab.subjects.overlayfs import FuseOverlayfs, KernelOverlay, UnionfsFuse, UnionFuse
+from vfslab.subjects.overlayfs import UnionFuse
 from vfslab.subjects.pmem import PmemFuse, PmemRouter, Tmpfs
 from vfslab.subjects.simulator import Simulator
 from vfslab.subjects.vmblock import SUBJECTS as VMBLOCKS
 
-__all__ = ["SUBJECTS", "Capabilities", "Mounted", "Subject", "get", "register"]
+__all__ = ["SUBJECTS", "Capabilities", "Mounted", "Subject", "get", "register", "registered"]
 
-SUBJECTS: dict[str, Subject] = {s.name: s for s in (ModelSubject(), KernelOverlay(), UnionFuse(), FuseOverlayfs(),
-                                                  UnionfsFuse(), PmemFuse(), PmemRouter(), Tmpfs(), *VMBLOCKS,
-                                                  Simulator())}
+SUBJECTS: dict[str, Subject] = {s.name: s for s in (ModelSubject(), *load_all([], [SHIPPED]), UnionFuse(),
+                                                  PmemFuse(), PmemRouter(), Tmpfs(), *VMBLOCKS, Simulator())}
 
 
 def get(name: str) -> Subject:
@@ -22,6 +25,20 @@ def get(name: str) -> Subject:
         return SUBJECTS[name]
     except KeyError:
         raise KeyError(f"unknown subject {name!r} (known: {', '.join(sorted(SUBJECTS))})") from None
+
+
+@contextlib.contextmanager
+def registered(subjects: list[Subject]) -> Iterator[tuple[str, ...]]:
+    """Make `subjects` known while the block runs (a command's subject files); their names."""
+    names = []
+    try:
+        for subject in subjects:
+            register(subject)
+            names.append(subject.name)
+        yield tuple(names)
+    finally:
+        for name in names:
+            del SUBJECTS[name]
 
 
 def register(subject: Subject) -> None:

@@ -42,7 +42,7 @@ class ModelMount:
 class ModelSubject:
     name = "model"
     profiles = tuple(PROFILES)
-    capabilities = Capabilities(("union",), overlay_format=True, reference=True)
+    capabilities = Capabilities(("union", "posix"), overlay_format=True, reference=True)
 
     def available(self) -> tuple[bool, str]:
         return True, "pure Python"

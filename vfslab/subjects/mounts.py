@@ -244,6 +244,26 @@ def mount_kernel(fstype: str, options: str, mnt: Path, flags: int = 0) -> None:
     _register(LiveMount(mnt, fstype))
 
 
+def mount_by_command(argv: list[str], mnt: Path, timeout: float = 30) -> None:
+    """Mount a kernel file system at `mnt` by running `argv` (a `mount` command, say), registered for teardown."""
+    mnt = _abspath(mnt)
+    with namespace.copying(exclusive=False):
+        done = _run(argv, timeout)
+    if done is None or done.returncode != 0:
+        why = "timed out" if done is None else f"exit {done.returncode}: {_one_line(done.stderr or done.stdout)}"
+        raise MountError(f"{' '.join(argv)}: {why}")
+    info = find_mount(mnt)
+    if info is None:
+        raise MountError(f"{' '.join(argv)} succeeded but nothing is mounted at {mnt}")
+    _register(LiveMount(mnt, info.fstype))
+
+
+def run_quietly(argv: list[str], timeout: float) -> bool:
+    """Run a helper (an unmount command, say); whether it succeeded in time."""
+    done = _run(argv, timeout)
+    return done is not None and done.returncode == 0
+
+
 def mount_overlay(options: str, mnt: Path) -> None:
     mount_kernel("overlay", options, mnt)
 

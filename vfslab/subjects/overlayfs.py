@@ -1,4 +1,4 @@
-"""Union-mount subjects: kernel overlayfs, fuse-overlayfs and unionfs-fuse.
+"""Union-mount subjects: what they share, and ours, union-fuse (the others are subject files: `files.py`).
 
 They share one on-disk layout and lifecycle (`UnionMount`); a subject only says how to mount a given set of
 layers. Layout under the scratch dir: `lower0 lower1 ... upper work mnt`, then `upper1 upper2 ...` after
@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +74,7 @@ class UnionMount:
         self.mount()
 
     def teardown(self) -> None:
-        mounts.unmount(self.path, self.pid)
+        self.subject.unmount(self)
         self.pid = None
 
     def driver(self) -> OsDriver:
@@ -89,8 +89,8 @@ class UnionMount:
         self.subject.abort(self)
 
 
-class UnionSubject:
-    """What the three union subjects share; subclasses say how to mount and how to tell availability."""
+class UnionSubject(ABC):
+    """What union subjects share; a subclass says how to mount, and how to tell its version and availability."""
 
     name: str
     profiles: tuple[str, ...] = ("overlayfs",)
@@ -102,15 +102,19 @@ class UnionSubject:
             return False, "needs root to mount"
         return True, ""
 
+    @abstractmethod
     def version(self) -> str:
-        raise NotImplementedError
+        """What reports say it is."""
 
+    @abstractmethod
     def mount(self, m: UnionMount) -> int | None:
         """Mount `m` at `m.path`; return the daemon's pid for a FUSE subject."""
-        raise NotImplementedError
 
     def abort(self, m: UnionMount) -> None:
         mounts.abort(m.path, m.pid)
+
+    def unmount(self, m: UnionMount) -> None:
+        mounts.unmount(m.path, m.pid)
 
     def setup(self, layers: Layers, scratch: Path, profile: str) -> UnionMount:
         if profile not in self.profiles:
@@ -144,105 +148,19 @@ class UnionSubject:
         return m
 
 
-class KernelOverlay(UnionSubject):
-    name = "kernel-overlay"
-    #: no daemon can hang an operation
-    capabilities = Capabilities(("union",), overlay_format=True)
-    profiles = ("overlayfs", "overlayfs-redirect", "overlayfs-index", "overlayfs-redirect-index")
-
-    def available(self) -> tuple[bool, str]:
-        ok, reason = super().available()
-        if ok and "\toverlay\n" not in Path("/proc/filesystems").read_text():
-            return False, "overlay is not in /proc/filesystems (modprobe overlay)"
-        return ok, reason
-
-    def version(self) -> str:
-        return os.uname().release
-
-    def mount(self, m: UnionMount) -> None:
-        assert m.work is not None
-        lowerdir = ":".join(map(str, m.lowers))
-        # every feature is spelled out so the kernel's compiled-in defaults cannot change what a profile means
-        options = f"lowerdir={lowerdir},upperdir={m.upper},workdir={m.work},{feature_options(m.profile)}"
-        mounts.mount_overlay(f"{options},metacopy=off,xino=off", m.path)
-
-    def abort(self, m: UnionMount) -> None:
-        """Nothing to abort: a kernel overlay has no daemon that could hang."""
-
-
-class FuseUnionSubject(UnionSubject):
-    """A union file system served by a FUSE program run in the foreground as our child."""
-
-    binary: str
-
-    def argv(self, m: UnionMount) -> list[str]:
-        raise NotImplementedError
-
-    def available(self) -> tuple[bool, str]:
-        ok, reason = super().available()
-        for program in (self.binary, "fusermount3"):
-            if ok and shutil.which(program) is None:
-                ok, reason = False, f"{program} not found on PATH"
-        if ok and not os.path.exists("/dev/fuse"):
-            ok, reason = False, "/dev/fuse is missing"
-        return ok, reason
-
-    def version(self) -> str:
-        """`<program version> (libfuse <version>)`, from `--version`."""
-        try:
-            done = subprocess.run([self.binary, "--version"], capture_output=True, text=True, timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
-            return "unavailable"
-        text = done.stdout + done.stderr
-        # fuse-overlayfs prints fusermount3's version first, so anchor on the program's own name
-        own = re.search(rf"^{re.escape(self.binary)}\S*:? version:? (\S+)", text, re.M)
-        lib = re.search(r"FUSE library version:? (\S+)", text)
-        return (own.group(1) if own else "unknown") + (f" (libfuse {lib.group(1)})" if lib else "")
-
-    def mount(self, m: UnionMount) -> int:
-        return mounts.start_fuse(self.argv(m), m.path).pid
-
-
-class FuseOverlayfs(FuseUnionSubject):
-    name = "fuse-overlayfs"
-    binary = "fuse-overlayfs"
-    # it mounts the same whatever it is held to: the profile is only what its behaviour is compared with
-    profiles = ("overlayfs", "overlayfs-index", "fuse-overlayfs")
-
-    def argv(self, m: UnionMount) -> list[str]:
-        lowerdir = ":".join(map(str, m.lowers))
-        # default semantics otherwise: no squash_to_root, no uid mapping, ACLs on
-        options = f"lowerdir={lowerdir},upperdir={m.upper},workdir={m.work},allow_other"
-        return [self.binary, "-f", "-o", options, str(m.path)]
-
-
-class UnionfsFuse(FuseUnionSubject):
-    """unionfs-fuse keeps whiteouts in its own format (`.unionfs-fuse/<path>_HIDDEN~` in the writable branch),
-    so on-disk overlay checks do not apply. It has no work dir; after a push the old upper, metadata dir and
-    all, is the topmost read-only branch and its whiteouts act from there."""
-
-    name = "unionfs-fuse"
-    binary = "unionfs"
-    profiles = ("overlayfs", "unionfs-fuse")
-    #: its whiteouts are its own: no on-disk overlay checks
-    capabilities = Capabilities(("union",), can_hang=True)
-    uses_workdir = False
-    # cow: copy-on-write to the RW branch, without which writes to lower files fail; use_ino: real inode
-    # numbers, so hard links and st_ino stability can be checked; suid,dev: overlay-like mount flags;
-    # hide_meta_files: keep `.unionfs-fuse` out of readdir
-    OPTIONS = "cow,allow_other,use_ino,suid,dev,hide_meta_files"
-
-    def argv(self, m: UnionMount) -> list[str]:
-        branches = ":".join([f"{m.upper}=RW", *(f"{lower}=RO" for lower in m.lowers)])
-        return [self.binary, "-f", "-o", self.OPTIONS, branches, str(m.path)]
-
-
-class UnionFuse(FuseUnionSubject):
+class UnionFuse(UnionSubject):
     """Ours (`impl/union`), run by this Python interpreter, so it needs nothing installed on PATH."""
 
     name = "union-fuse"
-    binary = sys.executable
     profiles = ("overlayfs-redirect-index", "overlayfs", "overlayfs-redirect", "overlayfs-index")
+
+    def available(self) -> tuple[bool, str]:
+        ok, reason = super().available()
+        if ok and shutil.which("fusermount3") is None:
+            return False, "fusermount3 not found on PATH"
+        if ok and not os.path.exists("/dev/fuse"):
+            return False, "/dev/fuse is missing"
+        return ok, reason
 
     def version(self) -> str:
         from vfslab.impl.union.main import version

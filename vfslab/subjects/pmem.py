@@ -62,7 +62,7 @@ class PlainMount:
         self.subject.remount(self)
 
     def teardown(self) -> None:
-        mounts.unmount(self.path, self.pid)
+        self.subject.unmount(self)
         self.pid = None
 
 
@@ -71,7 +71,7 @@ class PlainSubject:
     #: it keeps extended attributes
     xattrs = True
     #: its initial tree is one layer, and it has no layers to push
-    capabilities = Capabilities(("union",), max_layers=1, push=False)
+    capabilities = Capabilities(("posix",), max_layers=1, push=False)
     name: str
 
     def available(self) -> tuple[bool, str]:
@@ -85,6 +85,9 @@ class PlainSubject:
     def remount(self, m: PlainMount) -> None:
         m.teardown()
         m.mount()
+
+    def unmount(self, m: PlainMount) -> None:
+        mounts.unmount(m.path, m.pid)
 
     def setup(self, layers: Layers, scratch: Path, profile: str) -> PlainMount:
         if profile != self.profiles[0]:
@@ -107,7 +110,7 @@ class PmemFuse(PlainSubject):
     #: the union model's, for a mount of its own; the routing model's, behind a mount point
     profiles = ("posix-no-xattr", "kernel", "pmemfile")
     xattrs = False
-    capabilities = Capabilities(("union", "pmem"), max_layers=1, push=False, can_hang=True)
+    capabilities = Capabilities(("posix", "pmem"), max_layers=1, push=False, can_hang=True)
 
     def available(self) -> tuple[bool, str]:
         ok, reason = super().available()

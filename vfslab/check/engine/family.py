@@ -7,6 +7,7 @@ runner, `vfslab replay` and the reports go through that registry and never name 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from vfslab.check.engine.generated import Budget, Tally
 from vfslab.check.engine.kept import Kept, Replay
 from vfslab.check.engine.race import held_difference
 from vfslab.check.results import FAIL, HANG, PASS, Counterexample, Record, deviation
+from vfslab.subjects.files import replay_options
 
 if TYPE_CHECKING:
     from vfslab.suite import Scenario
@@ -78,11 +80,13 @@ class Job:
         folder = self.out / "programs"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.name}.json"
-        program.write(path)
-        (folder / f"{self.name}.toml").write_text(program.to_scenario(self.name))
-        data = program.to_json()
+        # saved under the family that found it: the posix family keeps union programs
+        data = program.to_json() | {"family": self.family.name}
+        path.write_text(json.dumps(data, indent=1) + "\n")
+        (folder / f"{self.name}.toml").write_text(program.to_scenario(self.name, self.family.name))
         return Counterexample(data["layers"], data["ops"], program.message,
-                              replay_command(path, program.subject, program.profile), str(path),
+                              replay_command(path, program.subject, program.profile)
+                              + replay_options(self.subject), str(path),
                               difference=held_difference(program.message))
 
     def coverage(self, fired: Mapping[str, int]) -> dict[str, int]:

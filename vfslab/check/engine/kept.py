@@ -38,13 +38,14 @@ class Kept(ABC):
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
 
-    def to_scenario(self, scenario_id: str) -> str:
+    def to_scenario(self, scenario_id: str, family: str = "") -> str:
+        """A regression scenario (kind `program`) of this program, for `family` (default: its own)."""
         data = self.to_json()
         lines = [
             f"# Found by vfslab on {self.subject} held to {self.profile}:",
             *(f"#   {line}" for line in self.message.splitlines()[:6]),
             f"id = {toml_value(scenario_id)}", 'suite = "regressions"',
-            f"family = {toml_value(self.family)}", 'kind = "program"',
+            f"family = {toml_value(family or self.family)}", 'kind = "program"',
             f"subjects = {toml_value([self.subject])}", f"profile = {toml_value(self.profile)}", 'expect = "pass"', "",
             "[[programs]]", f"name = {toml_value(scenario_id)}", f"layers = {toml_value(data['layers'])}",
             f"ops = {toml_value(data['ops'])}",
