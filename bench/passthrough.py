@@ -30,8 +30,9 @@ class Passthrough(mfusepy.Operations):
         return {k: getattr(s, k) for k in ("st_ino", "st_mode", "st_nlink", "st_uid", "st_gid", "st_size")} | {
             "st_atime": s.st_atime_ns, "st_mtime": s.st_mtime_ns, "st_ctime": s.st_ctime_ns}
 
-    def readdir(self, path: str, fh: int) -> list[str]:
-        return [".", "..", *os.listdir(self._p(path))]
+    def readdir(self, path: str, fh: int) -> list[tuple[str, dict, int]]:
+        # with use_ino, a bare name would be listed with inode 0, which readdir(3) skips
+        return [(n, self.getattr(os.path.normpath(f"{path}/{n}")), 0) for n in (".", "..", *os.listdir(self._p(path)))]
 
     def open(self, path: str, flags: int) -> int:
         return os.open(self._p(path), flags)
