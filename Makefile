@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 OUT ?= out
-APT_PACKAGES := fuse3 fuse-overlayfs unionfs-fuse attr
+APT_PACKAGES := fuse3 fuse-overlayfs unionfs-fuse attr erofs-utils squashfs-tools
 # Debian's vmware-vmblock-fuse, unpacked from open-vm-tools (not installed: no VMware services start)
 VMBLOCK_CACHE := /var/cache/vfslab/open-vm-tools
 VMWARE_VMBLOCK := $(VMBLOCK_CACHE)/usr/bin/vmware-vmblock-fuse

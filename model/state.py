@@ -21,7 +21,8 @@ class Entry:
     digest: str | None  # content hash of a file
     target: str | None  # a symlink's target
     xattrs: tuple[tuple[str, bytes], ...] = ()  # the xattrs that matter (user.*)
-    ino: int | None = field(default=None, compare=False)  # an identity: checked as a bijection, never by value
+    #: an identity, checked as a bijection, never by value: a model's inode number, a real file's (st_dev, st_ino)
+    ino: object = field(default=None, compare=False)
     opaque: bool = False  # on-disk only: trusted.overlay.opaque = "y"
     redirect: str | None = None  # on-disk only: trusted.overlay.redirect
 

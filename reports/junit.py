@@ -14,7 +14,7 @@ def render(results: Results) -> str:
                        skipped=str(sum(r.verdict == UNAVAILABLE for r in results.records)),
                        time=f"{results.meta.seconds:g}")
     for r in results.records:
-        case = ET.SubElement(suite, "testcase", classname=f"{r.suite}.{r.scenario}", name=r.subject,
+        case = ET.SubElement(suite, "testcase", classname=f"{r.suite}.{r.scenario}", name=r.label,
                              time=f"{r.seconds:g}")
         if r.verdict == UNAVAILABLE:
             ET.SubElement(case, "skipped", message=r.reason)

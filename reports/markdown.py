@@ -28,7 +28,7 @@ def render(results: Results) -> str:
         out += ["", f"{name} unavailable: {reason}"]
     for r in s.problems:
         held = f"Held to profile `{r.profile}`; " if r.profile else ""
-        out += ["", f"## {r.scenario} on {r.subject}: {r.verdict}", "",
+        out += ["", f"## {r.scenario} on {r.label}: {r.verdict}", "",
                 f"{held}{r.examples} examples, {r.steps} steps, {r.seconds:g} s."]
         if r.reason:
             out += ["", r.reason]

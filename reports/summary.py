@@ -18,8 +18,8 @@ class Summary:
     @classmethod
     def of(cls, results: Results) -> Summary:
         scenarios = list(dict.fromkeys(r.scenario for r in results.records))
-        subjects = list(dict.fromkeys(r.subject for r in results.records))
-        cells = {(r.scenario, r.subject): r for r in results.records}
+        subjects = list(dict.fromkeys(r.label for r in results.records))
+        cells = {(r.scenario, r.label): r for r in results.records}
         problems = [r for r in results.records if r.verdict not in (PASS, UNAVAILABLE)]
         ran = [r for r in results.records if r.coverage]
         rules = {rule for r in ran for rule in r.coverage}

@@ -35,7 +35,7 @@ def show(results: Results, console: Console) -> None:
         console.print(f"[dim]{name} unavailable: {reason}[/]")
     for r in s.problems:
         held = f" ({r.profile})" if r.profile else ""
-        console.print(f"\n[bold]{r.scenario} on {r.subject}[/]{held}: {r.verdict}")
+        console.print(f"\n[bold]{r.scenario} on {r.label}[/]{held}: {r.verdict}")
         if r.reason and (r.deviations or not r.counterexample):
             console.print(f"  {r.reason}", markup=False)
         if r.counterexample:

@@ -64,7 +64,7 @@ class InTest:
     def version(self) -> str:
         return "test"
 
-    def setup(self, layers: Layers, scratch: Path, profile: str) -> ForgetfulMount:
+    def setup(self, layers: Layers, scratch: Path, profile: str, placement: str = "same") -> ForgetfulMount:
         return ForgetfulMount(layers, profile, self.forget)
 
 

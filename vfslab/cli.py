@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("paths", nargs="*", type=Path, help="scenario files or folders (default: every suite shipped)")
     r.add_argument("--subject", action="append", default=[], help="a subject to run (repeatable; default: all)")
     _subject_file_options(r)
+    r.add_argument("--placement", action="append", default=[], metavar="NAME",
+                   help="where a union check's layers live: same (one file system, the default), fs-per-layer, "
+                   "ro-image (the bottom lower layer a read-only image), or all (repeatable); a scenario's own "
+                   "`placement` key pins it")
     r.add_argument("--profile", help="hold every subject to this profile instead of the scenarios' own")
     r.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
     r.add_argument("--budget", type=float, help="seconds per scenario and subject (default: the scenario's)")
@@ -127,13 +131,14 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace, console: Console) -> int:
     from vfslab import runner, subjects, suite
     from vfslab.reports import formats
+    from vfslab.subjects import placement
 
     with _subject_files(args) as added:
         for name in args.subject:
             subjects.get(name)
         scenarios = suite.collect(args.paths or [suite.default_suite()])
         options = runner.Options(tuple(args.subject), args.profile, args.seed, args.budget, args.examples, args.out,
-                                 added)
+                                 added, placement.parse(args.placement) if args.placement else (placement.SAME,))
         results = runner.run(scenarios, options)
     results.write(args.out / "results.json")
     shown = formats()

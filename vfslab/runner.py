@@ -20,7 +20,8 @@ from vfslab.check.engine.family import Job
 from vfslab.check.engine.generated import Budget
 from vfslab.check.families import FAMILIES
 from vfslab.check.results import ERROR, UNAVAILABLE, Record, Results, RunMeta
-from vfslab.subjects import SUBJECTS, mounts
+from vfslab.subjects import SUBJECTS, mounts, placement
+from vfslab.subjects.placement import SAME
 from vfslab.suite import Scenario
 
 
@@ -34,6 +35,8 @@ class Options:
     out: Path = Path("out")
     #: subjects from subject files: no scenario can list them, so each runs every scenario it takes
     added: tuple[str, ...] = ()
+    #: where union checks place their layers, unless a scenario pins it
+    placements: tuple[str, ...] = (SAME,)
 
 
 def _command_output(argv: list[str]) -> str:
@@ -68,16 +71,29 @@ def _takes(subject, scenario: Scenario, profile: str) -> bool:
             and (not FAMILIES[scenario.family].profiles or profile in subject.profiles))
 
 
-def run_one(scenario: Scenario, subject, options: Options, scratch: Path) -> Record:
-    """One scenario against one subject: the record with its verdict."""
+def _unplaceable(where: str) -> str:
+    ok, reason = placement.available(where)
+    return "" if ok else f"placement {where}: {reason}"
+
+
+def _placements(scenario: Scenario, subject, options: Options) -> tuple[str, ...]:
+    """Where a job's layers go: the scenario's pin or the command line's, those the subject takes (once, as they
+    are, for a family that places nothing)."""
+    if not FAMILIES[scenario.family].placed:
+        return (SAME,)
+    return tuple(p for p in scenario.placements or options.placements if p in subject.capabilities.placements)
+
+
+def run_one(scenario: Scenario, subject, options: Options, scratch: Path, placement: str = SAME) -> Record:
+    """One scenario against one subject, its layers placed so: the record with its verdict."""
     profile = options.profile or scenario.profile
     record = Record(scenario.id, scenario.suite, scenario.kind, subject.name, profile,
-                    scenario.expected(subject.name), verdict=ERROR, family=scenario.family)
+                    scenario.expected(subject.name), verdict=ERROR, family=scenario.family, placement=placement)
     family = FAMILIES[scenario.family]
     started = time.monotonic()
     try:
         family.kinds[scenario.kind](Job(scenario, subject, profile, options.seed, _budget(scenario, options),
-                                        scratch, options.out, record, family))
+                                        scratch, options.out, record, family, placement))
     except (RuntimeError, OSError) as e:  # a mount refused, say: this record's error, not the whole run's
         record.verdict, record.reason = ERROR, f"{type(e).__name__}: {e}"
     record.seconds = round(time.monotonic() - started, 2)
@@ -97,8 +113,9 @@ def run(scenarios: list[Scenario], options: Options, console: Console | None = N
             meta.subjects[name] = subject.version()
         else:
             meta.unavailable[name] = reason
-    jobs = [(sc, SUBJECTS[name]) for sc in scenarios for name in dict.fromkeys((*sc.subjects, *options.added))
-            if name in wanted and _takes(SUBJECTS[name], sc, options.profile or sc.profile)]
+    jobs = [(sc, SUBJECTS[name], where) for sc in scenarios for name in dict.fromkeys((*sc.subjects, *options.added))
+            if name in wanted and _takes(SUBJECTS[name], sc, options.profile or sc.profile)
+            for where in _placements(sc, SUBJECTS[name], options)]
     options.out.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="vfslab-run-"))
     base.chmod(0o755)
@@ -108,15 +125,17 @@ def run(scenarios: list[Scenario], options: Options, console: Console | None = N
     try:
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task("scenarios", total=len(jobs))
-            for i, (scenario, subject) in enumerate(jobs):
-                progress.update(task, description=f"{scenario.id} on {subject.name}")
-                if subject.name in meta.unavailable:
+            for i, (scenario, subject, where) in enumerate(jobs):
+                progress.update(task, description=f"{scenario.id} on {subject.name}"
+                                + (f" ({where})" if where != SAME else ""))
+                missing = meta.unavailable.get(subject.name) or _unplaceable(where)
+                if missing:
                     results.records.append(Record(scenario.id, scenario.suite, scenario.kind, subject.name,
                                                   options.profile or scenario.profile, scenario.expected(subject.name),
-                                                  UNAVAILABLE, reason=meta.unavailable[subject.name],
-                                                  family=scenario.family))
+                                                  UNAVAILABLE, reason=missing, family=scenario.family,
+                                                  placement=where))
                 else:
-                    results.records.append(run_one(scenario, subject, options, base / f"job{i}"))
+                    results.records.append(run_one(scenario, subject, options, base / f"job{i}", where))
                 progress.advance(task)
     finally:
         for m in mounts.mounts_under(base):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from vfslab.check.engine.generated import Budget
 from vfslab.check.families import DEFAULT, get
+from vfslab.subjects import placement
 
 #: what scenario files called `family` before results schema 2; still read
 OLD_FAMILY_KEY = "model"
@@ -37,6 +38,8 @@ class Scenario:
     params: dict = field(default_factory=dict)
     #: what the family made of the params and programs (its kinds read it)
     settings: object = None
+    #: where a union check's layers live, when the scenario pins it (else the command line's, default `same`)
+    placements: tuple[str, ...] | None = None
     source: str = ""
 
     def expected(self, subject: str) -> str:
@@ -79,6 +82,7 @@ def load(path: Path) -> Scenario:
             params=params,
             # a bad parameter or a program that cannot be read is the scenario file's error, not the run's
             settings=family.settings(kind, params, programs, profile),
+            placements=placement.parse(data["placement"]) if "placement" in data else None,
             source=str(path),
         )
     except (KeyError, TypeError, ValueError, IndexError) as e:

@@ -51,6 +51,10 @@ from vfslab.impl.union.disk import (
 from vfslab.impl.union.options import MountOptions
 
 NAME_MAX = 255
+#: where a layer's file-system index goes in the inode numbers shown (xino): above what any of them uses
+XINO_SHIFT = 58
+#: copy_file_range refusing to copy between these two files (across file systems, or not supported): copy by hand
+_NO_RANGE_COPY = frozenset({E.EXDEV, E.EINVAL, E.EOPNOTSUPP, E.ENOSYS})
 UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
 _REAL_OPEN = os.O_ACCMODE | os.O_TRUNC | os.O_SYNC | os.O_DSYNC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -166,6 +170,11 @@ class Union:
         self._origins: dict[bytes, os.stat_result | None] = {}
         self._ovl: dict[tuple, OvlFile] = {}
         self._tmp = itertools.count()
+        # the layers' file systems, the upper layer's first: inode numbers from each but the first carry its
+        # index in their top bits (overlayfs's xino), since a FUSE mount has one st_dev for them all
+        devs = dict.fromkeys(os.fstat(layer.root).st_dev for layer in self.layers)
+        self._fsid = {dev: i for i, dev in enumerate(devs)}
+        self._range_copy = True  # until copy_file_range refuses a pair of our files
 
     # ---- work directory ---------------------------------------------------------------------------
 
@@ -370,24 +379,31 @@ class Union:
         s = self.index.lstat((name,))
         return Real(self.index, (name,), s) if s is not None else None
 
-    def _by_origin(self, fb: bytes | None, own_ino: int) -> tuple[int, Real | None]:
+    def _number(self, s: os.stat_result) -> int:
+        """The st_ino the union shows for a real file: its own, marked with its file system when the layers are
+        on several (overlayfs's xino: unique, and persistent across mounts of the same layers)."""
+        fsid = self._fsid.get(s.st_dev, 0)
+        return s.st_ino | (fsid << XINO_SHIFT) if fsid else s.st_ino
+
+    def _by_origin(self, fb: bytes | None, own: os.stat_result) -> tuple[int, Real | None]:
         """An upper non-directory's st_ino and index entry, from its origin handle: the origin's number when
         the origin is not a hard link, or is indexed (ovl_get_inode); else its own."""
         origin = self._decode(fb) if fb else None
         if origin is None:
-            return own_ino, None
+            return self._number(own), None
         index = self._index_entry(fb) if self.index is not None and origin.st_nlink > 1 else None
-        return (origin.st_ino if origin.st_nlink == 1 or index is not None else own_ino), index
+        return self._number(origin if origin.st_nlink == 1 or index is not None else own), index
 
     def _identity(self, node: Node) -> tuple[int, Real | None]:
         """A name's st_ino, and the index entry of a non-directory's lower inode if it has one."""
         top = node.stack[0]
         if node.is_dir:
             lowers = [r for r in node.stack if r.layer is not self.upper]
-            return (lowers or node.stack)[0].st.st_ino, None
+            return self._number((lowers or node.stack)[0].st), None
         if top.layer is not self.upper:
-            return top.st.st_ino, node.shown if node.shown.layer is self.index else None  # found by `_nondir`
-        return self._by_origin(self._origin(top), top.st.st_ino)
+            # found by `_nondir`
+            return self._number(top.st), node.shown if node.shown.layer is self.index else None
+        return self._by_origin(self._origin(top), top.st)
 
     def ino(self, node: Node) -> int:
         return self._identity(node)[0]
@@ -450,7 +466,7 @@ class Union:
         """fstat: the file the handle reads now (its copy-up, if it was copied up since it was opened)."""
         self._follow(h)
         s = os.fstat(h.fd)
-        ino, index = self._by_origin(self._fd_origin(h.fd), s.st_ino) if h.on_upper else (s.st_ino, None)
+        ino, index = self._by_origin(self._fd_origin(h.fd), s) if h.on_upper else (self._number(s), None)
         return self._attrs(s, ino, self._union_nlink(index) if index is not None else s.st_nlink)
 
     @staticmethod
@@ -558,7 +574,7 @@ class Union:
                     end = os.lseek(src, data, os.SEEK_HOLE)
                     pos = data
                     while pos < end:
-                        n = os.copy_file_range(src, dst, end - pos, pos, pos)
+                        n = self._copy_range(src, dst, end - pos, pos)
                         if n == 0:
                             break
                         pos += n
@@ -569,6 +585,19 @@ class Union:
                 os.close(dst)
         finally:
             os.close(src)
+
+    def _copy_range(self, src: int, dst: int, count: int, pos: int) -> int:
+        """Copy up to `count` bytes at `pos`: in the kernel where it can (copy_file_range), else through a buffer
+        (copy_file_range refuses two file systems, as when a lower layer is on one of its own)."""
+        if self._range_copy:
+            try:
+                return os.copy_file_range(src, dst, count, pos, pos)
+            except OSError as e:
+                if e.errno not in _NO_RANGE_COPY:
+                    raise
+                self._range_copy = False
+        data = os.pread(src, min(count, 1 << 20), pos)
+        return os.pwrite(dst, data, pos) if data else 0
 
     @staticmethod
     def _copy_xattrs(src: str, dst: str) -> None:

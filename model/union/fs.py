@@ -102,10 +102,12 @@ def operation(method: Callable) -> Callable:
 
 class UnionModel:
     """A union mount over `lowers` (topmost first), each an iterable of spec nodes with the attributes of
-    `vfslab.subjects.tree.Node`, held to `profile`."""
+    `vfslab.subjects.tree.Node`, held to `profile`; `one_fs` when every layer is on one file system (the
+    `same` placement)."""
 
-    def __init__(self, lowers: Iterable[Iterable], profile: Profile, umask: int = 0o022) -> None:
+    def __init__(self, lowers: Iterable[Iterable], profile: Profile, umask: int = 0o022, one_fs: bool = True) -> None:
         self.profile = profile
+        self.one_fs = one_fs
         self.umask = umask
         self.cred = ROOT
         self.store = Store()
@@ -901,13 +903,21 @@ class UnionModel:
     def remount(self) -> None:
         """Unmount (closing every file) and mount again on the same layers."""
         self._fire("union.bench.remount")
+        self._renumber()
         self.fds.clear()
         self.ovl.clear()
+
+    def _renumber(self) -> None:
+        """union.ino.renumbered: with layers on several file systems, a mount numbers each layer's inodes on a
+        device of its own, allocated anew for every mount."""
+        if not self.one_fs:
+            self._fire("union.ino.renumbered")
 
     @operation
     def push(self) -> None:
         """The upper layer becomes the topmost lower layer under a fresh, empty upper layer."""
         self._fire("union.bench.push")
+        self._renumber()
         self.fds.clear()
         self.ovl.clear()
         for ino in self.index.values():

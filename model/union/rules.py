@@ -97,6 +97,9 @@ RULES: dict[str, str] = {
     "union.ino.origin": "overlayfs: a copied-up file keeps the st_ino of its lower origin (unless it broke "
     "a lower hard link); a merged directory reports its lower st_ino.",
     "union.ino.topmost": "union mounts: st_ino is that of the topmost copy.",
+    "union.ino.renumbered": "overlayfs, layers on more than one file system: each layer's inodes are shown on an "
+    "anonymous device of its own, allocated anew at every mount, so (st_dev, st_ino) identifies an inode within "
+    "one mount only; identities start again at a remount or push (found by experiment).",
     "union.xattr.unsupported": "No xattrs at all (unionfs-fuse built without them): EOPNOTSUPP.",
     "union.readlink.notlink": "readlink of anything but a symlink: EINVAL.",
     # xattrs

@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-#: 2: records name their `family` and what the engine `skipped`; a counterexample keeps the held profile's
-#: `difference` apart from its whole message (schema 1 files are still read)
+#: 2: records name their `family`, their `placement` and what the engine `skipped`; a counterexample keeps the
+#: held profile's `difference` apart from its whole message (schema 1 files are still read)
 SCHEMA_VERSION = 2
 READS = (1, 2)
 
@@ -59,6 +59,13 @@ class Record:
     family: str = ""
     #: what the subject does not support and the engine therefore left out, one note each
     skipped: list[str] = field(default_factory=list)
+    #: where the layers lived (union checks): same, fs-per-layer or ro-image
+    placement: str = "same"
+
+    @property
+    def label(self) -> str:
+        """The subject as a report's column names it: with its placement, unless that is the usual one."""
+        return self.subject if self.placement == "same" else f"{self.subject}@{self.placement}"
 
     @property
     def as_expected(self) -> bool:

@@ -55,6 +55,8 @@ class Capabilities:
     #: it is the model itself: program scenarios also hold it to their written expectations under every design
     #: profile
     reference: bool = False
+    #: where its layers may live (subjects/placement.py)
+    placements: tuple[str, ...] = ("same",)
 
 
 class Subject(Protocol):

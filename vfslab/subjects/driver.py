@@ -49,8 +49,10 @@ def stat_entry(s: os.stat_result) -> Entry:
     kind = ("dir" if st.S_ISDIR(s.st_mode) else "file" if st.S_ISREG(s.st_mode)
             else "symlink" if st.S_ISLNK(s.st_mode)
             else "whiteout" if st.S_ISCHR(s.st_mode) and s.st_rdev == 0 else "other")
+    # (st_dev, st_ino): overlayfs on layers of several file systems numbers inodes per layer, each layer's on a
+    # device of its own
     return Entry(kind, st.S_IMODE(s.st_mode), s.st_uid, s.st_gid, s.st_nlink, None if kind == "dir" else s.st_size,
-                 None, None, (), s.st_ino)
+                 None, None, (), (s.st_dev, s.st_ino))
 
 
 class OsDriver:

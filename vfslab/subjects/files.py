@@ -21,6 +21,7 @@ from pathlib import Path
 from vfslab.subjects import mounts
 from vfslab.subjects.base import Capabilities
 from vfslab.subjects.overlayfs import UnionMount, UnionSubject, feature_options
+from vfslab.subjects.placement import PLACEMENTS, SAME
 from vfslab.subjects.pmem import PlainMount, PlainSubject
 from vfslab.subjects.tree import Layers, build_layer
 
@@ -32,7 +33,6 @@ FAMILY_PROFILES = {
 }
 DAEMONS = ("fuse", "kernel")
 TREES = ("dir", "mount")
-PLACEMENTS = ("same", "fs-per-layer", "ro-image")
 KEYS = {"name", "family", "daemon", "mount", "umount", "version", "version_match", "requires",
         "requires_filesystems", "profile",
         "profiles", "claims_overlay_format", "tree", "capabilities", "lists"}
@@ -315,7 +315,7 @@ class UnionFromFile(_Commands, UnionSubject):
     def __init__(self, f: SubjectFile) -> None:
         self.file, self.name, self.profiles = f, f.name, f.profiles
         self.capabilities = Capabilities(("union",), f.max_layers, f.remount, f.push, f.claims_overlay_format,
-                                         can_hang=f.daemon == "fuse")
+                                         can_hang=f.daemon == "fuse", placements=f.placements)
         templates = f.mount.values() if isinstance(f.mount, dict) else f.mount
         used = set().union(*map(_fields, templates), *(_fields(s.prefix + s.item + s.suffix) for s in f.lists.values()))
         #: the bench makes a work directory only for a file system that is given one
@@ -346,7 +346,7 @@ class PlainFromFile(_Commands, PlainSubject):
     def _values(self, m: PlainMount) -> dict[str, str]:
         return _values(self.file, m.path, backing=m.scratch / "dir")
 
-    def setup(self, layers: Layers, scratch: Path, profile: str) -> PlainMount:
+    def setup(self, layers: Layers, scratch: Path, profile: str, placement: str = SAME) -> PlainMount:
         """The backing directory `{dir}` first: the initial tree is built in it (`tree = "dir"`), or through the
         mount once it is up (`tree = "mount"`)."""
         scratch = Path(scratch).resolve()

@@ -10,6 +10,7 @@ from vfslab.model.state import State
 from vfslab.model.union import PROFILES, UnionModel
 from vfslab.subjects.base import Capabilities
 from vfslab.subjects.driver import ModelDriver
+from vfslab.subjects.placement import PLACEMENTS, SAME
 from vfslab.subjects.tree import Layers
 
 
@@ -17,8 +18,8 @@ class ModelMount:
     upper = None
     path = None
 
-    def __init__(self, layers: Layers, profile: str) -> None:
-        self.model = UnionModel(layers.lowers, PROFILES[profile])
+    def __init__(self, layers: Layers, profile: str, placement: str = SAME) -> None:
+        self.model = UnionModel(layers.lowers, PROFILES[profile], one_fs=placement == SAME)
 
     def driver(self) -> ModelDriver:
         return ModelDriver(self.model)
@@ -42,7 +43,7 @@ class ModelMount:
 class ModelSubject:
     name = "model"
     profiles = tuple(PROFILES)
-    capabilities = Capabilities(("union", "posix"), overlay_format=True, reference=True)
+    capabilities = Capabilities(("union", "posix"), overlay_format=True, reference=True, placements=PLACEMENTS)
 
     def available(self) -> tuple[bool, str]:
         return True, "pure Python"
@@ -50,7 +51,7 @@ class ModelSubject:
     def version(self) -> str:
         return metadata.version("vfslab")
 
-    def setup(self, layers: Layers, scratch: Path, profile: str) -> ModelMount:
+    def setup(self, layers: Layers, scratch: Path, profile: str, placement: str = SAME) -> ModelMount:
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r} for subject model (known: {', '.join(PROFILES)})")
-        return ModelMount(layers, profile)
+        return ModelMount(layers, profile, placement)

@@ -12,7 +12,7 @@ import re
 import shutil
 import sys
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vfslab.model.state import State
@@ -21,7 +21,9 @@ from vfslab.subjects import mounts
 from vfslab.subjects.base import Capabilities
 from vfslab.subjects.driver import OsDriver
 from vfslab.subjects.forkserver import FORKS
-from vfslab.subjects.tree import Layers, build_layer
+from vfslab.subjects.placement import FS_PER_LAYER, PLACEMENTS, SAME, fresh_fs
+from vfslab.subjects.placement import lower as place_lower
+from vfslab.subjects.tree import Layers
 from vfslab.subjects.walk import disk_state, union_state
 
 # Characters that would be read as separators in an option string (`,`), a lowerdir or branch list (`:`),
@@ -51,31 +53,57 @@ class UnionMount:
     lowers: list[Path]
     upper: Path
     work: Path | None
+    placement: str = SAME
     pid: int | None = None
     pushes: int = 0
+    #: what the placement mounted for the layers, unmounted last
+    placed: list[Path] = field(default_factory=list)
 
     def mount(self) -> None:
         self.pid = self.subject.mount(self)
 
     def remount(self) -> None:
-        self.teardown()
+        self._unmount()
         self.mount()
 
     def push(self) -> None:
-        self.teardown()
+        self._unmount()
         self.lowers.insert(0, self.upper)
         self.pushes += 1
-        self.upper = self.scratch / f"upper{self.pushes}"
-        _fresh_dir(self.upper)
+        self.upper, work = self.new_upper(self.pushes)
         if self.work is not None:
-            # overlayfs leaves a d--------- work/work (and work/index) behind; rmtree as root removes them
+            # the old work directory goes, its index with it (overlayfs leaves a d--------- work/work and
+            # work/index behind; rmtree as root removes them)
             shutil.rmtree(self.work)
-            _fresh_dir(self.work)
+            _fresh_dir(work)
+            self.work = work
         self.mount()
 
-    def teardown(self) -> None:
+    def new_upper(self, n: int) -> tuple[Path, Path]:
+        """The n-th upper directory (made) and where its work directory goes: beside it on a file system of their
+        own when each layer has one."""
+        suffix = str(n) if n else ""
+        if self.placement == FS_PER_LAYER:
+            fs = self.scratch / f"upperfs{suffix}"
+            fresh_fs(fs)
+            self.placed.append(fs)
+            upper, work = fs / "upper", fs / "work"
+        else:
+            upper, work = self.scratch / f"upper{suffix}", self.scratch / "work"
+        _fresh_dir(upper)
+        return upper, work
+
+    def _unmount(self) -> None:
         self.subject.unmount(self)
         self.pid = None
+
+    def teardown(self) -> None:
+        try:
+            self._unmount()
+        finally:
+            for fs in reversed(self.placed):
+                mounts.unmount(fs)
+            self.placed.clear()
 
     def driver(self) -> OsDriver:
         return OsDriver(self.path)
@@ -116,35 +144,34 @@ class UnionSubject(ABC):
     def unmount(self, m: UnionMount) -> None:
         mounts.unmount(m.path, m.pid)
 
-    def setup(self, layers: Layers, scratch: Path, profile: str) -> UnionMount:
+    def setup(self, layers: Layers, scratch: Path, profile: str, placement: str = SAME) -> UnionMount:
         if profile not in self.profiles:
             known = ", ".join(self.profiles)
             raise ValueError(f"{self.name} cannot be held to profile {profile!r} (it has: {known})")
+        if placement not in self.capabilities.placements:
+            raise ValueError(f"{self.name} cannot be placed {placement!r} (it takes: "
+                             f"{', '.join(self.capabilities.placements)})")
         scratch = Path(scratch).resolve()
         if _UNSAFE.search(str(scratch)):
             raise ValueError(f"scratch path {scratch} contains one of , : = \\ or whitespace")
         scratch.mkdir(parents=True, exist_ok=True)
         if any(scratch.iterdir()):
             raise ValueError(f"scratch dir {scratch} is not empty")
-        lowers = []
-        for i, nodes in enumerate(layers.lowers or ((),)):  # a union needs at least one lower layer
-            lower = scratch / f"lower{i}"
-            _fresh_dir(lower)
-            build_layer(nodes, lower)
-            lowers.append(lower)
-        m = UnionMount(
-            subject=self,
-            profile=profile,
-            scratch=scratch,
-            path=scratch / "mnt",
-            lowers=lowers,
-            upper=scratch / "upper",
-            work=scratch / "work" if self.uses_workdir else None,
-        )
-        for d in (m.upper, m.work, m.path):
-            if d is not None:
-                _fresh_dir(d)
-        m.mount()
+        m = UnionMount(self, profile, scratch, scratch / "mnt", [], scratch / "upper", None, placement)
+        try:
+            trees = layers.lowers or ((),)  # a union needs at least one lower layer
+            for i, nodes in enumerate(trees):
+                m.lowers.append(scratch / f"lower{i}")
+                m.placed += place_lower(placement, nodes, m.lowers[-1], i == len(trees) - 1, scratch)
+            m.upper, work = m.new_upper(0)
+            if self.uses_workdir:
+                m.work = work
+                _fresh_dir(work)
+            _fresh_dir(m.path)
+            m.mount()
+        except BaseException:
+            m.teardown()
+            raise
         return m
 
 
@@ -153,6 +180,7 @@ class UnionFuse(UnionSubject):
 
     name = "union-fuse"
     profiles = ("overlayfs-redirect-index", "overlayfs", "overlayfs-redirect", "overlayfs-index")
+    capabilities = Capabilities(("union",), overlay_format=True, can_hang=True, placements=PLACEMENTS)
 
     def available(self) -> tuple[bool, str]:
         ok, reason = super().available()

@@ -19,6 +19,7 @@ from vfslab.check.engine.kept import Kept, Replay
 from vfslab.check.engine.race import held_difference
 from vfslab.check.results import FAIL, HANG, PASS, Counterexample, Record, deviation
 from vfslab.subjects.files import replay_options
+from vfslab.subjects.placement import SAME
 
 if TYPE_CHECKING:
     from vfslab.suite import Scenario
@@ -50,6 +51,8 @@ class Family:
     operations: tuple[str, ...] = ()
     #: the subject a saved program replays on when none is named
     default_subject: str = ""
+    #: its checks run with the layers placed as asked (subjects/placement.py); the others' once, as they are
+    placed: bool = False
 
 
 @dataclass
@@ -65,10 +68,11 @@ class Job:
     out: Path
     record: Record
     family: Family = field(repr=False, default=None)  # type: ignore[assignment]
+    placement: str = SAME
 
     @property
     def name(self) -> str:
-        return f"{self.scenario.id}--{self.subject.name}"
+        return f"{self.scenario.id}--{self.record.label}"
 
     @property
     def database(self) -> Path:

@@ -15,7 +15,7 @@ class Identity:
     fwd: dict[int, int] = field(default_factory=dict)
     back: dict[int, int] = field(default_factory=dict)
 
-    def check(self, path: str, model_ino: int | None, real_ino: int | None) -> str | None:
+    def check(self, path: str, model_ino: object, real_ino: object) -> str | None:
         if model_ino is None or real_ino is None:
             return None
         if self.fwd.get(model_ino, real_ino) != real_ino or self.back.get(real_ino, model_ino) != model_ino:

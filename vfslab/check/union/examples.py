@@ -21,6 +21,7 @@ from vfslab.model.state import State
 from vfslab.model.union import PROFILES
 from vfslab.model.union.ops import BENCH_OPS, Op
 from vfslab.subjects.model import ModelMount
+from vfslab.subjects.placement import SAME
 from vfslab.subjects.tree import Layers
 
 
@@ -102,11 +103,12 @@ def model_results(example: Example, profile: str) -> tuple[list[object], State]:
     return results, mount.model.upper_state()
 
 
-def check_examples(specs: tuple[dict, ...], subject, profile: str, scratch: Path) -> ExampleRun:
+def check_examples(specs: tuple[dict, ...], subject, profile: str, scratch: Path,
+                   placement: str = SAME) -> ExampleRun:
     run = ExampleRun()
     for i, spec in enumerate(specs):
         example = parse(spec, profile)
-        example.program.subject = subject.name
+        example.program.subject, example.program.placement = subject.name, placement
         if subject.capabilities.reference:
             # the model against the text, under every design profile (observed ones describe a program, not a text)
             for name in (n for n, p in PROFILES.items() if not p.observed):

@@ -37,13 +37,13 @@ def stateful(job: Job) -> None:
     ops, job.record.skipped = supported(job.subject, job.scenario.settings.ops)
     job.from_tally(check_stateful(job.subject, job.profile, seed=job.seed, budget=job.budget,
                                   scratch_root=job.scratch, ops=ops, database=job.database,
-                                  long_names=job.scenario.settings.long_names))
+                                  long_names=job.scenario.settings.long_names, placement=job.placement))
 
 
 def program(job: Job) -> None:
     """Explicit programs with the outcomes each profile expects, written out by hand."""
     r = job.record
-    run = examples.check_examples(job.scenario.programs, job.subject, job.profile, job.scratch)
+    run = examples.check_examples(job.scenario.programs, job.subject, job.profile, job.scratch, job.placement)
     r.examples, r.coverage = len(job.scenario.programs), job.coverage(run.coverage)
     if run.problems:
         r.verdict = FAIL
@@ -56,4 +56,4 @@ def program(job: Job) -> None:
 
 
 FAMILY = Family(NAME, RULES, PROFILES, "overlayfs", {"stateful": stateful, "program": program}, settings,
-                program=Program, replay=run_program, operations=ALL_OPS, default_subject="model")
+                program=Program, replay=run_program, operations=ALL_OPS, default_subject="model", placed=True)

@@ -35,9 +35,10 @@ class Lockstep(Race):
     """`subject` is an OsDriver-like object (`apply`, `release`, `reopen`); `mounted` has `remount`, `push`
     and `upper`; `held` names the profile the subject is held to."""
 
-    def __init__(self, layers, subject, mounted, held: str, disk: bool) -> None:
+    def __init__(self, layers, subject, mounted, held: str, disk: bool, one_fs: bool = True) -> None:
         union_profiles.get(held)
         self.layers = layers
+        self.one_fs = one_fs
         self.subject = subject
         self.mounted = mounted
         self.held = held
@@ -57,7 +58,7 @@ class Lockstep(Race):
         self._start(held)
 
     def _start(self, name: str) -> None:
-        self.drivers[name] = ModelDriver(UnionModel(self.layers.lowers, PROFILES[name]))
+        self.drivers[name] = ModelDriver(UnionModel(self.layers.lowers, PROFILES[name], one_fs=self.one_fs))
         self.identity[name] = Identity()
 
     # -- the record and the comparisons -----------------------------------------------------------
@@ -70,6 +71,8 @@ class Lockstep(Race):
             outcome = getattr(self.drivers[name].model, event[1].name)()
             if name == self.held:
                 self.coverage.update(outcome.rules)
+            if "union.ino.renumbered" in outcome.rules:
+                self.identity[name] = Identity()
             self.drivers[name].release()
             return None
         return self._compare_state(name, event[1], event[2], event[3])

@@ -10,6 +10,8 @@ from vfslab.check.engine.race import WATCHDOG_SECONDS, Mismatch
 from vfslab.check.engine.state import show
 from vfslab.check.union.session import Session
 from vfslab.model.union.ops import Op
+from vfslab.subjects.placement import SAME
+from vfslab.subjects.placement import check as check_placement
 from vfslab.subjects.tree import Layers
 
 FAMILY = "union"
@@ -24,20 +26,24 @@ class Program(Kept):
     subject: str = ""
     profile: str = "overlayfs"
     message: str = ""
+    #: where the layers lived (subjects/placement.py)
+    placement: str = SAME
 
     def to_json(self) -> dict:
         return {"family": FAMILY, "subject": self.subject, "profile": self.profile, "message": self.message,
-                "layers": self.layers.to_json(), "ops": [op.to_json() for op in self.ops]}
+                "placement": self.placement, "layers": self.layers.to_json(),
+                "ops": [op.to_json() for op in self.ops]}
 
     @classmethod
     def from_json(cls, data: dict) -> Program:
         return cls(Layers.from_json(data["layers"]), [Op.from_json(o) for o in data["ops"]],
-                   data.get("subject", ""), data.get("profile", "overlayfs"), data.get("message", ""))
+                   data.get("subject", ""), data.get("profile", "overlayfs"), data.get("message", ""),
+                   check_placement(data.get("placement", SAME)))
 
 
 def run_program(program: Program, subject, profile: str, scratch: Path,
                 watchdog_seconds: float = WATCHDOG_SECONDS) -> Replay:
-    session = Session(subject, profile, program.layers, scratch, watchdog_seconds)
+    session = Session(subject, profile, program.layers, scratch, watchdog_seconds, program.placement)
     out = Replay()
     try:
         session.check()

@@ -9,25 +9,27 @@ from vfslab.check.engine.race import WATCHDOG_SECONDS, Mismatch, guarded
 from vfslab.check.union.lockstep import Lockstep
 from vfslab.model.union import profiles as union_profiles
 from vfslab.model.union.ops import LOOKS_ONLY, Op
+from vfslab.subjects.placement import SAME
 from vfslab.subjects.tree import Layers
 from vfslab.subjects.walk import Unbounded
 
 
 class Session:
     def __init__(self, subject, profile: str, layers: Layers, scratch: Path,
-                 watchdog_seconds: float = WATCHDOG_SECONDS) -> None:
+                 watchdog_seconds: float = WATCHDOG_SECONDS, placement: str = SAME) -> None:
         self.scratch = scratch
         self.watchdog_seconds = watchdog_seconds if subject.capabilities.can_hang else None
         scratch.mkdir(parents=True, exist_ok=True)
         scratch.chmod(0o755)  # a non-root caller reaches the mount through it
-        self.mounted = subject.setup(layers, scratch, profile)
+        self.mounted = subject.setup(layers, scratch, profile, placement=placement)
         try:
             self.driver = self.mounted.driver()
         except BaseException:
             self.mounted.teardown()
             raise
         self.last_upper = None
-        self.lock = Lockstep(layers, self.driver, self.mounted, profile, subject.capabilities.overlay_format)
+        self.lock = Lockstep(layers, self.driver, self.mounted, profile, subject.capabilities.overlay_format,
+                             one_fs=placement == SAME)
         #: lookups write nothing under this profile: a walk after a call that only looks can wait
         self.pure = not union_profiles.get(profile).lookups_write
         self.unchecked = False  # a call that only looked has not been followed by a walk yet

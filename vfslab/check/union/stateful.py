@@ -23,6 +23,7 @@ from vfslab.check.union import gen
 from vfslab.check.union.program import Program
 from vfslab.check.union.session import Session
 from vfslab.model.union.ops import ALL_OPS, BENCH_OPS, BY_NAME, FD, Op
+from vfslab.subjects.placement import SAME
 from vfslab.subjects.tree import Layers
 
 MAX_PUSHES = 2
@@ -55,7 +56,8 @@ def supported(subject, ops: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]
 
 
 def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadline: float, watchdog_seconds: float,
-                 ops: tuple[str, ...] = ALL_OPS, long_names: bool = True) -> type[RuleBasedStateMachine]:
+                 ops: tuple[str, ...] = ALL_OPS, long_names: bool = True,
+                 placement: str = SAME) -> type[RuleBasedStateMachine]:
     """A state machine class checking `subject` held to `profile`, recording into `tally`."""
 
     class UnionMachine(RuleBasedStateMachine):
@@ -83,7 +85,7 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
             tally.examples += 1
             scratch = scratch_root / f"ex{tally.examples}"
             shutil.rmtree(scratch, ignore_errors=True)
-            self.session = Session(subject, profile, layers, scratch, watchdog_seconds)
+            self.session = Session(subject, profile, layers, scratch, watchdog_seconds, placement)
             self._guard(self.session.check)
 
         @precondition(lambda self: self.session is None)
@@ -112,7 +114,7 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
                 call()
             except Mismatch as m:
                 tally.hang = isinstance(m, Hang)
-                tally.failure = Program(self.layers, list(self.program), subject.name, profile, str(m))
+                tally.failure = Program(self.layers, list(self.program), subject.name, profile, str(m), placement)
                 raise
 
         def teardown(self) -> None:
@@ -124,7 +126,7 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
             finally:
                 lock = self.session.lock
                 tally.record(lock, lambda: Program(self.layers, list(self.program), subject.name, profile,
-                                                   lock.why[profile]))
+                                                   lock.why[profile], placement))
                 self.session.close()
 
     for name, strategies in gen.arguments(long_names).items():
@@ -135,10 +137,11 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
 
 def check_stateful(subject, profile: str, *, seed: int, budget: Budget, scratch_root: Path,
                    ops: tuple[str, ...] = ALL_OPS, database: Path | None = None,
-                   watchdog_seconds: float = WATCHDOG_SECONDS, long_names: bool = True) -> Tally:
-    """Run generated programs of `ops` (those the subject supports) against `subject` held to `profile`; a failure
-    is shrunk and kept in the tally."""
+                   watchdog_seconds: float = WATCHDOG_SECONDS, long_names: bool = True, placement: str = SAME) -> Tally:
+    """Run generated programs of `ops` (those the subject supports) against `subject` held to `profile`, its layers
+    placed as `placement` says; a failure is shrunk and kept in the tally."""
     ops, _ = supported(subject, ops)
-    return check_generated(partial(make_machine, ops=ops, long_names=long_names), subject, profile, seed=seed,
+    machine = partial(make_machine, ops=ops, long_names=long_names, placement=placement)
+    return check_generated(machine, subject, profile, seed=seed,
                            budget=budget, scratch_root=scratch_root, database=database,
                            watchdog_seconds=watchdog_seconds)
