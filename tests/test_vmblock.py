@@ -94,21 +94,25 @@ def test_the_deadlock_table(scratch, need, name, max_threads, waiters, deadlock)
     assert mounts.mounts_under(scratch) == [], "the probe left its mount behind"
 
 
-@pytest.mark.parametrize(("name", "profile", "expected"), [
-    ("vmblock-fuse", "vmblock", None),
-    ("vmblock-fuse-upstream", "vmblock", None),
-    ("vmware-vmblock", "vmblock-upstream", None),
-    ("vmware-vmblock", "vmblock", "vmblock-upstream"),
+@pytest.mark.parametrize(("name", "profile", "expected", "unprivileged"), [
+    ("vmblock-fuse", "vmblock", None, False),
+    ("vmblock-fuse-upstream", "vmblock", None, False),
+    ("vmware-vmblock", "vmblock-upstream", None, False),
+    ("vmware-vmblock", "vmblock", "vmblock-upstream", False),
+    ("vmblock-fuse", "vmblock", None, True),
+    ("vmblock-fuse-upstream", "vmblock", None, True),
 ])
-def test_generated_concurrent_programs_agree_with_the_model(scratch, need, name, profile, expected):
-    """The CI check: 60 generated programs per subject (seed 20261121), waits and wake-ups included.
+def test_generated_concurrent_programs_agree_with_the_model(scratch, need, name, profile, expected, unprivileged):
+    """The CI check: 60 generated programs per subject (seed 20261121), waits and wake-ups included, and a second
+    caller (uid 1000): refused the control file, or in the unprivileged mode blocking only for itself.
     Debian's program keeps to open-vm-tools' release build, which differs from the seed's design."""
     tally = check_block_stateful(need(name), profile, seed=20261121, budget=Budget(60, 25, 600),
-                                 scratch_root=scratch / "check")
+                                 scratch_root=scratch / "check", unprivileged=unprivileged)
     assert tally.failure is None, replayable(tally.failure, scratch)
     assert not tally.error, tally.error
     assert tally.examples >= 60
     assert tally.coverage["vmblock.wake"] > 0 and tally.coverage["vmblock.notify.waits"] > 0
+    assert tally.coverage["vmblock.perm.per-user" if unprivileged else "vmblock.perm.root"] > 0
     assert sorted(tally.deviations) == ([expected] if expected else [])
     if expected:
         assert "vmblock.version.absent" in tally.differences

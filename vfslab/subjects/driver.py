@@ -23,6 +23,8 @@ from vfslab.model.union.ops import FD_OPS, Op
 _libc = ctypes.CDLL(None, use_errno=True)
 RENAME_NOREPLACE = 1
 UMASK = 0o022  # the model's umask (UnionModel's default)
+#: the bench's callers: root, and an ordinary user
+USER = 1000
 USER_GID = {0: 0}
 
 

@@ -98,9 +98,12 @@ class VMBlockSubject:
         except (OSError, IndexError):
             return "open-vm-tools (version unknown)"
 
-    def mount(self, scratch: Path, max_threads: int = LIBFUSE_MAX_THREADS, names: tuple[str, ...] = ()
-              ) -> BlockMount:
-        """Mount it on a fresh target directory holding `names` (empty files) under `scratch`."""
+    def mount(self, scratch: Path, max_threads: int = LIBFUSE_MAX_THREADS, names: tuple[str, ...] = (),
+              unprivileged: bool = False) -> BlockMount:
+        """Mount it on a fresh target directory holding `names` (empty files) under `scratch`; `unprivileged`:
+        in the seed's unprivileged mode (ours only)."""
+        if unprivileged and self.kind == "vmware":
+            raise ValueError(f"{self.name} has no unprivileged mode")
         entries, mnt = scratch / "target", scratch / "mnt"
         for d in (entries, mnt):
             d.mkdir(parents=True)
@@ -113,7 +116,7 @@ class VMBlockSubject:
             m.pid = self._start_vmware(m, log)
         else:
             argv = ["--target", str(target), "--design", self.kind, "--max-threads", str(max_threads), "-f",
-                    str(mnt)]
+                    *(["--unprivileged"] if unprivileged else []), str(mnt)]
             m.pid = mounts.start_fuse([sys.executable, *argv], mnt, log=log,
                                       spawn=lambda _, out: FORKS.spawn("vfslab.impl.block.main:main", argv, out)).pid
         return m

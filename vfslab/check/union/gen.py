@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 
 from vfslab.model.union.ops import BENCH, OPEN_FLAGS, OPERATIONS
+from vfslab.subjects.driver import USER
 from vfslab.subjects.tree import DIR, FILE, HARDLINK, SYMLINK, Layers, Node
 
 NAMES = ("a", "b", "c")
 MAX_DEPTH = 3
 LONG_NAME = "n" * 256
-USER = 1000
 
 names = st.sampled_from(NAMES)
 #: operations also use a name no generated tree holds, so that creations are not mostly EEXIST

@@ -19,6 +19,7 @@ from vfslab.check.vmblock.program import BlockOp
 from vfslab.model.block import Attr
 from vfslab.model.outcome import Err
 from vfslab.subjects import mounts
+from vfslab.subjects.driver import as_caller
 from vfslab.subjects.vmblock import BlockMount
 
 #: how long a call the model says returns may take to return (a slow machine, a busy daemon)
@@ -97,9 +98,13 @@ class Client:
         mounts.ensure_fusectl()
         self.fds: dict[int, int] = {}  # slot -> fd of /dev
         self.calls: list[Background] = []
+        # the mount through our own fd: another caller needs no permission on the directories above it (a process
+        # may always follow its own /proc/self/fd links)
+        self._root = os.open(mount.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
-    def _path(self, rel: str) -> Path:
-        return self.mount.path / rel if rel else self.mount.path
+    def _path(self, rel: str) -> str:
+        """`rel` in the mount; the root itself with a trailing `/` (the fd's link, followed)."""
+        return f"/proc/self/fd/{self._root}/{rel}"
 
     def data(self, text: str) -> bytes:
         return text.replace("{target}", str(self.mount.target)).encode(errors="surrogateescape")
@@ -114,9 +119,13 @@ class Client:
         return call
 
     def _call(self, op: BlockOp) -> object:
+        with as_caller(op.uid):  # per thread: a background call takes its caller into its own
+            return self._as_caller(op)
+
+    def _as_caller(self, op: BlockOp) -> object:
         a = op.args
         if op.name == "open":
-            self.fds[len(self.fds)] = os.open(self.mount.path / "dev", os.O_RDWR | os.O_CLOEXEC)
+            self.fds[len(self.fds)] = os.open(self._path("dev"), os.O_RDWR | os.O_CLOEXEC)
             return None
         if op.name == "close":
             fd = self.fds[a[0]]
@@ -132,15 +141,15 @@ class Client:
         if op.name == "rm":
             return os.unlink(self.mount.entries / a[0])
         if op.name == "readlink":
-            return os.readlink(self.mount.path / "blockdir" / a[0])
+            return os.readlink(self._path(f"blockdir/{a[0]}"))
         if op.name == "notify":
-            return (self.mount.path / "notifydir" / a[0]).read_bytes()
+            return Path(self._path(f"notifydir/{a[0]}")).read_bytes()
         if op.name == "lstat":
             return _attr(os.lstat(self._path(a[0])))
         if op.name == "readdir":
             return tuple(sorted(os.listdir(self._path(a[0]))))
         if op.name == "version":
-            return (self.mount.path / "version").read_bytes()
+            return Path(self._path("version")).read_bytes()
         raise ValueError(f"unknown vmblock operation {op.name!r}")
 
     def open_slots(self) -> list[int]:
@@ -159,3 +168,6 @@ class Client:
         """Close whatever is still open (the mount is being torn down)."""
         for slot in self.open_slots():
             os.close(self.fds.pop(slot))
+        if self._root >= 0:
+            os.close(self._root)
+            self._root = -1

@@ -16,17 +16,19 @@ from vfslab.subjects.vmblock import LIBFUSE_MAX_THREADS
 
 @dataclass(frozen=True)
 class Settings:
-    """[params] of a deadlock scenario: `waiters`, readlinks that wait on one block; `max_threads`, the
-    daemon's worker cap."""
+    """[params]: of a deadlock scenario, `waiters`, readlinks that wait on one block, and `max_threads`, the
+    daemon's worker cap; of a stateful one, `unprivileged`, the seed's unprivileged mode (any user may block)."""
 
     waiters: int = 0
     max_threads: int = LIBFUSE_MAX_THREADS
+    unprivileged: bool = False
 
 
 def settings(kind: str, params: dict, programs: tuple[dict, ...], profile: str) -> Settings:
     for spec in programs:
         BlockProgram.from_json(spec)
-    s = Settings(int(params.get("waiters", 0)), int(params.get("max_threads", LIBFUSE_MAX_THREADS)))
+    s = Settings(int(params.get("waiters", 0)), int(params.get("max_threads", LIBFUSE_MAX_THREADS)),
+                 bool(params.get("unprivileged", False)))
     if kind == "deadlock" and (s.waiters < 1 or s.max_threads < 1):
         raise ValueError("a deadlock scenario needs params waiters >= 1 and max_threads >= 1")
     return s
@@ -34,7 +36,8 @@ def settings(kind: str, params: dict, programs: tuple[dict, ...], profile: str) 
 
 def stateful(job: Job) -> None:
     job.from_tally(check_block_stateful(job.subject, job.profile, seed=job.seed, budget=job.budget,
-                                        scratch_root=job.scratch, database=job.database))
+                                        scratch_root=job.scratch, database=job.database,
+                                        unprivileged=job.scenario.settings.unprivileged))
 
 
 def deadlock(job: Job) -> None:

@@ -20,12 +20,13 @@ from vfslab.model.outcome import Outcome
 from vfslab.subjects.vmblock import BlockMount
 
 
-def start(subject, scratch: Path, profile: str, names: tuple[str, ...], watchdog_seconds: float = WATCHDOG_SECONDS
-          ) -> BlockLockstep:
-    """Mount `subject` on a target directory holding `names` and put the model beside it."""
-    mount = subject.mount(scratch, names=names)
+def start(subject, scratch: Path, profile: str, names: tuple[str, ...], watchdog_seconds: float = WATCHDOG_SECONDS,
+          unprivileged: bool = False) -> BlockLockstep:
+    """Mount `subject` (in the unprivileged mode if asked) on a target directory holding `names` and put the model
+    beside it."""
+    mount = subject.mount(scratch, names=names, unprivileged=unprivileged)
     try:
-        return BlockLockstep(mount, profile, names, watchdog_seconds)
+        return BlockLockstep(mount, profile, names, watchdog_seconds, unprivileged)
     except BaseException:
         mount.teardown()
         raise
@@ -35,12 +36,12 @@ class BlockLockstep(Race):
     profiles = tuple(PROFILES)
 
     def __init__(self, mount: BlockMount, profile: str, names: tuple[str, ...],
-                 watchdog_seconds: float = WATCHDOG_SECONDS) -> None:
+                 watchdog_seconds: float = WATCHDOG_SECONDS, unprivileged: bool = False) -> None:
         if profile not in PROFILES:
             raise ValueError(f"unknown vmblock profile {profile!r} (known: {', '.join(PROFILES)})")
         self.client = Client(mount)
         self.held = profile
-        self.models = {p: BlockModel(PROFILES[p].options(str(mount.target)), names) for p in PROFILES}
+        self.models = {p: BlockModel(PROFILES[p].options(str(mount.target), unprivileged), names) for p in PROFILES}
         self.handles: dict[str, list[int]] = {p: [] for p in PROFILES}  # slot -> the model's handle
         self.waits: dict[str, dict[int, Background]] = {p: {} for p in PROFILES}  # waiting id -> the real call
         self.why: dict[str, str] = {}  # profile -> its first difference
@@ -55,7 +56,7 @@ class BlockLockstep(Race):
     def _model(self, profile: str, op: BlockOp) -> Outcome:
         m, a, handles = self.models[profile], op.args, self.handles[profile]
         if op.name == "open":
-            opened = m.open_ctl()
+            opened = m.open_ctl(op.uid)
             if opened.failed:
                 return opened
             handles.append(opened.result)
@@ -66,8 +67,8 @@ class BlockLockstep(Race):
             "read": lambda: m.read_ctl(handles[a[0]], a[1]),
             "touch": lambda: m.target_add(a[0]),
             "rm": lambda: m.target_remove(a[0]),
-            "readlink": lambda: m.readlink(f"/blockdir/{a[0]}"),
-            "notify": lambda: m.read_notify(f"/notifydir/{a[0]}"),
+            "readlink": lambda: m.readlink(f"/blockdir/{a[0]}", op.uid),
+            "notify": lambda: m.read_notify(f"/notifydir/{a[0]}", op.uid),
             "lstat": lambda: m.getattr(f"/{a[0]}"),
             "readdir": lambda: m.readdir(f"/{a[0]}"),
             "version": m.read_version,

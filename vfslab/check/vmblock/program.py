@@ -7,6 +7,9 @@ is what is written to `/dev` with `{target}` standing for the subject's target d
     touch[name]  rm[name]                                            the target directory
     readlink[name]  notify[name]                                     calls that may wait: run in the background
     lstat[path]  readdir[path]  version                              the tree ("" is the root)
+
+`open`, `readlink` and `notify` may be made by another caller (`uid`): a block holds only its adder's accesses in
+the unprivileged mode, and only root may open the control file otherwise.
 """
 
 from __future__ import annotations
@@ -24,18 +27,20 @@ OPS = ("open", "close", "write", "read", "touch", "rm", *BACKGROUND, "lstat", "r
 class BlockOp:
     name: str
     args: tuple = ()
+    #: the caller (0: root; the bench's other caller is uid 1000)
+    uid: int = 0
 
     def to_json(self) -> dict:
-        return {"op": self.name, "args": list(self.args)}
+        return {"op": self.name, "args": list(self.args), **({"uid": self.uid} if self.uid else {})}
 
     @classmethod
     def from_json(cls, data: dict) -> BlockOp:
         if data["op"] not in OPS:
             raise ValueError(f"unknown vmblock operation {data['op']!r}")
-        return cls(data["op"], tuple(data.get("args", ())))
+        return cls(data["op"], tuple(data.get("args", ())), int(data.get("uid", 0)))
 
     def __str__(self) -> str:
-        return f"{self.name}({', '.join(map(repr, self.args))})"
+        return f"{self.name}({', '.join(map(repr, self.args))})" + (f" as uid {self.uid}" if self.uid else "")
 
 
 @dataclass
@@ -47,12 +52,14 @@ class BlockProgram(Kept):
     subject: str = ""
     profile: str = "vmblock"
     message: str = ""
+    #: the vmblock was mounted in the seed's unprivileged mode (any user may block; a user's blocks hold only them)
+    unprivileged: bool = False
 
     def to_json(self) -> dict:
         return {"family": FAMILY, "subject": self.subject, "profile": self.profile, "message": self.message,
-                "layers": list(self.names), "ops": [op.to_json() for op in self.ops]}
+                "unprivileged": self.unprivileged, "layers": list(self.names), "ops": [op.to_json() for op in self.ops]}
 
     @classmethod
     def from_json(cls, data: dict) -> BlockProgram:
         return cls(tuple(data["layers"]), [BlockOp.from_json(o) for o in data["ops"]], data.get("subject", ""),
-                   data.get("profile", "vmblock"), data.get("message", ""))
+                   data.get("profile", "vmblock"), data.get("message", ""), bool(data.get("unprivileged", False)))

@@ -22,6 +22,7 @@ from vfslab.check.engine.kept import Replay
 from vfslab.check.engine.race import WATCHDOG_SECONDS, Hang, Mismatch
 from vfslab.check.vmblock.lockstep import BlockLockstep, start
 from vfslab.check.vmblock.program import BlockOp, BlockProgram
+from vfslab.subjects.driver import USER
 
 NAMES = ("foo", "bar", "baz")
 #: control handles opened per example, at most
@@ -42,8 +43,9 @@ dir_paths = st.sampled_from(("", "blockdir", "notifydir"))
 
 
 def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadline: float,
-                 watchdog_seconds: float) -> type[RuleBasedStateMachine]:
-    """A state machine class checking the vmblock `subject` held to `profile`, recording into `tally`."""
+                 watchdog_seconds: float, unprivileged: bool = False) -> type[RuleBasedStateMachine]:
+    """A state machine class checking the vmblock `subject` held to `profile` (mounted in the unprivileged mode if
+    asked), recording into `tally`."""
 
     class VMBlockMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -71,8 +73,8 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
             tally.examples += 1
             scratch = scratch_root / f"ex{tally.examples}"
             shutil.rmtree(scratch, ignore_errors=True)
-            self.program = BlockProgram(tuple(sorted(initial)), [], subject.name, profile)
-            self.lock = start(subject, scratch, profile, self.program.names, watchdog_seconds)
+            self.program = BlockProgram(tuple(sorted(initial)), [], subject.name, profile, unprivileged=unprivileged)
+            self.lock = start(subject, scratch, profile, self.program.names, watchdog_seconds, unprivileged)
             if blocked is not None:  # most examples start with a block on, so that waits are common
                 self._do("open")
                 self._do("write", 0, f"a{{target}}/{blocked}")
@@ -82,8 +84,8 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
         def out_of_budget(self) -> None:
             """The time budget is spent: examples from now on do nothing."""
 
-        def _do(self, name: str, *args: object) -> None:
-            op = BlockOp(name, args)
+        def _do(self, name: str, *args: object, uid: int = 0) -> None:
+            op = BlockOp(name, args, uid)
             self.program.ops.append(op)
             tally.steps += 1
             try:
@@ -145,6 +147,18 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
         def notify(self, name: str) -> None:
             self._do("notify", name)
 
+        # another caller: a non-root open of the control file (root's only, unless unprivileged), and accesses
+        # that a block of another user's does not hold (in the unprivileged mode)
+        @precondition(lambda self: self._on() and len(self.lock.client.fds) < MAX_SLOTS)
+        @rule()
+        def open_as_user(self) -> None:
+            self._do("open", uid=USER)
+
+        @precondition(lambda self: self._on() and self._waiting() < MAX_WAITING)
+        @rule(name=names, notify=st.booleans())
+        def access_as_user(self, name: str, notify: bool) -> None:
+            self._do("notify" if notify else "readlink", name, uid=USER)
+
         def _blocked(self) -> list[str]:
             """Names the model holds a block on (so that a readlink or notify read of them waits)."""
             if not self._on() or self._waiting() >= MAX_WAITING:
@@ -185,21 +199,22 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
                         self._do("close", slot)
             finally:
                 tally.record(lock, lambda: BlockProgram(self.program.names, list(self.program.ops), subject.name,
-                                                        profile, lock.why[profile]))
+                                                        profile, lock.why[profile], unprivileged))
                 lock.close()
 
     return VMBlockMachine
 
 
-#: generated programs against a vmblock subject held to a profile (check_generated's arguments after the first)
-check_block_stateful = partial(check_generated, make_machine)
+def check_block_stateful(subject, profile: str, *, unprivileged: bool = False, **run) -> Tally:
+    """Generated programs against a vmblock subject held to a profile (`run`: check_generated's keywords)."""
+    return check_generated(partial(make_machine, unprivileged=unprivileged), subject, profile, **run)
 
 
 def run_block_program(program: BlockProgram, subject, profile: str, scratch: Path,
                       watchdog_seconds: float = WATCHDOG_SECONDS) -> Replay:
     """Replay `program` in lockstep with the model."""
     out = Replay()
-    lock = start(subject, scratch, profile, program.names, watchdog_seconds)
+    lock = start(subject, scratch, profile, program.names, watchdog_seconds, program.unprivileged)
     try:
         for op in program.ops:
             out.trace.append(f"{op} -> {lock.step(op)!r}")
