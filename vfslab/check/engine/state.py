@@ -10,14 +10,21 @@ from vfslab.model.state import Entry, State
 
 @dataclass
 class Identity:
-    """A bijection between model inode identities and the subject's st_ino."""
+    """A bijection between model inode identities and the subject's inodes: by st_ino, or with `by_device` by
+    (st_dev, st_ino), for layers on several file systems, whose inodes overlayfs shows on a device per layer (one
+    file system's st_dev is the mount's, new at every mount, so st_ino alone is what persists)."""
 
-    fwd: dict[int, int] = field(default_factory=dict)
-    back: dict[int, int] = field(default_factory=dict)
+    by_device: bool = False
+    fwd: dict[object, object] = field(default_factory=dict)
+    back: dict[object, object] = field(default_factory=dict)
+
+    def _key(self, real: object) -> object:
+        return real[1] if isinstance(real, tuple) and not self.by_device else real
 
     def check(self, path: str, model_ino: object, real_ino: object) -> str | None:
         if model_ino is None or real_ino is None:
             return None
+        real_ino = self._key(real_ino)
         if self.fwd.get(model_ino, real_ino) != real_ino or self.back.get(real_ino, model_ino) != model_ino:
             return (f"{path}: st_ino does not follow the model's identity (model object {model_ino}; "
                     "a hard link broken or joined, or st_ino changed across copy-up/remount)")
@@ -25,8 +32,9 @@ class Identity:
         self.back[real_ino] = model_ino
         return None
 
-    def forget_all_but(self, model_inos: set[int], real_inos: set[int]) -> None:
+    def forget_all_but(self, model_inos: set, real_inos: set) -> None:
         """Objects gone from both sides may have their numbers reused."""
+        real_inos = {self._key(r) for r in real_inos}
         for m in [m for m in self.fwd if m not in model_inos]:
             r = self.fwd.pop(m)
             if r not in real_inos:

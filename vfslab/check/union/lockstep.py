@@ -59,7 +59,7 @@ class Lockstep(Race):
 
     def _start(self, name: str) -> None:
         self.drivers[name] = ModelDriver(UnionModel(self.layers.lowers, PROFILES[name], one_fs=self.one_fs))
-        self.identity[name] = Identity()
+        self.identity[name] = Identity(by_device=not self.one_fs)
 
     # -- the record and the comparisons -----------------------------------------------------------
 
@@ -72,7 +72,7 @@ class Lockstep(Race):
             if name == self.held:
                 self.coverage.update(outcome.rules)
             if "union.ino.renumbered" in outcome.rules:
-                self.identity[name] = Identity()
+                self.identity[name] = Identity(by_device=not self.one_fs)
             self.drivers[name].release()
             return None
         return self._compare_state(name, event[1], event[2], event[3])
