@@ -124,11 +124,13 @@ def parse(path: Path) -> SubjectFile:
         raise _fail(path, "name", f"{name!r} is not a name (letters, digits, '_', '.', '-')")
     family = _one_of(path, "family", data["family"], tuple(FAMILY_PROFILES))
     daemon = _one_of(path, "daemon", data.get("daemon", "fuse"), DAEMONS)
-    default = _one_of(path, "profile", data.get("profile", FAMILY_PROFILES[family][0]), FAMILY_PROFILES[family])
-    profiles = _strings(path, "profiles", data.get("profiles", [default]))
-    for p in profiles:
+    if "profile" in data:
+        _one_of(path, "profile", data["profile"], FAMILY_PROFILES[family])
+    listed = _strings(path, "profiles", data.get("profiles", [data.get("profile", FAMILY_PROFILES[family][0])]))
+    for p in listed:
         _one_of(path, "profiles", p, FAMILY_PROFILES[family])
-    profiles = (default, *(p for p in profiles if p != default))  # the default first
+    default = _one_of(path, "profiles", data.get("profile", listed[0] if listed else ""), FAMILY_PROFILES[family])
+    profiles = (default, *(p for p in listed if p != default))  # the default first
     caps = data.get("capabilities", {})
     if not isinstance(caps, dict):
         raise _fail(path, "capabilities", "must be a table")

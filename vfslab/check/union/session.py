@@ -21,7 +21,9 @@ class Session:
         self.watchdog_seconds = watchdog_seconds if subject.capabilities.can_hang else None
         scratch.mkdir(parents=True, exist_ok=True)
         scratch.chmod(0o755)  # a non-root caller reaches the mount through it
-        self.mounted = subject.setup(layers, scratch, profile, placement=placement)
+        # a subject is asked to place its layers only when it is asked to place them elsewhere than usual
+        where = {} if placement == SAME else {"placement": placement}
+        self.mounted = subject.setup(layers, scratch, profile, **where)
         try:
             self.driver = self.mounted.driver()
         except BaseException:
