@@ -42,8 +42,9 @@ class Family:
     #: a scenario's [params] and programs, checked when it is loaded: returns what the family's kinds read as
     #: `scenario.settings`; raises ValueError naming what is wrong
     settings: Callable[[str, dict, tuple[dict, ...], str], object]
-    #: what it saves of a failure, and how such a program is run again (None: the family keeps its own files)
-    program: type[Kept] | None = None
+    #: what reads the programs it saves (`from_json(data) -> Kept`: a Kept class, or one that picks among several),
+    #: and how such a program is run again (None: the family keeps its own files)
+    program: Any = None
     replay: Replayer | None = None
     #: replays a saved file itself (no subject to set up): the simulator's runs
     replay_file: Callable[[dict], Replay] | None = None

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
@@ -67,11 +67,38 @@ def check_generated(make_machine: Callable, subject, profile: str, *, seed: int,
     return run_machine(machine, tally, seed=seed, budget=budget, database=database)
 
 
+def check_inputs(strategy, check: Callable[[object], Kept | None], *, seed: int, budget: Budget,
+                 database: Path | None = None) -> Tally:
+    """Inputs drawn from `strategy`, each given to `check`, which returns the kept program of a failure (or None);
+    the first failure is shrunk by Hypothesis and the minimal one kept, as for a state machine."""
+    tally = Tally()
+    deadline = time.monotonic() + budget.seconds
+
+    def test(value: object) -> None:
+        if tally.failure is None and time.monotonic() > deadline:
+            return  # a failure being shrunk runs on past the budget, or it would not reproduce
+        tally.examples += 1
+        kept = check(value)
+        if kept is not None:
+            tally.failure = kept
+            raise AssertionError(kept.message)
+
+    run = given(strategy)(test)
+    hypothesis_seed(seed)(run)
+    _run(settings(_config(budget, database))(run), tally)
+    return tally
+
+
 def run_machine(machine: type[RuleBasedStateMachine], tally: Tally, *, seed: int, budget: Budget,
                 database: Path | None) -> Tally:
     """Run a checking state machine (which records into `tally`) within `budget`, derandomised by `seed`."""
     hypothesis_seed(seed)(machine)
-    config = settings(
+    _run(lambda: run_state_machine_as_test(machine, settings=_config(budget, database)), tally)
+    return tally
+
+
+def _config(budget: Budget, database: Path | None) -> settings:
+    return settings(
         max_examples=budget.examples,
         stateful_step_count=budget.steps,
         deadline=None,
@@ -81,14 +108,18 @@ def run_machine(machine: type[RuleBasedStateMachine], tally: Tally, *, seed: int
         print_blob=False,
         phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
     )
+
+
+def _run(test: Callable[[], None], tally: Tally) -> None:
+    """Run a Hypothesis test that records into `tally`: what it raised is the tally's failure, kept already, or
+    its error."""
     try:
-        run_state_machine_as_test(machine, settings=config)
+        test()
     except Exception as e:
         if tally.failure is None:
             tally.error = _one_line(e)
             if isinstance(e, ExceptionGroup) and e.exceptions:  # Hypothesis's Flaky: say what was raised
                 tally.error += f" (first raised: {_one_line(e.exceptions[0])})"
-    return tally
 
 
 def _one_line(e: BaseException) -> str:

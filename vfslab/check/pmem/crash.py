@@ -17,13 +17,28 @@ import stat as st
 from dataclasses import dataclass
 from pathlib import Path
 
+from hypothesis import strategies as hs
+
+from vfslab.check.engine.kept import Kept, Replay
+from vfslab.check.pmem.program import FAMILY
 from vfslab.impl.pmem import fsck
-from vfslab.impl.pmem.fs import PmemFS
+from vfslab.impl.pmem.fs import RENAME_EXCHANGE, RENAME_NOREPLACE, PmemFS
 from vfslab.impl.pmem.pool import Crash
 
 #: (op, args): create P; append P N; mkdir P; rmdir P; unlink P; rename A B FLAGS; link A B; symlink T P;
 #: truncate P SIZE; hold P (open it and keep it open: unlinking it then leaves an orphan)
 Op = tuple
+#: what a crashed program starts from: an empty pool of this size
+POOL_SIZE = 1 << 20
+NAMES = hs.sampled_from(["/a", "/b", "/d", "/d/a", "/d/b", "/e"])
+OPS = hs.one_of(
+    hs.tuples(hs.just("create"), NAMES), hs.tuples(hs.just("append"), NAMES, hs.sampled_from([1, 100, 5000])),
+    hs.tuples(hs.just("mkdir"), NAMES), hs.tuples(hs.just("rmdir"), NAMES), hs.tuples(hs.just("unlink"), NAMES),
+    hs.tuples(hs.just("rename"), NAMES, NAMES, hs.sampled_from([0, 0, RENAME_NOREPLACE, RENAME_EXCHANGE])),
+    hs.tuples(hs.just("link"), NAMES, NAMES), hs.tuples(hs.just("symlink"), hs.just("a"), NAMES),
+    hs.tuples(hs.just("truncate"), NAMES, hs.sampled_from([0, 3, 9000])), hs.tuples(hs.just("hold"), NAMES),
+)
+programs = hs.lists(OPS, min_size=1, max_size=8)
 
 
 def tree(fs: PmemFS) -> dict[str, tuple]:
@@ -125,3 +140,34 @@ def run(program: list[Op], pool: Path, scratch: Path) -> Verdict:
         if seen not in (states[cut - 1], states[cut]):
             return Verdict(marks[-1], f"{where}: the tree is neither the one before nor after it")
     return Verdict(marks[-1])
+
+
+@dataclass
+class CrashProgram(Kept):
+    """A program on an empty pool, crashed at each of its persist points (kept for `vfslab replay`)."""
+
+    family = FAMILY
+
+    ops: list[Op]
+    subject: str = ""
+    profile: str = ""
+    message: str = ""
+
+    def to_json(self) -> dict:
+        return {"family": FAMILY, "check": "crash", "subject": self.subject, "profile": self.profile,
+                "message": self.message, "layers": [], "ops": [list(op) for op in self.ops]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> CrashProgram:
+        return cls([tuple(op) for op in data["ops"]], data.get("subject", ""), data.get("profile", ""),
+                   data.get("message", ""))
+
+
+def replay(program: CrashProgram, scratch: Path) -> Replay:
+    """Crash the program at each persist point of a fresh pool's run."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    start = scratch / "start.pool"
+    PmemFS.mkfs(str(start), POOL_SIZE)
+    verdict = run(program.ops, start, scratch)
+    return Replay(trace=[str(op) for op in program.ops] + [f"{verdict.persist_points} persist points crashed at"],
+                  failure=verdict.problem)

@@ -1,18 +1,39 @@
-"""The pmem family: pmemfile's syscall routing, a routed subject in lockstep with `model/pmem`."""
+"""The pmem family: pmemfile's syscall routing (a routed subject in lockstep with `model/pmem`), the pool's crash
+consistency, and the router's transparency (the kernel beside it)."""
 
 from __future__ import annotations
 
+import itertools
+import shutil
+
+from hypothesis import strategies as hs
+
 from vfslab.check.engine.family import Family, Job
+from vfslab.check.engine.generated import check_inputs
+from vfslab.check.engine.kept import Kept, Replay
+from vfslab.check.pmem import crash, transparency
+from vfslab.check.pmem.crash import CrashProgram
 from vfslab.check.pmem.program import FAMILY as NAME
-from vfslab.check.pmem.program import RouteProgram
-from vfslab.check.pmem.stateful import check_route_stateful, run_route_program
+from vfslab.check.pmem.program import TRANSPARENCY, RouteProgram
+from vfslab.check.pmem.stateful import Pick, calls, check_route_stateful, pool_trees, run_route_program
 from vfslab.model.pmem import PROFILES, RULES
 from vfslab.model.pmem.calls import CALLS
+
+#: fds a transparency program's calls name: among the first four its opens and dups returned
+TRANSPARENCY_FDS = 4
+
+
+class PmemProgram:
+    """Reads a kept pmem program of any of the family's checks."""
+
+    @staticmethod
+    def from_json(data: dict) -> Kept:
+        return (CrashProgram if data.get("check") == "crash" else RouteProgram).from_json(data)
 
 
 def settings(kind: str, params: dict, programs: tuple[dict, ...], profile: str) -> None:
     for spec in programs:
-        RouteProgram.from_json(spec)
+        PmemProgram.from_json(spec)
 
 
 def stateful(job: Job) -> None:
@@ -20,6 +41,54 @@ def stateful(job: Job) -> None:
                                         scratch_root=job.scratch, database=job.database))
 
 
-FAMILY = Family(NAME, RULES, PROFILES, "pmemfile", {"stateful": stateful, "program": Job.run_programs}, settings,
-                program=RouteProgram, replay=run_route_program, operations=tuple(c.name for c in CALLS),
+def _generated(job: Job, strategy, check) -> None:
+    """Generated inputs, each checked in a scratch directory of its own."""
+    count = itertools.count()
+
+    def each(value):
+        scratch = job.scratch / f"ex{next(count)}"
+        try:
+            return check(value, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    job.from_tally(check_inputs(strategy, each, seed=job.seed, budget=job.budget, database=job.database))
+
+
+def crash_consistency(job: Job) -> None:
+    """Programs on a pool crashed at every persist point: each recovery consistent, and all or nothing."""
+
+    def check(ops, scratch):
+        found = crash.replay(CrashProgram(ops), scratch)
+        return None if found.failure is None else CrashProgram(ops, job.subject.name, job.profile, found.failure)
+
+    _generated(job, crash.programs, check)
+
+
+def transparent(job: Job) -> None:
+    """Programs through the router and on the kernel, side by side: the same results but named deviations."""
+
+    def check(drawn, scratch):
+        pool, program = drawn
+        program = [[f"#{a.n % TRANSPARENCY_FDS}" if isinstance(a, Pick) else a for a in call] for call in program]
+        verdict = transparency.run(program, pool, scratch)
+        if verdict.problem is None:
+            return None
+        return RouteProgram(pool, program, job.subject.name, job.profile, verdict.problem, TRANSPARENCY)
+
+    _generated(job, hs.tuples(pool_trees, hs.lists(calls, min_size=1, max_size=12)), check)
+
+
+def replay(program: Kept, subject, profile: str, scratch) -> Replay:
+    if isinstance(program, CrashProgram):
+        return crash.replay(program, scratch)
+    if program.check == TRANSPARENCY:
+        return transparency.replay(program, scratch)
+    return run_route_program(program, subject, profile, scratch)
+
+
+FAMILY = Family(NAME, RULES, PROFILES, "pmemfile",
+                {"stateful": stateful, "program": Job.run_programs, "crash": crash_consistency,
+                 "transparency": transparent}, settings,
+                program=PmemProgram, replay=replay, operations=tuple(c.name for c in CALLS),
                 default_subject="pmem-router")

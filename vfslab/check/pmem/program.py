@@ -17,6 +17,8 @@ from vfslab.model.union.ops import flags_text, flags_value
 from vfslab.subjects.tree import DIR, FILE, SYMLINK, Layers, Node
 
 FAMILY = "pmem"
+#: what a routing program is checked by: lockstep with the routing model, or the kernel beside the router
+ROUTING, TRANSPARENCY = "routing", "transparency"
 POOL_AT = "P"
 KERNEL = (Node("k", DIR, 0o755), Node("k/f", FILE, 0o644, data=b"kernel file\n"),
           Node("k/toP", SYMLINK, 0o777, target="../P"), Node(POOL_AT, DIR, 0o755))
@@ -48,16 +50,20 @@ class RouteProgram(Kept):
     subject: str = ""
     profile: str = "pmemfile"
     message: str = ""
+    check: str = ROUTING
 
     def to_json(self) -> dict:
         calls = [["open", c[1], flags_text(c[2]), *c[3:]] if c[0] == "open" else c for c in self.ops]
-        return {"family": FAMILY, "subject": self.subject, "profile": self.profile, "message": self.message,
-                "layers": Layers((self.pool,)).to_json(), "ops": calls}
+        return {"family": FAMILY, "check": self.check, "subject": self.subject, "profile": self.profile,
+                "message": self.message, "layers": Layers((self.pool,)).to_json(), "ops": calls}
 
     @classmethod
     def from_json(cls, data: dict) -> RouteProgram:
         pool = Layers.from_json(data["layers"]).lowers
         if len(pool) != 1:
             raise ValueError("a routing program has one tree, the pool's")
+        check = data.get("check", ROUTING)
+        if check not in (ROUTING, TRANSPARENCY):
+            raise ValueError(f"a routing program is checked by {ROUTING} or {TRANSPARENCY}, not {check!r}")
         return cls(pool[0], [parse_call(c) for c in data["ops"]], data.get("subject", ""),
-                   data.get("profile", "pmemfile"), data.get("message", ""))
+                   data.get("profile", "pmemfile"), data.get("message", ""), check)

@@ -20,7 +20,8 @@ import errno as E
 from dataclasses import dataclass
 from pathlib import Path
 
-from vfslab.check.pmem.program import KERNEL, POOL_AT, show_call
+from vfslab.check.engine.kept import Replay
+from vfslab.check.pmem.program import KERNEL, POOL_AT, RouteProgram, show_call
 from vfslab.subjects.mounts import WATCHDOG_SECONDS
 from vfslab.subjects.pmem import Routed
 from vfslab.subjects.process import Gone
@@ -94,3 +95,10 @@ def _compare(program: list[list], a: Side, b: Side) -> Verdict:
         differ = [x for x in map(tuple, ta.get("value", [])) if list(x) not in tb.get("value", [])]
         return Verdict(len(program), problem=f"the trees differ at the end: through the router {differ[:3]}")
     return Verdict(len(program))
+
+
+def replay(program: RouteProgram, scratch: Path) -> Replay:
+    """Run a kept program through the router and on the kernel again."""
+    verdict = run(program.ops, program.pool, scratch)
+    named = [f"named deviation: {verdict.deviation}"] if verdict.deviation else []
+    return Replay(trace=[show_call(c) for c in program.ops] + named, failure=verdict.problem)
