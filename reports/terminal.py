@@ -1,9 +1,11 @@
-"""The matrix in a terminal: scenario x subject -> verdict, then what needs reading."""
+"""Results in a terminal: a table per suite (scenario, subject, verdict: readable at 80 columns, no name cut), then
+what needs reading."""
 
 from __future__ import annotations
 
 import io
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -18,19 +20,10 @@ STYLE = {PASS: "green", FAIL: "bold red", HANG: "bold red", DEADLOCK: "bold red"
 def show(results: Results, console: Console) -> None:
     s = Summary.of(results)
     m = results.meta
-    table = Table(title=f"vfslab {m.vfslab_version} ({m.git_sha or 'no git'}) seed {m.seed}, kernel {m.kernel}, "
-                  f"libfuse {m.libfuse or '?'}")
-    table.add_column("scenario")
-    for subject in s.subjects:
-        table.add_column(subject)
-    for scenario in s.scenarios:
-        row = []
-        for subject in s.subjects:
-            r = s.cells.get((scenario, subject))
-            style = STYLE.get(r.verdict.split(":")[0], "yellow") if r else "dim"
-            row.append(f"[{style}]{cell_text(r)}[/]")
-        table.add_row(scenario, *row)
-    console.print(table)
+    console.print(f"vfslab {m.vfslab_version} ({m.git_sha or 'no git'}), seed {m.seed}, kernel {m.kernel}, "
+                  f"libfuse {m.libfuse or '?'}", markup=False)
+    for table in _suite_tables(results):
+        console.print(table)
     for name, reason in m.unavailable.items():
         console.print(f"[dim]{name} unavailable: {reason}[/]")
     for r in s.problems:
@@ -49,6 +42,26 @@ def show(results: Results, console: Console) -> None:
             console.print(f"  replay: {cx.replay}", markup=False)
     if s.never_fired:
         console.print(f"\n[dim]rules that never fired: {', '.join(s.never_fired)}[/]")
+
+
+def _suite_tables(results: Results) -> list[Table]:
+    """One table per suite, holding only the subjects that ran it: each scenario a line of its own with its subjects
+    under it, so that no name is cut at 80 columns."""
+    suites: dict[str, list] = {}
+    for r in results.records:
+        suites.setdefault(r.suite, []).append(r)
+    tables = []
+    for suite, records in suites.items():
+        table = Table(title=f"suite {suite}", title_justify="left", box=box.SIMPLE_HEAD)
+        table.add_column("scenario / subject", no_wrap=True)
+        table.add_column("verdict", overflow="fold")
+        for scenario in dict.fromkeys(r.scenario for r in records):
+            table.add_row(f"[bold]{scenario}[/]", "")
+            for r in (r for r in records if r.scenario == scenario):
+                style = STYLE.get(r.verdict.split(":")[0], "yellow")
+                table.add_row(f"  {r.label}", f"[{style}]{cell_text(r)}[/]")
+        tables.append(table)
+    return tables
 
 
 def render(results: Results) -> str:

@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run scenario suites against subjects and write results.json",
                        description="Run scenarios (default: every suite shipped: union, vmblock, pmem, sim) against "
-                       "every available subject, or those named, print the scenario x subject matrix and write "
+                       "every available subject, or those named, print a table of verdicts per suite and write "
                        "results.json, report.md and junit.xml into --out. Failing programs are saved under "
                        "OUT/programs with a replay command.", epilog=_families_help())
     r.add_argument("paths", nargs="*", type=Path, help="scenario files or folders (default: every suite shipped)")
@@ -151,17 +151,23 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _subjects(args: argparse.Namespace, console: Console) -> int:
+    from rich import box
     from rich.table import Table
 
     from vfslab.subjects import SUBJECTS
 
-    table = Table("subject", "version", "profiles", "available")
+    # readable at 80 columns: names and profiles (a line each) whole, versions and reasons folded beside them
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("subject", no_wrap=True)
+    table.add_column("version", overflow="fold", ratio=1)
+    table.add_column("profiles", no_wrap=True)
+    table.add_column("available", overflow="fold", ratio=1)
     with _subject_files(args) as added:
         for name, s in SUBJECTS.items():
             if added and name not in added:
                 continue
             ok, reason = s.available()
-            table.add_row(name, s.version() if ok else "-", ", ".join(s.profiles),
+            table.add_row(name, s.version() if ok else "-", "\n".join(s.profiles),
                           "[green]yes[/]" if ok else f"[red]no[/]: {reason}")
     console.print(table)
     return EXPECTED
