@@ -49,10 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run scenario suites against subjects and write results.json",
-                       description="Run scenarios (default: every suite shipped: union, vmblock, pmem, sim) against "
-                       "every available subject, or those named, print a table of verdicts per suite and write "
-                       "results.json, report.md and junit.xml into --out. Failing programs are saved under "
-                       "OUT/programs with a replay command.", epilog=_families_help())
+                       description="Run scenarios (default: every suite shipped: union, posix, vmblock, pmem, "
+                       "sim) against every available subject, or those named or given as subject files, print a "
+                       "table of verdicts per suite and write results.json, report.md and junit.xml into --out. "
+                       "Failing programs are saved under OUT/programs with a replay command.",
+                       epilog=_families_help())
     r.add_argument("paths", nargs="*", type=Path, help="scenario files or folders (default: every suite shipped)")
     r.add_argument("--subject", action="append", default=[], help="a subject to run (repeatable; default: all)")
     _subject_file_options(r)
