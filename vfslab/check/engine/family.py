@@ -68,7 +68,7 @@ class Job:
     scratch: Path
     out: Path
     record: Record
-    family: Family = field(repr=False, default=None)  # type: ignore[assignment]
+    family: Family = field(repr=False)
     placement: str = SAME
 
     @property
