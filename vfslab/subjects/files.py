@@ -21,7 +21,7 @@ from pathlib import Path
 from vfslab.subjects import mounts
 from vfslab.subjects.base import Capabilities
 from vfslab.subjects.overlayfs import UnionMount, UnionSubject, feature_options
-from vfslab.subjects.placement import PLACEMENTS, SAME
+from vfslab.subjects.placement import PLACEMENTS
 from vfslab.subjects.pmem import PlainMount, PlainSubject
 from vfslab.subjects.tree import Layers, build_layer
 
@@ -271,9 +271,8 @@ class _Commands:
                 return False, f"{program} not found on PATH"
         if f.daemon == "fuse" and not os.path.exists("/dev/fuse"):
             return False, "/dev/fuse is missing"
-        known = {line.split()[-1] for line in Path("/proc/filesystems").read_text().splitlines() if line.strip()}
         for fs in f.requires_filesystems:
-            if fs not in known:
+            if fs not in mounts.kernel_filesystems():
                 return False, f"{fs} is not in /proc/filesystems (modprobe {fs})"
         return True, ""
 
@@ -288,7 +287,9 @@ class _Commands:
         text = done.stdout + done.stderr
         if f.version_match:
             found = re.search(f.version_match, text, re.M)
-            return (found.group(1) if found and found.groups() else found.group(0)) if found else "unknown"
+            if found is None:
+                return "unknown"
+            return found.group(1) if found.groups() else found.group(0)
         return text.strip().splitlines()[0] if text.strip() else "unknown"
 
     def mount_with(self, values: dict[str, str], mnt: Path) -> int | None:
@@ -348,7 +349,7 @@ class PlainFromFile(_Commands, PlainSubject):
     def _values(self, m: PlainMount) -> dict[str, str]:
         return _values(self.file, m.path, backing=m.scratch / "dir")
 
-    def setup(self, layers: Layers, scratch: Path, profile: str, placement: str = SAME) -> PlainMount:
+    def setup(self, layers: Layers, scratch: Path, profile: str) -> PlainMount:
         """The backing directory `{dir}` first: the initial tree is built in it (`tree = "dir"`), or through the
         mount once it is up (`tree = "mount"`)."""
         scratch = Path(scratch).resolve()

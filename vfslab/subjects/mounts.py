@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import functools
 import math
 import os
 import select
@@ -229,6 +230,12 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 MS_NOSUID, MS_NODEV, MS_REMOUNT = 2, 4, 32
+
+
+@functools.cache
+def kernel_filesystems() -> frozenset[str]:
+    """The file system types the kernel knows (/proc/filesystems)."""
+    return frozenset(line.split()[-1] for line in Path("/proc/filesystems").read_text().splitlines() if line.strip())
 
 
 def mount_kernel(fstype: str, options: str, mnt: Path, flags: int = 0) -> None:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -51,9 +52,11 @@ def available(name: str) -> tuple[bool, str]:
     return True, ""
 
 
+@functools.cache
 def _image_kind():
-    known = Path("/proc/filesystems").read_text()
-    return next((kind for kind in IMAGES if f"\t{kind[0]}\n" in known and shutil.which(kind[1])), None)
+    """The first image builder this machine has, with its file system in the kernel (asked once)."""
+    known = mounts.kernel_filesystems()
+    return next((kind for kind in IMAGES if kind[0] in known and shutil.which(kind[1])), None)
 
 
 def fresh_fs(path: Path) -> None:

@@ -30,7 +30,6 @@ from vfslab.subjects.base import Capabilities
 from vfslab.subjects.driver import OsDriver
 from vfslab.subjects.forkserver import FORKS
 from vfslab.subjects.mounts import WATCHDOG_SECONDS
-from vfslab.subjects.placement import SAME
 from vfslab.subjects.process import Process
 from vfslab.subjects.tree import DIR, FILE, SYMLINK, Layers, Node, build_layer
 from vfslab.subjects.walk import union_state
@@ -90,7 +89,7 @@ class PlainSubject:
     def unmount(self, m: PlainMount) -> None:
         mounts.unmount(m.path, m.pid)
 
-    def setup(self, layers: Layers, scratch: Path, profile: str, placement: str = SAME) -> PlainMount:
+    def setup(self, layers: Layers, scratch: Path, profile: str) -> PlainMount:
         if profile != self.profiles[0]:
             raise ValueError(f"{self.name} cannot be held to profile {profile!r} (it has: {self.profiles[0]})")
         scratch = Path(scratch).resolve()
