@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vfslab import __version__
 from vfslab.check.engine.family import Job
-from vfslab.check.engine.generated import Budget
+from vfslab.check.engine.generated import QUICK, Budget
 from vfslab.check.families import FAMILIES
 from vfslab.check.results import ERROR, UNAVAILABLE, Record, Results, RunMeta
 from vfslab.subjects import SUBJECTS, mounts, placement
@@ -37,6 +37,8 @@ class Options:
     added: tuple[str, ...] = ()
     #: where union checks place their layers, unless a scenario pins it
     placements: tuple[str, ...] = (SAME,)
+    #: each scenario's budget capped at QUICK (the command line's default); False: the scenario's own (--full)
+    quick: bool = False
 
 
 def _command_output(argv: list[str]) -> str:
@@ -60,7 +62,7 @@ def _meta(seed: int) -> RunMeta:
 
 
 def _budget(scenario: Scenario, options: Options) -> Budget:
-    b = scenario.budget
+    b = scenario.budget.within(QUICK) if options.quick else scenario.budget
     return Budget(options.examples or b.examples, b.steps, options.budget or b.seconds)
 
 

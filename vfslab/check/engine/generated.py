@@ -31,6 +31,15 @@ class Budget:
     steps: int = 25
     seconds: float = 120.0
 
+    def within(self, cap: Budget) -> Budget:
+        """This budget, no larger than `cap` in any part."""
+        return Budget(min(self.examples, cap.examples), min(self.steps, cap.steps), min(self.seconds, cap.seconds))
+
+
+#: what a quick run (a bare `vfslab run`, `make run`) allows each scenario and subject at most: every suite is
+#: exercised, with fewer programs; `--full` gives each scenario its own budget
+QUICK = Budget(examples=30, steps=25, seconds=15.0)
+
 
 @dataclass
 class Tally:
