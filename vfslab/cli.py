@@ -10,7 +10,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from vfslab import __version__
+from vfslab import __version__, ci, gate, shard
+from vfslab.check.engine.generated import QUICK
 from vfslab.impl import MOUNTS
 
 EXPECTED, UNEXPECTED, USAGE = 0, 1, 2
@@ -66,6 +67,36 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--budget", type=float, help="seconds per scenario and subject (default: the scenario's)")
     r.add_argument("--examples", type=int, help="generated programs per stateful scenario (default: the scenario's)")
     r.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
+    r.add_argument("--full", action="store_true", help="give each scenario its own budget (default: a quick run, "
+                   f"each scenario capped at {QUICK.examples} programs and {QUICK.seconds:g} s)")
+    r.add_argument("--shard", type=shard.parse, default=shard.WHOLE, metavar="K/N",
+                   help="run the K-th of N equal shares of the scenario x subject jobs (merge the shards' "
+                   "results.json with `vfslab merge`)")
+
+    b = sub.add_parser("baseline", help="write a run's verdicts as a baseline of expectations",
+                       description="Write each record of RESULTS as an expected verdict (with a reason to fill "
+                       "in, an optional scope and strictness) and the rules that fired, for `vfslab gate`.")
+    b.add_argument("results", type=Path)
+    b.add_argument("-o", "--output", type=Path, default=Path("baseline.toml"), help="default: baseline.toml")
+    b.add_argument("--update", action="store_true", help="the output exists: keep the reason, scope and "
+                   "strictness of each entry whose verdict is unchanged, and the entries this run did not cover")
+
+    g = sub.add_parser("gate", help="check a run's results against a baseline (exit 1 on anything new)",
+                       description="Hold each record of RESULTS to its baseline entry (or, without one or out of "
+                       "its scope, to its scenario's expected verdict). Exit 0 when all match; 1 listing "
+                       "regressions, strict fixes, entries missing from the results, entries out of scope and "
+                       "rules gone blind; 2 for a malformed baseline or results.")
+    g.add_argument("results", type=Path)
+    g.add_argument("--baseline", type=Path, required=True)
+    g.add_argument("--coverage", choices=("report", "strict"), default="report",
+                   help="rules that fired in the baseline run and not now: listed (report, the default) or "
+                   "failing the gate (strict)")
+
+    mg = sub.add_parser("merge", help="join shards' (or suites') results.json into one",
+                        description="Join the results of `vfslab run --shard K/N` for every K (any order) into "
+                        "the records one unsharded run makes; or the results of separate runs, one after another.")
+    mg.add_argument("results", type=Path, nargs="+")
+    mg.add_argument("-o", "--output", type=Path, required=True)
 
     _subject_file_options(sub.add_parser("subjects", help="list the subjects, their versions and availability"))
 
@@ -139,7 +170,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             subjects.get(name)
         scenarios = suite.collect(args.paths or [suite.default_suite()])
         options = runner.Options(tuple(args.subject), args.profile, args.seed, args.budget, args.examples, args.out,
-                                 added, placement.parse(args.placement) if args.placement else (placement.SAME,))
+                                 added, placement.parse(args.placement) if args.placement else (placement.SAME,),
+                                 quick=not args.full, shard=args.shard)
         results = runner.run(scenarios, options)
     results.write(args.out / "results.json")
     shown = formats()
@@ -148,7 +180,57 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             (args.out / fmt.file).write_text(fmt.render(results))
     shown["terminal"].show(results, console)
     console.print(f"\nresults: {args.out / 'results.json'}  report: {args.out / 'report.md'}")
+    found = gate.unexpected(results)
+    ci.announce(results, found, found, "vfslab run" + (f", shard {args.shard}" if args.shard != shard.WHOLE else ""))
     return EXPECTED if results.as_expected else UNEXPECTED
+
+
+def _baseline(args: argparse.Namespace, console: Console) -> int:
+    from vfslab.baseline import Baseline, load
+    from vfslab.check.results import Results
+
+    made = Baseline.of(Results.read(args.results))
+    if args.output.exists() and not args.update:
+        raise ValueError(f"{args.output} exists: --update keeps its reasons, or write elsewhere with -o")
+    if args.update:
+        made = load(args.output).updated(made) if args.output.exists() else made
+    args.output.write_text(made.to_toml())
+    console.print(f"{args.output}: {len(made.entries)} entries; fill in each reason", markup=False, soft_wrap=True)
+    return EXPECTED
+
+
+def _gate(args: argparse.Namespace, console: Console) -> int:
+    from vfslab.baseline import load
+    from vfslab.check.results import Results
+
+    baseline = load(args.baseline)
+    results = Results.read(args.results)
+    held = gate.gate(results, baseline, coverage_strict=args.coverage == "strict")
+    failed = held.failed
+    headline = (f"vfslab gate: {held.checked} records against {args.baseline}: "
+                + (f"{len(failed)} failing" if failed else "as expected"))
+    # whole lines: paths and labels are what a user greps for
+    console.print(headline, style="bold red" if failed else "bold green", markup=False, soft_wrap=True)
+    for kind, meaning in gate.KINDS.items():
+        these = [f for f in held.findings if f.kind == kind]
+        if these:
+            console.print(f"\n{kind} ({meaning}):", style="bold", markup=False, soft_wrap=True)
+        for f in these:
+            console.print(f"  {f.label}: {f.text}", markup=False, soft_wrap=True)
+            if f.replay:
+                console.print(f"    replay: {f.replay}", markup=False, soft_wrap=True)
+    ci.announce(results, held.findings, failed, headline)
+    return UNEXPECTED if failed else EXPECTED
+
+
+def _merge(args: argparse.Namespace, console: Console) -> int:
+    from vfslab.check.results import Results
+
+    merged = shard.merge([(str(p), Results.read(p)) for p in args.results])
+    merged.write(args.output)
+    console.print(f"{args.output}: {len(merged.records)} records from {len(args.results)} results", markup=False,
+                  soft_wrap=True)
+    return EXPECTED
 
 
 def _subjects(args: argparse.Namespace, console: Console) -> int:
@@ -267,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args, console)
         if args.command == "subjects":
             return _subjects(args, console)
+        if args.command == "baseline":
+            return _baseline(args, console)
+        if args.command == "gate":
+            return _gate(args, console)
+        if args.command == "merge":
+            return _merge(args, console)
         if args.command == "replay":
             return _replay(args, console)
         if args.command == "sim":

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from vfslab import __version__
 from vfslab.check.engine.family import Job
 from vfslab.check.engine.generated import QUICK, Budget
 from vfslab.check.families import FAMILIES
 from vfslab.check.results import ERROR, UNAVAILABLE, Record, Results, RunMeta
+from vfslab.shard import WHOLE, Shard
 from vfslab.subjects import SUBJECTS, mounts, placement
 from vfslab.subjects.placement import SAME
 from vfslab.suite import Scenario
@@ -39,6 +40,8 @@ class Options:
     placements: tuple[str, ...] = (SAME,)
     #: each scenario's budget capped at QUICK (the command line's default); False: the scenario's own (--full)
     quick: bool = False
+    #: which of the run's jobs to run (`--shard K/N`)
+    shard: Shard = WHOLE
 
 
 def _command_output(argv: list[str]) -> str:
@@ -48,7 +51,7 @@ def _command_output(argv: list[str]) -> str:
         return ""
 
 
-def _meta(seed: int) -> RunMeta:
+def _meta(seed: int, shard: Shard) -> RunMeta:
     here = Path(__file__).resolve().parent.parent
     libfuse = re.search(r"version:?\s*([\d.]+)", _command_output(["fusermount3", "--version"]))
     return RunMeta(
@@ -58,6 +61,7 @@ def _meta(seed: int) -> RunMeta:
         kernel=os.uname().release,
         libfuse=libfuse.group(1) if libfuse else "",
         started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        shard=[] if shard == WHOLE else [shard.index, shard.count],
     )
 
 
@@ -104,7 +108,7 @@ def run_one(scenario: Scenario, subject, options: Options, scratch: Path, placem
 
 def run(scenarios: list[Scenario], options: Options, console: Console | None = None) -> Results:
     console = console or Console(stderr=True)
-    meta = _meta(options.seed)
+    meta = _meta(options.seed, options.shard)
     results = Results(meta)
     # subjects named or given as files; every one there is when neither
     wanted = tuple(dict.fromkeys((*options.subjects, *options.added))) or tuple(SUBJECTS)
@@ -115,15 +119,16 @@ def run(scenarios: list[Scenario], options: Options, console: Console | None = N
             meta.subjects[name] = subject.version()
         else:
             meta.unavailable[name] = reason
-    jobs = [(sc, SUBJECTS[name], where) for sc in scenarios for name in dict.fromkeys((*sc.subjects, *options.added))
-            if name in wanted and _takes(SUBJECTS[name], sc, options.profile or sc.profile)
-            for where in _placements(sc, SUBJECTS[name], options)]
+    jobs = options.shard.take([(sc, SUBJECTS[name], where) for sc in scenarios
+                               for name in dict.fromkeys((*sc.subjects, *options.added))
+                               if name in wanted and _takes(SUBJECTS[name], sc, options.profile or sc.profile)
+                               for where in _placements(sc, SUBJECTS[name], options)])
     options.out.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="vfslab-run-"))
     base.chmod(0o755)
     started = time.monotonic()
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(bar_width=20), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     try:
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task("scenarios", total=len(jobs))

@@ -1,0 +1,86 @@
+"""Shards: `vfslab run --shard K/N` runs every N-th job of a run, from the K-th; `vfslab merge` puts the shards'
+records back in the order one unsharded run would have made them.
+
+The jobs (scenario x subject x placement) are listed the same way on every machine, from the scenario files and
+the options alone, and a job's checks are derandomised by the run's seed, so shard K of N is the same work
+wherever it runs and the merged records are the unsharded run's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from vfslab.check.results import Results
+
+T = TypeVar("T")
+SPEC = re.compile(r"(\d+)/(\d+)")
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int  # 1-based, as written
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def take(self, jobs: Sequence[T]) -> list[T]:
+        """Round robin: neighbouring jobs (a scenario's subjects, often alike in cost) go to different shards."""
+        return list(jobs[self.index - 1::self.count])
+
+
+WHOLE = Shard(1, 1)
+
+
+def parse(text: str) -> Shard:
+    m = SPEC.fullmatch(text.strip())
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise ValueError(f"--shard {text!r}: expected K/N with 1 <= K <= N, e.g. 2/4")
+    return Shard(int(m.group(1)), int(m.group(2)))
+
+
+def merge(parts: Sequence[tuple[str, Results]]) -> Results:
+    """One run's results from its shards (each `(name, results)`, in any order), or from runs of different
+    suites (unsharded: their records one after another). Shards must share their count and seed and each come
+    once."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    sharded = [(name, r) for name, r in parts if r.meta.shard]
+    if sharded and len(sharded) != len(parts):
+        name = next(name for name, r in parts if not r.meta.shard)
+        raise ValueError(f"{name} is not a shard, and {sharded[0][0]} is: merge the shards of one run")
+    for what in ("seed", "git_sha", "vfslab_version"):
+        values = {str(getattr(r.meta, what)) for _, r in parts}
+        if len(values) > 1:
+            raise ValueError(f"the results differ in {what} ({', '.join(sorted(values))}): merge one run's shards")
+    first = parts[0][1].meta
+    meta = replace(first, shard=[], subjects={}, unavailable={},
+                   started=min(r.meta.started for _, r in parts),
+                   # shards run side by side: the run took as long as its longest shard
+                   seconds=max(r.meta.seconds for _, r in parts) if sharded else sum(r.meta.seconds for _, r in parts))
+    for _, r in parts:
+        meta.subjects.update(r.meta.subjects)
+        meta.unavailable.update(r.meta.unavailable)
+    for name in meta.subjects:
+        meta.unavailable.pop(name, None)
+    if not sharded:
+        return Results(meta, [record for _, r in parts for record in r.records])
+    count = first.shard[1]
+    found: dict[int, str] = {}
+    for name, r in sharded:
+        k, n = r.meta.shard
+        if n != count:
+            raise ValueError(f"{name} is shard {k}/{n}, {sharded[0][0]} one of {count}")
+        if k in found:
+            raise ValueError(f"{name} and {found[k]} are both shard {k}/{count}")
+        found[k] = name
+    missing = sorted(set(range(1, count + 1)) - set(found))
+    if missing:
+        raise ValueError(f"shard {', '.join(f'{k}/{count}' for k in missing)} missing")
+    # shard k's i-th record was job (k - 1) + i * count of the whole run
+    placed = sorted((((k - 1) + i * count, record) for _, r in sharded for k in [r.meta.shard[0]]
+                     for i, record in enumerate(r.records)), key=lambda p: p[0])
+    return Results(meta, [record for _, record in placed])
