@@ -7,9 +7,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 #: 2: records name their `family`, their `placement` and what the engine `skipped`; a counterexample keeps the
-#: held profile's `difference` apart from its whole message (schema 1 files are still read)
-SCHEMA_VERSION = 2
-READS = (1, 2)
+#: held profile's `difference` apart from its whole message. 3: a simulated deadlock's counterexample carries its
+#: wait-for graph and timeline as data (`wait_for`, `wait_for_threads`, `wait_for_cycle`, `timeline`) for reports
+#: to draw. Schema 1 and 2 files are still read: what they lack is left at its default.
+SCHEMA_VERSION = 3
+READS = (1, 2, 3)
 
 PASS = "pass"
 FAIL = "fail"
@@ -36,6 +38,15 @@ class Counterexample:
     graph: str = ""
     #: the held profile's first difference (`message` goes on with what the other profiles said)
     difference: str = ""
+    #: a simulated deadlock's wait-for graph as its edges [from, to]: a thread points at what it waits on, a
+    #: resource at whoever holds it
+    wait_for: list[list[str]] = field(default_factory=list)
+    #: which of the wait-for graph's nodes are threads (the others are resources)
+    wait_for_threads: list[str] = field(default_factory=list)
+    #: the wait-for graph's cycle, its nodes in order (empty when the threads wait on a cancelled one instead)
+    wait_for_cycle: list[str] = field(default_factory=list)
+    #: a simulated run's trace, a step each: {"choice", "thread", "action", "what"}
+    timeline: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -83,6 +94,8 @@ class RunMeta:
     seconds: float = 0.0
     subjects: dict[str, str] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
+    #: [K, N] for shard K of N (`vfslab run --shard`), empty for a whole run
+    shard: list[int] = field(default_factory=list)
 
 
 @dataclass
