@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 OUT ?= out
-APT_PACKAGES := fuse3 fuse-overlayfs unionfs-fuse attr erofs-utils squashfs-tools
+APT_PACKAGES := fuse3 fuse-overlayfs unionfs-fuse attr erofs-utils squashfs-tools chromium
 # Debian's vmware-vmblock-fuse, unpacked from open-vm-tools (not installed: no VMware services start)
 VMBLOCK_CACHE := /var/cache/vfslab/open-vm-tools
 VMWARE_VMBLOCK := $(VMBLOCK_CACHE)/usr/bin/vmware-vmblock-fuse
@@ -12,7 +12,7 @@ VMWARE_VMBLOCK := $(VMBLOCK_CACHE)/usr/bin/vmware-vmblock-fuse
 
 run: $(VENV)/.installed deps install-helpers vmware-vmblock
 	$(BIN)/vfslab run --out $(OUT)
-	@echo "results: $(OUT)/results.json (report: $(OUT)/report.md)"
+	@echo "results: $(OUT)/results.json (reports: $(OUT)/report.md, $(OUT)/report.html)"
 
 test: $(VENV)/.installed deps install-helpers vmware-vmblock
 	$(BIN)/python -m pytest

@@ -25,6 +25,6 @@ class Format:
 
 
 def formats() -> dict[str, Format]:
-    from vfslab.reports import junit, markdown, terminal
+    from vfslab.reports import html, junit, markdown, terminal
 
-    return {f.name: f for f in (terminal.FORMAT, markdown.FORMAT, junit.FORMAT)}
+    return {f.name: f for f in (terminal.FORMAT, markdown.FORMAT, junit.FORMAT, html.FORMAT)}

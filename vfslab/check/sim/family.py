@@ -3,7 +3,7 @@ verdicts held against real vmblock mounts (kind `crosscheck`)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from vfslab.check.engine.family import Family, Job
 from vfslab.check.engine.kept import Replay
@@ -11,6 +11,7 @@ from vfslab.check.results import FAIL, PASS, Counterexample
 from vfslab.crosscheck import crosscheck
 from vfslab.sim import explore, timeline
 from vfslab.sim.detect import PASS as SIM_PASS
+from vfslab.sim.explore import Run
 from vfslab.sim.study import Study, conduct, sim_search
 from vfslab.sim.workloads import get
 from vfslab.simulate import keep
@@ -36,7 +37,20 @@ def simulate(job: Job) -> None:
         path = keep(result.run, study.workload.name, job.out / "sim", job.name)
         r.counterexample = Counterexample([], [{"params": result.run.params, "choices": result.run.choices}],
                                           result.reason, f"vfslab replay {path}", str(path),
-                                          timeline.mermaid(result.run), result.reason)
+                                          timeline.mermaid(result.run), result.reason, **wait_for(result.run),
+                                          timeline=[asdict(step) for step in result.run.trace])
+
+
+def wait_for(run: Run) -> dict:
+    """The run's wait-for graph as data (its edges, which nodes are threads, its cycle), for reports to draw."""
+    finding = run.finding
+    if finding is None or not finding.blocked:
+        return {}
+    # detect.py names a thread by its name, a cancelled one followed by " (cancelled)", a resource "kind name"
+    names = set(finding.world.threads.values())
+    threads = [n for n in finding.graph if n in names or n.removesuffix(" (cancelled)") in finding.world.dead]
+    return {"wait_for": [[a, b] for a, b in finding.graph.edges], "wait_for_threads": threads,
+            "wait_for_cycle": finding.cycle}
 
 
 def cross(job: Job) -> None:
