@@ -199,3 +199,13 @@ def test_junit_reads_in_a_real_parser_and_meets_the_ci_servers_schema(ran, tmp_p
     _, failure = failures[0]
     assert failure.type == "pass" and "expected deadlock" in failure.message
     assert "replay: vfslab replay" in failure.text and "choices" in failure.text, "the program and its replay"
+
+
+def test_run_against_a_baseline_speaks_only_of_what_is_new(baseline, tmp_path, capsys):
+    # a shard's run: the entries of the other jobs are not missing; a known deadlock is not news
+    out = tmp_path / "shard"
+    assert main(["run", *SUITE, *SUBJECTS, "--out", str(out), "--shard", "1/2", "--baseline", str(baseline)]) == 0
+    known = tmp_path / "known.toml"
+    known.write_text(baseline.read_text().replace('verdict = "pass"', 'verdict = "deadlock"', 1))
+    assert main(["run", *SUITE, *SUBJECTS, "--out", str(out), "--baseline", str(known)]) == 1
+    assert "pass, expected deadlock" in capsys.readouterr().out

@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
     r.add_argument("--full", action="store_true", help="give each scenario its own budget (default: a quick run, "
                    f"each scenario capped at {QUICK.examples} programs and {QUICK.seconds:g} s)")
+    r.add_argument("--baseline", type=Path, metavar="FILE", help="hold each verdict to this baseline "
+                   "(`vfslab gate`'s, entries for jobs not run aside) instead of the scenarios' expectations: the "
+                   "exit code and CI annotations then speak only of what is new")
     r.add_argument("--shard", type=shard.parse, default=shard.WHOLE, metavar="K/N",
                    help="run the K-th of N equal shares of the scenario x subject jobs (merge the shards' "
                    "results.json with `vfslab merge`)")
@@ -162,9 +165,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace, console: Console) -> int:
     from vfslab import runner, subjects, suite
+    from vfslab.baseline import load
     from vfslab.reports import formats
     from vfslab.subjects import placement
 
+    baseline = load(args.baseline) if args.baseline else None  # a bad one is said before the run, not after
     with _subject_files(args) as added:
         for name in args.subject:
             subjects.get(name)
@@ -180,9 +185,15 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             (args.out / fmt.file).write_text(fmt.render(results))
     shown["terminal"].show(results, console)
     console.print(f"\nresults: {args.out / 'results.json'}  report: {args.out / 'report.md'}")
-    found = gate.unexpected(results)
-    ci.announce(results, found, found, "vfslab run" + (f", shard {args.shard}" if args.shard != shard.WHOLE else ""))
-    return EXPECTED if results.as_expected else UNEXPECTED
+    headline = "vfslab run" + (f", shard {args.shard}" if args.shard != shard.WHOLE else "")
+    if baseline is None:
+        found = gate.unexpected(results)
+        ci.announce(results, found, found, headline)
+        return EXPECTED if results.as_expected else UNEXPECTED
+    held = gate.gate(results, baseline, partial=True)
+    _print_findings(held, console)
+    ci.announce(results, held.findings, held.failed, f"{headline} against {args.baseline}")
+    return UNEXPECTED if held.failed else EXPECTED
 
 
 def _baseline(args: argparse.Namespace, console: Console) -> int:
@@ -211,6 +222,12 @@ def _gate(args: argparse.Namespace, console: Console) -> int:
                 + (f"{len(failed)} failing" if failed else "as expected"))
     # whole lines: paths and labels are what a user greps for
     console.print(headline, style="bold red" if failed else "bold green", markup=False, soft_wrap=True)
+    _print_findings(held, console)
+    ci.announce(results, held.findings, failed, headline)
+    return UNEXPECTED if failed else EXPECTED
+
+
+def _print_findings(held: gate.Gate, console: Console) -> None:
     for kind, meaning in gate.KINDS.items():
         these = [f for f in held.findings if f.kind == kind]
         if these:
@@ -219,8 +236,6 @@ def _gate(args: argparse.Namespace, console: Console) -> int:
             console.print(f"  {f.label}: {f.text}", markup=False, soft_wrap=True)
             if f.replay:
                 console.print(f"    replay: {f.replay}", markup=False, soft_wrap=True)
-    ci.announce(results, held.findings, failed, headline)
-    return UNEXPECTED if failed else EXPECTED
 
 
 def _merge(args: argparse.Namespace, console: Console) -> int:
