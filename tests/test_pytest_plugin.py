@@ -90,7 +90,7 @@ def test_a_wrong_expectation_fails_with_its_counterexample_and_replay_command(py
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines([
         "*sim-vmblock-upstream[[]sim[]]*",
-        "sim-vmblock-upstream on sim: verdict deadlock, expected pass",
+        "sim-vmblock-upstream on sim: regression: verdict deadlock, expected pass",
         "  deadlock: *",
         "  program (1 ops): *sim-vmblock-upstream--sim.json",
         "  replay: vfslab replay *sim-vmblock-upstream--sim.json",
@@ -99,6 +99,21 @@ def test_a_wrong_expectation_fails_with_its_counterexample_and_replay_command(py
     assert Path(program).is_file()
     assert program.startswith(str(pytester.path / "vfslab-out"))
     assert "Traceback" not in result.stdout.str() and "pytest_plugin.py" not in result.stdout.str()
+
+
+def test_a_baseline_overrides_the_scenarios_expectation(pytester, pytest_run):
+    # the scenario expects a deadlock; the user's baseline says pass (strict): a fix to write down, so it fails
+    baseline = pytester.makefile(".toml", baseline='version = 1\n[[expect]]\nscenario = "sim-vmblock-upstream"\n'
+                                 'subject = "sim"\nverdict = "pass"\nreason = "we think it fixed"\n')
+    result = pytest_run("--vfslab", UPSTREAM, "--vfslab-baseline", baseline)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["sim-vmblock-upstream on sim: regression: verdict deadlock, expected pass"])
+    # an entry saying deadlock: it passes
+    baseline.write_text(baseline.read_text().replace('"pass"', '"deadlock"'))
+    pytest_run("--vfslab", UPSTREAM, "--vfslab-baseline", baseline).assert_outcomes(passed=1)
+    baseline.write_text("version = [")
+    result = pytest_run("--vfslab", UPSTREAM, "--vfslab-baseline", baseline)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "not TOML" in result.stderr.str()
 
 
 def test_xdist_and_junit_carry_each_verdict(pytest_run, tmp_path):

@@ -81,7 +81,7 @@ def gate(results: Results, baseline: Baseline, coverage_strict: bool = False, pa
                                         f"{entry.scope}; this run has {r.subject} "
                                         f"{meta.subjects.get(r.subject) or '(no version)'}, kernel {meta.kernel}"))
             entry = None
-        found = _held(r, entry)
+        found = held(r, entry)
         if found:
             out.findings.append(found)
         elif key(r) in baseline.fired:
@@ -98,10 +98,10 @@ def gate(results: Results, baseline: Baseline, coverage_strict: bool = False, pa
 
 def unexpected(results: Results) -> list[Finding]:
     """A run's records whose verdict is not the one their scenario expects, as regressions."""
-    return [f for r in results.records if r.verdict != UNAVAILABLE and (f := _held(r, None))]
+    return [f for r in results.records if r.verdict != UNAVAILABLE and (f := held(r, None))]
 
 
-def _held(r: Record, entry: Entry | None) -> Finding | None:
+def held(r: Record, entry: Entry | None) -> Finding | None:
     """What is wrong with `r` held to `entry` (or, with none, to its scenario's expected verdict)."""
     expected, strict = (entry.verdict, entry.strict) if entry else (r.expected, True)
     if r.verdict == expected:

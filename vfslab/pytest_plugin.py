@@ -22,6 +22,8 @@ import pytest
 # checkers take a good part of a second to import)
 if TYPE_CHECKING:
     from vfslab.check.results import Record
+    from vfslab.gate import Finding
+    from vfslab.runner import Planned
     from vfslab.subjects import Subject
     from vfslab.suite import Scenario
 
@@ -44,6 +46,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--vfslab-full", action="store_true",
                     help="each scenario's own budget (default: capped at the quick budget, as `vfslab run`)")
     group.addoption("--vfslab-profile", metavar="NAME", help="hold every subject to this profile")
+    group.addoption("--vfslab-baseline", metavar="FILE",
+                    help="hold each verdict to this baseline's entry (`vfslab baseline`, docs/ci.md) where it has "
+                    "one whose scope holds, instead of the scenario's expectation")
     group.addoption("--vfslab-out", metavar="DIR",
                     help="where failing programs and the Hypothesis database go (default: ROOTDIR/vfslab-out)")
 
@@ -72,24 +77,22 @@ def _holds_scenarios(path: Path) -> bool:
     return path.suffix == ".toml" or (path.is_dir() and next(path.rglob("*.toml"), None) is not None)
 
 
-def expected_verdict(record: Record) -> str:
-    """The verdict `record` must have to pass: its scenario's expectation for the subject. (A baseline of accepted
-    verdicts per scenario x subject is to be consulted here.)"""
-    return record.expected
-
-
 class Bench:
     """The plugin while --vfslab is on: the scenarios given, what they run with, and the verdicts seen."""
 
     def __init__(self, config: pytest.Config, paths: list[Path]) -> None:
         from vfslab import runner, suite
+        from vfslab.baseline import load
         from vfslab.subjects import get, registered
         from vfslab.subjects.files import load_all
 
         self._subject_files = contextlib.ExitStack()
         files = [Path(s) for s in config.getoption("vfslab_subject") if s.endswith(".toml")]
         names = tuple(s for s in config.getoption("vfslab_subject") if not s.endswith(".toml"))
+        baseline = config.getoption("vfslab_baseline")
         try:
+            #: the user's expected verdicts, when given
+            self.baseline = load(Path(baseline)) if baseline else None
             added = self._subject_files.enter_context(registered(load_all(files, [])))
             for name in names:
                 get(name)
@@ -106,28 +109,25 @@ class Bench:
         #: node id -> what the summary says of it, from the reports (so also a controller's, under xdist)
         self.verdicts: dict[str, str] = {}
 
-    def jobs(self, scenario: Scenario) -> list[tuple[Subject, str, str]]:
-        """The subjects `scenario` runs on, chosen as `vfslab run` chooses them, each with where its layers go and
-        its label (the subject, or subject@placement, as Record.label has it)."""
-        from vfslab.runner import _placements, _takes
+    def jobs(self, scenario: Scenario) -> list[Planned]:
+        """The subjects `scenario` runs on, each with where its layers go, chosen as `vfslab run` chooses them."""
+        from vfslab import runner
+
+        return runner.plan([scenario], self.options)
+
+    def held(self, record: Record) -> Finding | None:
+        """What is wrong with `record`: held to its baseline entry (--vfslab-baseline) when there is one whose scope
+        holds here, else to its scenario's expected verdict; None when nothing is."""
+        from vfslab import gate
+        from vfslab.baseline import key
         from vfslab.subjects import SUBJECTS
-        from vfslab.subjects.placement import SAME
 
-        o = self.options
-        wanted = (*o.subjects, *o.added) or tuple(SUBJECTS)
-        return [(SUBJECTS[name], where, name if where == SAME else f"{name}@{where}")
-                for name in dict.fromkeys((*scenario.subjects, *o.added))
-                if name in wanted and _takes(SUBJECTS[name], scenario, o.profile or scenario.profile)
-                for where in _placements(scenario, SUBJECTS[name], o)]
-
-    def missing(self, subject: Subject, where: str) -> str:
-        """Why `subject` cannot run here with its layers placed so; empty when it can."""
-        from vfslab.subjects import placement
-
-        for ok, reason in (subject.available(), placement.available(where)):
-            if not ok:
-                return reason
-        return ""
+        entry = self.baseline.entries.get(key(record)) if self.baseline else None
+        if entry and not entry.scope.holds(SUBJECTS[record.subject].version(), os.uname().release):
+            entry = None
+        if entry:
+            record.expected = entry.verdict
+        return gate.held(record, entry)
 
     def run(self, scenario: Scenario, subject: Subject, where: str) -> Record:
         """`scenario` on `subject` in a fresh scratch directory, which is unmounted and removed afterwards."""
@@ -143,7 +143,6 @@ class Bench:
             for m in mounts.mounts_under(base):
                 mounts.unmount(m.mount_point)
             shutil.rmtree(base, ignore_errors=True)
-        record.expected = expected_verdict(record)
         return record
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
@@ -179,16 +178,17 @@ class ScenarioFile(pytest.File):
         self.scenario, self.bench = scenario, bench
 
     def collect(self) -> Iterator[ScenarioItem]:
-        for subject, where, label in self.bench.jobs(self.scenario):
-            yield ScenarioItem.from_parent(self, name=f"{self.scenario.id}[{label}]", subject=subject, where=where)
+        for job in self.bench.jobs(self.scenario):
+            yield ScenarioItem.from_parent(self, name=f"{self.scenario.id}[{job.label}]", subject=job.subject,
+                                           where=job.placement)
 
 
 class Unexpected(Exception):
-    """A record whose verdict is not the expected one."""
+    """A record whose verdict is not the expected one, and what is wrong with it."""
 
-    def __init__(self, record: Record) -> None:
-        super().__init__(record.verdict)
-        self.record = record
+    def __init__(self, record: Record, finding: Finding) -> None:
+        super().__init__(finding.text)
+        self.record, self.finding = record, finding
 
 
 class ScenarioItem(pytest.Item):
@@ -199,21 +199,23 @@ class ScenarioItem(pytest.Item):
         self.subject, self.where = subject, where
 
     def runtest(self) -> None:
+        from vfslab import runner
         from vfslab.check.results import UNAVAILABLE
 
         scenario, bench = self.parent.scenario, self.parent.bench
-        missing = bench.missing(self.subject, self.where)
+        missing = runner.unavailable(self.subject, self.where)
         if missing:
             self.user_properties.append(("verdict", UNAVAILABLE))
             self._unavailable(missing)
         record = bench.run(scenario, self.subject, self.where)
+        finding = bench.held(record)
         cx = record.counterexample
         values = (record.verdict, record.expected, record.profile, record.seconds, cx.replay if cx else "")
         self.user_properties += zip(PROPERTIES, values, strict=True)
         if record.verdict == UNAVAILABLE:
             self._unavailable(record.reason)
-        if not record.as_expected:
-            raise Unexpected(record)
+        if finding:
+            raise Unexpected(record, finding)
 
     def _unavailable(self, reason: str) -> None:
         message = f"{self.subject.name} is unavailable: {reason}"
@@ -222,11 +224,15 @@ class ScenarioItem(pytest.Item):
         pytest.skip(message)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
+        from vfslab.gate import FIXED, KINDS
+
         if not isinstance(excinfo.value, Unexpected):
             return super().repr_failure(excinfo, style)
-        r = excinfo.value.record
+        r, finding = excinfo.value.record, excinfo.value.finding
         held = f" ({r.profile})" if r.profile else ""
-        lines = [f"{r.scenario} on {r.label}{held}: verdict {r.verdict}, expected {r.expected}"]
+        lines = [f"{r.scenario} on {r.label}{held}: {finding.kind}: verdict {r.verdict}, expected {r.expected}"]
+        if finding.kind == FIXED:
+            lines.append(f"  {KINDS[FIXED]}")
         # a failure's reason is its counterexample's first line; a deviation's says which profile allows it
         if r.reason and (r.deviations or not r.counterexample):
             lines.append(f"  {r.reason}")

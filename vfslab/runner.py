@@ -19,9 +19,9 @@ from vfslab import __version__
 from vfslab.check.engine.family import Job
 from vfslab.check.engine.generated import QUICK, Budget
 from vfslab.check.families import FAMILIES
-from vfslab.check.results import ERROR, UNAVAILABLE, Record, Results, RunMeta
+from vfslab.check.results import ERROR, UNAVAILABLE, Record, Results, RunMeta, label
 from vfslab.shard import WHOLE, Shard
-from vfslab.subjects import SUBJECTS, mounts, placement
+from vfslab.subjects import SUBJECTS, Subject, mounts, placement
 from vfslab.subjects.placement import SAME
 from vfslab.suite import Scenario
 
@@ -90,6 +90,40 @@ def _placements(scenario: Scenario, subject, options: Options) -> tuple[str, ...
     return tuple(p for p in scenario.placements or options.placements if p in subject.capabilities.placements)
 
 
+@dataclass(frozen=True)
+class Planned:
+    """One job of a run: a scenario, the subject it runs on, where the layers go."""
+
+    scenario: Scenario
+    subject: Subject
+    placement: str = SAME
+
+    @property
+    def label(self) -> str:
+        return label(self.subject.name, self.placement)
+
+
+def wanted(options: Options) -> tuple[str, ...]:
+    """The subjects named or given as files; every one there is when neither."""
+    return tuple(dict.fromkeys((*options.subjects, *options.added))) or tuple(SUBJECTS)
+
+
+def plan(scenarios: list[Scenario], options: Options) -> list[Planned]:
+    """Every job of a run, in the order it runs them: each scenario on each wanted subject it lists (and each
+    subject from a file) that takes it, once per placement. The same on every machine (shards rely on it)."""
+    chosen = wanted(options)
+    return [Planned(sc, SUBJECTS[name], where) for sc in scenarios
+            for name in dict.fromkeys((*sc.subjects, *options.added))
+            if name in chosen and _takes(SUBJECTS[name], sc, options.profile or sc.profile)
+            for where in _placements(sc, SUBJECTS[name], options)]
+
+
+def unavailable(subject: Subject, where: str) -> str:
+    """Why `subject` cannot run here with its layers placed so; empty when it can."""
+    ok, reason = subject.available()
+    return _unplaceable(where) if ok else reason
+
+
 def run_one(scenario: Scenario, subject, options: Options, scratch: Path, placement: str = SAME) -> Record:
     """One scenario against one subject, its layers placed so: the record with its verdict."""
     profile = options.profile or scenario.profile
@@ -110,19 +144,14 @@ def run(scenarios: list[Scenario], options: Options, console: Console | None = N
     console = console or Console(stderr=True)
     meta = _meta(options.seed, options.shard)
     results = Results(meta)
-    # subjects named or given as files; every one there is when neither
-    wanted = tuple(dict.fromkeys((*options.subjects, *options.added))) or tuple(SUBJECTS)
-    for name in wanted:
+    for name in wanted(options):
         subject = SUBJECTS[name]
         ok, reason = subject.available()
         if ok:
             meta.subjects[name] = subject.version()
         else:
             meta.unavailable[name] = reason
-    jobs = options.shard.take([(sc, SUBJECTS[name], where) for sc in scenarios
-                               for name in dict.fromkeys((*sc.subjects, *options.added))
-                               if name in wanted and _takes(SUBJECTS[name], sc, options.profile or sc.profile)
-                               for where in _placements(sc, SUBJECTS[name], options)])
+    jobs = options.shard.take(plan(scenarios, options))
     options.out.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="vfslab-run-"))
     base.chmod(0o755)
@@ -132,9 +161,8 @@ def run(scenarios: list[Scenario], options: Options, console: Console | None = N
     try:
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task("scenarios", total=len(jobs))
-            for i, (scenario, subject, where) in enumerate(jobs):
-                progress.update(task, description=f"{scenario.id} on {subject.name}"
-                                + (f" ({where})" if where != SAME else ""))
+            for i, (scenario, subject, where) in enumerate((j.scenario, j.subject, j.placement) for j in jobs):
+                progress.update(task, description=f"{scenario.id} on {label(subject.name, where)}")
                 missing = meta.unavailable.get(subject.name) or _unplaceable(where)
                 if missing:
                     results.records.append(Record(scenario.id, scenario.suite, scenario.kind, subject.name,

@@ -25,6 +25,11 @@ def deviation(name: str) -> str:
     return f"deviation:{name}"
 
 
+def label(subject: str, placement: str) -> str:
+    """A subject as reports and test ids name it: with where its layers lived, unless that is the usual place."""
+    return subject if placement == "same" else f"{subject}@{placement}"
+
+
 @dataclass
 class Counterexample:
     """A shrunk failing program: the initial layers, the operations, what differed, how to replay it."""
@@ -75,8 +80,7 @@ class Record:
 
     @property
     def label(self) -> str:
-        """The subject as a report's column names it: with its placement, unless that is the usual one."""
-        return self.subject if self.placement == "same" else f"{self.subject}@{self.placement}"
+        return label(self.subject, self.placement)
 
     @property
     def as_expected(self) -> bool:
