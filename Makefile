@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 OUT ?= out
+# make run FULL=1: each scenario's own budget (default: the quick run)
+FULL ?=
 APT_PACKAGES := fuse3 fuse-overlayfs unionfs-fuse attr erofs-utils squashfs-tools chromium
 # Debian's vmware-vmblock-fuse, unpacked from open-vm-tools (not installed: no VMware services start)
 VMBLOCK_CACHE := /var/cache/vfslab/open-vm-tools
@@ -11,7 +13,7 @@ VMWARE_VMBLOCK := $(VMBLOCK_CACHE)/usr/bin/vmware-vmblock-fuse
 .PHONY: run test bench lint deps install-helpers vmware-vmblock clean
 
 run: $(VENV)/.installed deps install-helpers vmware-vmblock
-	$(BIN)/vfslab run --out $(OUT)
+	$(BIN)/vfslab run --out $(OUT) $(if $(FULL),--full)
 	@echo "results: $(OUT)/results.json (reports: $(OUT)/report.md, $(OUT)/report.html)"
 
 test: $(VENV)/.installed deps install-helpers vmware-vmblock
@@ -64,7 +66,8 @@ $(VENV)/.installed: pyproject.toml
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	@# setuptools tells every editable install, as a warning, to mind same-named folders: ours is the package
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
 clean:

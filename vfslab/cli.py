@@ -52,8 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run scenario suites against subjects and write results.json",
                        description="Run scenarios (default: every suite shipped: union, posix, vmblock, pmem, "
                        "sim) against every available subject, or those named or given as subject files, print a "
-                       "table of verdicts per suite and write results.json, report.md and junit.xml into --out. "
-                       "Failing programs are saved under OUT/programs with a replay command.",
+                       "table of verdicts per suite and write results.json, report.md, report.html and junit.xml "
+                       "into --out. Failing programs are saved under OUT/programs with a replay command. Quick by "
+                       "default (each scenario's budget capped); --full for each scenario's own.",
                        epilog=_families_help())
     r.add_argument("paths", nargs="*", type=Path, help="scenario files or folders (default: every suite shipped)")
     r.add_argument("--subject", action="append", default=[], help="a subject to run (repeatable; default: all)")
@@ -184,7 +185,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         if fmt.file:
             (args.out / fmt.file).write_text(fmt.render(results))
     shown["terminal"].show(results, console)
-    console.print(f"\nresults: {args.out / 'results.json'}  report: {args.out / 'report.md'}")
+    console.print(f"\nresults: {args.out / 'results.json'}  reports: {args.out / 'report.md'}, "
+                  f"{args.out / 'report.html'}", soft_wrap=True)
     headline = "vfslab run" + (f", shard {args.shard}" if args.shard != shard.WHOLE else "")
     if baseline is None:
         found = gate.unexpected(results)
