@@ -12,6 +12,7 @@ from vfslab.check.union.stateful import check_stateful
 from vfslab.cli import main
 from vfslab.model.union.fs import UnionModel
 from vfslab.model.union.ops import Op
+from vfslab.subjects import get
 from vfslab.subjects.overlayfs import UnionMount
 from vfslab.subjects.tree import Layers, Node
 
@@ -108,3 +109,12 @@ def test_a_mismatch_names_the_step_and_the_rules(tmp_path):
     replay = run_program(program, Liar(), "overlayfs", tmp_path / "s")
     assert replay.failure is not None and "after step 1" in replay.failure
     assert isinstance(Mismatch(replay.failure), AssertionError)
+
+
+@pytest.mark.parametrize("seconds", [0.2, 0.4, 1.0])
+def test_a_time_budget_spent_mid_run_ends_the_check_without_flaky_generation(tmp_path, seconds):
+    # Hypothesis draws some examples again; those drawn after the budget is spent run nothing, and must draw as
+    # they did when they ran (a rule enabled by what ran made it report "inconsistent data generation")
+    tally = check_stateful(get("model"), "overlayfs", seed=0, budget=Budget(120, 25, seconds), scratch_root=tmp_path)
+    assert not tally.error and tally.failure is None
+    assert 0 < tally.examples < 120, "the budget ended it"

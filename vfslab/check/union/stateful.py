@@ -33,8 +33,12 @@ def _op_rule(name: str, arg_strategies: tuple, fd: bool):
     """One Hypothesis rule per operation; fd rules pick one of the open slots."""
 
     def run(self, args, uid, pick=0):
+        if self.session is None:
+            return
         if fd:
             slots = sorted(self.session.driver.slots)
+            if not slots:
+                return
             args = (slots[pick % len(slots)], *args)
         visible = self.session.lock.visible_paths()
         args = tuple(a.resolve(visible) if isinstance(a, gen.PathChoice) else a for a in args)
@@ -44,7 +48,6 @@ def _op_rule(name: str, arg_strategies: tuple, fd: bool):
     strategies = {"args": st.tuples(*arg_strategies), "uid": gen.callers}
     if fd:
         strategies["pick"] = st.integers(0, 7)
-        return precondition(lambda self: self._enabled(name) and self.session.driver.slots)(rule(**strategies)(run))
     return precondition(lambda self: self._enabled(name))(rule(**strategies)(run))
 
 
@@ -69,29 +72,27 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
             self.enabled: frozenset[str] = frozenset()
             self.pushes = 0
 
+        # What is drawn must not depend on what ran: an example Hypothesis draws again after the time budget is
+        # spent, or a step whose fd rule finds no open file, does nothing, but draws as it did (else Hypothesis
+        # finds its data generation flaky)
         def _enabled(self, name: str) -> bool:
-            return self.session is not None and name in self.enabled
+            return name in self.enabled
 
         # a subject with no layers of its own (a pool) is given one layer: a name hidden by an upper layer
         # would still count in a lower file's nlink, which no plain file system shows
         @initialize(layers=gen.layers_of(subject.capabilities.max_layers),
                     enabled=st.sets(st.sampled_from(ops), min_size=min(4, len(ops))))
         def setup(self, layers: Layers, enabled: set[str]) -> None:
-            if tally.failure is None and time.monotonic() > deadline:
-                return  # a failure being shrunk runs on past the budget, or it would not reproduce
             # some path operation always runs, and fd operations need open
             enabled |= {"stat"} | ({"open"} if any(BY_NAME[op].kind == FD for op in enabled) else set())
             self.layers, self.enabled = layers, frozenset(enabled)
+            if tally.failure is None and time.monotonic() > deadline:
+                return  # a failure being shrunk runs on past the budget, or it would not reproduce
             tally.examples += 1
             scratch = scratch_root / f"ex{tally.examples}"
             shutil.rmtree(scratch, ignore_errors=True)
             self.session = Session(subject, profile, layers, scratch, watchdog_seconds, placement)
             self._guard(self.session.check)
-
-        @precondition(lambda self: self.session is None)
-        @rule()
-        def out_of_budget(self) -> None:
-            """The time budget is spent: examples from now on do nothing."""
 
         @precondition(lambda self: self._enabled("remount"))
         @rule()
@@ -105,6 +106,8 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
             self._do(Op("push"))
 
         def _do(self, op: Op) -> None:
+            if self.session is None:
+                return  # the time budget is spent: examples from now on do nothing
             self.program.append(op)
             tally.steps += 1
             self._guard(lambda: self.session.step(op))
