@@ -15,16 +15,21 @@ from typing import Any
 
 from vfslab.impl.ovlfs.storage.dir import DirMethod
 from vfslab.impl.ovlfs.storage.file import FileMethod
+from vfslab.impl.ovlfs.storage.loader import USAGE as PYTHON_USAGE
+from vfslab.impl.ovlfs.storage.loader import load_class
 from vfslab.impl.ovlfs.storage.method import StorageMethod
+from vfslab.impl.ovlfs.storage.pmem import PmemMethod
 
 #: our methods, by scheme; `python:` loads a user's class (loader.py)
-SCHEMES: dict[str, type[StorageMethod]] = {cls.scheme: cls for cls in (DirMethod, FileMethod)}
-USAGE = "a storage is " + ", ".join(f"{s}:PATH" for s in SCHEMES) + " or python:MODULE:CLASS[:LOCATION]"
+SCHEMES: dict[str, type[StorageMethod]] = {cls.scheme: cls for cls in (DirMethod, FileMethod, PmemMethod)}
+USAGE = "a storage is dir:PATH, file:PATH, pmem:POOL[?size=N] or " + PYTHON_USAGE
 
 
 def method_class(spec: str) -> tuple[type, str]:
     """The class a spec names and the location it is given; ValueError (one line) for a spec that names none."""
     scheme, _, location = spec.partition(":")
+    if scheme == "python":
+        return load_class(location)
     if scheme not in SCHEMES or not location:
         raise ValueError(f"{spec!r}: {USAGE}")
     return SCHEMES[scheme], location
@@ -45,6 +50,7 @@ def mkfs(spec: str, force: bool = False) -> None:
 
 
 def dump(method: StorageMethod) -> dict[str, Any]:
+    """The method's whole storage as JSON-able data (ours: `base.TablesMethod.dump`)."""
     if not callable(getattr(method, "dump", None)):
         raise ValueError(f"{type(method).__name__} has no dump")
     return method.dump()
