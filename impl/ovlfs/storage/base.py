@@ -29,10 +29,15 @@ class Contents(Protocol):
 
     def read(self, ino: int, offset: int, size: int) -> bytes:
         """Up to `size` stored bytes at `offset` (fewer, or none, past what is stored)."""
-    def write(self, ino: int, offset: int, data: bytes) -> None: ...
+
+    def write(self, ino: int, offset: int, data: bytes) -> None:
+        """Store `data` at `offset`, zeros before it if that is past what is stored."""
+
     def truncate(self, ino: int, size: int) -> None:
         """Cut what is stored to at most `size` bytes."""
-    def remove(self, ino: int) -> None: ...
+
+    def remove(self, ino: int) -> None:
+        """Forget the inode's bytes (it left storage)."""
 
 
 class Persists:

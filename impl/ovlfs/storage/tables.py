@@ -31,6 +31,8 @@ rule of seed 002 about what the operations do is here, once:
 - Names: "", ".", "..", or containing "/" or NUL: EINVAL; longer than 255 bytes: ENAMETOOLONG.
 - A symlink's target is set by Set Symlink (its size becomes the target's length); Read/Set Symlink of another
   kind of inode: EINVAL.
+- No directory operation changes a link count, a size or a time: the caller's Update Inode does (a rename over a
+  live name included).
 - Directories' entries are dropped with their inode; file contents are not here (base.py: `Contents`).
 
 The tables are stored as JSON: `to_json()` gives {"next_ino": N, "inodes": {"<ino>": record}}, one record per
