@@ -3,6 +3,7 @@ fails if any mount is left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -15,8 +16,10 @@ import pytest
 from vfslab.check.union.program import Program
 from vfslab.subjects import Subject, get, mounts
 
-# one root per pytest-xdist worker: a worker's end-of-session sweep must not unmount another's live mounts
-TEST_ROOT = Path("/tmp/vfslab-test") / os.environ.get("PYTEST_XDIST_WORKER", "main")
+# one root per test run and pytest-xdist worker: a worker's end-of-session sweep must not unmount the live mounts
+# of another worker, nor of another run going on beside this one (a second checkout's `make test`, say)
+TEST_ROOT = (Path("/tmp/vfslab-test") / os.environ.get("PYTEST_XDIST_TESTRUNUID", f"run{os.getpid()}")
+             / os.environ.get("PYTEST_XDIST_WORKER", "main"))
 
 
 def _unmount_all_under(root: Path) -> list[str]:
@@ -36,6 +39,10 @@ def no_mounts_left_behind() -> Iterator[None]:
     TEST_ROOT.mkdir(parents=True, exist_ok=True)
     yield
     left = _unmount_all_under(TEST_ROOT)
+    if not mounts.mounts_under(TEST_ROOT):  # rmtree would otherwise delete through a mount
+        shutil.rmtree(TEST_ROOT, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the run's folder, once its last worker is done
+            TEST_ROOT.parent.rmdir()
     if left:
         pytest.fail(f"the session left mounts behind (now unmounted): {', '.join(left)}")
 
