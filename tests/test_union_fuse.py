@@ -246,6 +246,20 @@ def test_open_files_follow_copy_up_and_survive_unlink(union):
     assert not (upper / "fresh").exists()
 
 
+def test_a_rename_between_two_names_of_one_inode_does_nothing_even_when_the_target_is_open(union):
+    # libfuse hides an open rename target before the rename: the hide must not unlink it
+    mnt, upper = union.mnt, union.upper
+    fd = os.open(mnt / "link2", os.O_RDONLY)
+    try:
+        os.rename(mnt / "link1", mnt / "link2")
+        assert os.stat(mnt / "link1").st_nlink == 2 and os.path.samefile(mnt / "link1", mnt / "link2")
+        assert not any(n.startswith(".fuse_hidden") for n in os.listdir(mnt))
+    finally:
+        os.close(fd)
+    assert {"link1", "link2"} <= set(os.listdir(mnt))
+    assert not (upper / "link1").exists() and not (upper / "link2").exists(), "nothing was copied up or whited out"
+
+
 def test_names_too_long_are_enametoolong_never_enoent(union):
     mnt, upper = union.mnt, union.upper
     long_name = "n" * 256

@@ -12,6 +12,12 @@ libfuse's high-level API cannot find the path of an open file whose last name wa
 ESTALE), so we keep its `hard_remove` off: libfuse then renames such a file to `.fuse_hiddenXXXX` and
 unlinks that at the last close. We take that rename for the unlink it stands for, and serve the hidden
 name from the open file, which is how an open, unlinked file keeps working and reports nlink 0.
+
+libfuse also hides an open file that a rename is about to replace, before it asks for the rename; but a
+rename between two names of one inode must do nothing, and the hide would already have unlinked the target.
+So a hide is done at the next callback instead, unless that callback is, on the same thread, the rename the
+hide was for: that rename then learns whether it replaces anything at all. Every observation of the union
+is a callback, so none sees the hide undone.
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ import errno as E
 import itertools
 import logging
 import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from vfslab.impl.mfuse import FUSE, HIDDEN, mfusepy, serialised
 from vfslab.impl.union.options import MountOptions
@@ -29,8 +39,20 @@ log = logging.getLogger("vfslab-union")
 ENTRY_TIMEOUT = 1.0
 
 
-#: one callback at a time, under the union's lock
-_serialised = serialised(lambda ops: ops.union.lock, log)
+def _serialised(method: Callable) -> Callable:
+    """One callback at a time, under the union's lock, once the hide libfuse asked for is done (unless this is
+    the rename it was for)."""
+    return serialised(lambda ops: ops.turn(renaming=method.__name__ == "rename"), log)(method)
+
+
+@dataclass(frozen=True)
+class Hide:
+    """An open file libfuse renamed to a hidden name, to unlink or to rename onto: not yet unlinked."""
+
+    name: str
+    hidden: str
+    key: tuple
+    thread: int
 
 
 def _caller() -> Cred:
@@ -45,6 +67,7 @@ class UnionOps(mfusepy.Operations):
         self.union = union
         self.files: dict[int, Handle] = {}
         self.hidden: dict[str, tuple] = {}  # hidden name -> the key of the open file it stands for
+        self.hiding: Hide | None = None
         self._ids = itertools.count(1)  # next() on it is atomic: file handles need no lock of their own
 
     def init_with_config(self, conn, config) -> None:
@@ -57,8 +80,23 @@ class UnionOps(mfusepy.Operations):
         config.negative_timeout = 0.0
         config.auto_cache = 1
 
+    @contextmanager
+    def turn(self, renaming: bool) -> Iterator[None]:
+        with self.union.lock:
+            if self.hiding is not None and not (renaming and self.hiding.thread == threading.get_ident()):
+                self._hide()
+            yield
+
+    def _hide(self) -> None:
+        hide, self.hiding = self.hiding, None
+        try:
+            self.union.unlink(hide.name)
+        except OSError as e:  # the caller's unlink or rename has returned: all we can do is say so
+            log.error("unlink %s, hidden as %s: %s", hide.name, hide.hidden, e)
+
     def destroy(self, path: str) -> None:
-        self.union.close()
+        with self.turn(renaming=False):
+            self.union.close()
 
     # ---- names -------------------------------------------------------------------------------------
 
@@ -113,11 +151,17 @@ class UnionOps(mfusepy.Operations):
     @_serialised
     def rename(self, old: str, new: str, flags: int = 0) -> None:
         if HIDDEN.search(new) and self.union.resolve(new) is None and new not in self.hidden:
-            node = self.union.existing(old)
-            key = self.union.key(node)
-            self.union.unlink(old)
+            key = self.union.key(self.union.existing(old))
+            if self.hiding is not None:
+                self._hide()
+            self.hiding = Hide(old, new, key, threading.get_ident())
             self.hidden[new] = key
             return
+        if self.hiding is not None:
+            if self.hiding.name == new and self.union.key(self.union.existing(old)) == self.hiding.key:
+                self.hiding = None
+                return  # two names of one inode: nothing to rename (the hidden name is the open file's)
+            self._hide()
         self.union.rename(old, new, flags)
 
     # ---- attributes ------------------------------------------------------------------------------------
