@@ -11,12 +11,12 @@ subject in the baseline run, so that `vfslab gate` can tell when a check went bl
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vfslab.check.results import UNAVAILABLE, Record, Results
+from vfslab.tomlfile import read_toml
 
 FORMAT_VERSION = 1
 ENTRY_KEYS = {"scenario", "subject", "placement", "verdict", "reason", "strict", "scope"}
@@ -131,12 +131,7 @@ def check_spec(spec: str) -> None:
 
 
 def load(path: Path) -> Baseline:
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise BaselineError(f"{path}: cannot read baseline: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise BaselineError(f"{path}: not TOML: {e}") from None
+    data = read_toml(path, "baseline", BaselineError)
     if data.get("version") != FORMAT_VERSION:
         raise BaselineError(f"{path}: baseline version {data.get('version')!r}, this vfslab reads {FORMAT_VERSION}")
     unknown = set(data) - {"version", "expect", "coverage"}

@@ -8,7 +8,6 @@ differ). A suite is a folder of scenario files.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from vfslab.check.engine.generated import Budget
 from vfslab.check.families import DEFAULT, get
 from vfslab.subjects import placement
+from vfslab.tomlfile import read_toml
 
 #: what scenario files called `family` before results schema 2; still read
 OLD_FAMILY_KEY = "model"
@@ -52,10 +52,7 @@ def default_suite() -> Path:
 
 
 def load(path: Path) -> Scenario:
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ValueError(f"{path}: cannot read scenario: {e}") from None
+    data = read_toml(path, "scenario")
     try:
         family = get(data.get("family", data.get(OLD_FAMILY_KEY, DEFAULT)))
         kind = data["kind"]

@@ -14,7 +14,6 @@ import re
 import shutil
 import string
 import subprocess
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from vfslab.subjects.overlayfs import UnionMount, UnionSubject, feature_options
 from vfslab.subjects.placement import PLACEMENTS
 from vfslab.subjects.pmem import PlainMount, PlainSubject
 from vfslab.subjects.tree import Layers, build_layer
+from vfslab.tomlfile import read_toml
 
 #: what `family` may say, and the profiles of the union model a subject of it may be held to
 FAMILY_PROFILES = {
@@ -107,12 +107,7 @@ def _one_of(path: Path, key: str, value: object, allowed: tuple[str, ...]) -> st
 
 def parse(path: Path) -> SubjectFile:
     """Read and check a subject file; SubjectFileError (one line) when it is wrong."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise SubjectFileError(f"{path}: cannot read: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise SubjectFileError(f"{path}: not TOML: {e}") from None
+    data = read_toml(path, "subject file", SubjectFileError)
     for key in data:
         if key not in KEYS:
             raise _fail(path, key, f"unknown key (known: {', '.join(sorted(KEYS))})")
