@@ -644,11 +644,15 @@ class UnionModel:
 
     def _index_before_removal(self, found: Found) -> None:
         """overlayfs ovl_nlink_start: with index=on a lower hard link is copied up (indexed) before it is
-        whited out or renamed over, so the union's link count can be kept."""
+        whited out or renamed over, so the union's link count can be kept. With a link count of its own (ovlfs) any
+        lower file is: an open file then counts the names left, 0 for the last."""
         lower = self._lower_of(found)
-        if (self.profile.index and found.upper is None and lower is not None
-                and self.store.nlink(self.store[lower]) > 1):
-            self._copy_up(found)
+        if found.upper is None and lower is not None:
+            if self.profile.index and self.store.nlink(self.store[lower]) > 1:
+                self._copy_up(found)
+            elif self.profile.own_nlink:
+                self._fire("union.nlink.own")
+                self._copy_up(found)
 
     @operation
     def rmdir(self, path: str) -> None:
@@ -689,11 +693,15 @@ class UnionModel:
             raise ModelError(E.EINVAL, "union.rename.subtree")
         if dst is not None and op.path[: len(dst.path)] == dst.path:
             raise ModelError(E.ENOTEMPTY, "union.rename.subtree")
-        if dst is not None and (src.path == dst.path or self._key(src) == self._key(dst)):
+        same_inode = dst is not None and self._key(src) == self._key(dst)
+        if dst is not None and (src.path == dst.path or (same_inode and not self.profile.path_api)):
             self._fire("union.rename.same-inode")
             return
         self._need(self._inode(op), W | X)
         self._need(self._inode(np_), W | X)
+        if same_inode:
+            self._fire("union.rename.same-inode-path-api")
+            return
         if dst is not None:
             dst_dir = self._inode(dst).kind == DIR
             if is_dir and not dst_dir:

@@ -36,6 +36,11 @@ class Profile:
     private_disk_names: tuple[str, ...] = ()
     #: every new directory is created opaque (fuse-overlayfs), not only where overlayfs's rule says
     opaque_new_dirs: bool = False
+    #: a non-directory's link count is the union's own, not its lower inode's (ovlfs keeps one in its storage):
+    #: an open lower file whose last name is removed reports 0
+    own_nlink: bool = False
+    #: served through libfuse's high-level (path) API, which makes every name a kernel inode of its own
+    path_api: bool = False
 
     @property
     def lookups_write(self) -> bool:
@@ -77,6 +82,14 @@ PROFILES: dict[str, Profile] = {
                 redirect_dir=True, index=True, dir_nlink="subdirs", observed=True),
         Profile("posix-no-xattr", "posix, on a file system with no extended attributes (a pmem pool): ENOTSUP.",
                 redirect_dir=True, index=True, dir_nlink="subdirs", user_xattrs=False, observed=True),
+        Profile("ovlfs", "ovlfs (seed 002) over one base directory, every change kept by a storage method: no "
+                "whiteouts (a removed name is an unlinked entry of the storage, which hides the base's); st_ino is the "
+                "storage's inode number, mapped from the base inode, so the same across copy-up and remount and one "
+                "for all names of a base hard link (index=on's rule), whose link count is the storage inode's "
+                "(union.nlink.own); a directory with a base part is not renamed (EXDEV, redirect_dir=off's rule); "
+                "directories count their subdirectories in nlink; no xattrs (a storage method keeps none: "
+                "EOPNOTSUPP); served by path (union.rename.same-inode-path-api).", index=True, own_nlink=True,
+                dir_nlink="subdirs", user_xattrs=False, path_api=True, observed=True),
         Profile("unionfs-fuse", "overlayfs as unionfs-fuse serves it: st_ino is the topmost copy's (it changes on "
                 "copy-up), every directory has nlink 1, no xattrs; directories are renamed (by copying them up).",
                 ino_from_origin=False, dir_nlink="one", user_xattrs=False, redirect_dir=True, observed=True),

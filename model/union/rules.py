@@ -68,6 +68,9 @@ RULES: dict[str, str] = {
     "union.rename.opaque-into-merged": "overlayfs: a top-layer-only directory moved into a merged directory "
     "is marked opaque.",
     "union.rename.same-inode": "rename of two names of one inode does nothing and succeeds.",
+    "union.rename.same-inode-path-api": "A FUSE daemon serving paths (libfuse's high-level API) has a kernel "
+    "inode per name: a rename of one name of a file onto another is checked as any rename is (write and search "
+    "permission on both parents) before the file system finds that it has nothing to do.",
     "union.rename.noreplace": "RENAME_NOREPLACE onto an existing name: EEXIST.",
     "union.rename.subtree": "Renaming a directory into its own subtree: EINVAL; onto its own ancestor: "
     "ENOTEMPTY.",
@@ -83,6 +86,8 @@ RULES: dict[str, str] = {
     "union.nlink.merged-dir": "overlayfs reports nlink 1 for a merged directory.",
     "union.nlink.dir-subdirs": "A directory's nlink is 2 plus its visible subdirectories (the POSIX convention).",
     "union.nlink.dir-one": "Every directory reports nlink 1 (unionfs-fuse).",
+    "union.nlink.own": "ovlfs: a file's link count is its storage inode's, which counts the union's names: an open "
+    "lower file whose last name is removed reports 0, where overlayfs shows the lower inode's count.",
     # open files
     "union.fd.follows-copyup": "overlayfs: a read-only fd opened before copy-up sees later writes.",
     "union.fd.stale": "union mounts: existing open file descriptors continue to refer to the read-only copy "
