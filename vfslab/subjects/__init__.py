@@ -9,6 +9,7 @@ from vfslab.subjects.base import Capabilities, Mounted, Subject
 from vfslab.subjects.files import SHIPPED, load_all
 from vfslab.subjects.model import ModelSubject
 from vfslab.subjects.overlayfs import UnionFuse
+from vfslab.subjects.ovlfs import SUBJECTS as OVLFS
 from vfslab.subjects.pmem import PmemFuse, PmemRouter, Tmpfs
 from vfslab.subjects.simulator import Simulator
 from vfslab.subjects.vmblock import SUBJECTS as VMBLOCKS
@@ -16,7 +17,7 @@ from vfslab.subjects.vmblock import SUBJECTS as VMBLOCKS
 __all__ = ["SUBJECTS", "Capabilities", "Mounted", "Subject", "get", "register", "registered"]
 
 SUBJECTS: dict[str, Subject] = {s.name: s for s in (ModelSubject(), *load_all([], [SHIPPED]), UnionFuse(),
-                                                  PmemFuse(), PmemRouter(), Tmpfs(), *VMBLOCKS, Simulator())}
+                                                  *OVLFS, PmemFuse(), PmemRouter(), Tmpfs(), *VMBLOCKS, Simulator())}
 
 
 def get(name: str) -> Subject:
