@@ -158,6 +158,11 @@ def _parser() -> argparse.ArgumentParser:
     pm = sub.add_parser("pmem", help="make and inspect pmem pools (mkfs, ls, cat, stat)", add_help=False)
     pm.add_argument("args", nargs=argparse.REMAINDER)
 
+    st = sub.add_parser("storage", help="ovlfs storage methods: mkfs, and check one against the contract",
+                        add_help=False, description="`vfslab storage mkfs METHOD [--force]`, `vfslab storage check "
+                        "METHOD [--examples N] [--seed S] [--out DIR]`; `vfslab storage check -h` for more.")
+    st.add_argument("args", nargs=argparse.REMAINDER)
+
     rep = sub.add_parser("report", help="render a results.json")
     rep.add_argument("results", type=Path)
     rep.add_argument("--format", choices=tuple(formats()), default="terminal")
@@ -397,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
             from vfslab.impl.pmem.tools import main as pmem_tools
 
             return pmem_tools(args.args)
+        if args.command == "storage":
+            from vfslab.check.storage.command import main as storage
+
+            return storage(args.args)
         return _report(args, console)
     except KeyboardInterrupt:
         print("vfslab: interrupted", file=sys.stderr)

@@ -12,12 +12,14 @@ from vfslab.subjects.overlayfs import UnionFuse
 from vfslab.subjects.ovlfs import SUBJECTS as OVLFS
 from vfslab.subjects.pmem import PmemFuse, PmemRouter, Tmpfs
 from vfslab.subjects.simulator import Simulator
+from vfslab.subjects.storage import SUBJECTS as STORAGES
 from vfslab.subjects.vmblock import SUBJECTS as VMBLOCKS
 
 __all__ = ["SUBJECTS", "Capabilities", "Mounted", "Subject", "get", "register", "registered"]
 
 SUBJECTS: dict[str, Subject] = {s.name: s for s in (ModelSubject(), *load_all([], [SHIPPED]), UnionFuse(),
-                                                  *OVLFS, PmemFuse(), PmemRouter(), Tmpfs(), *VMBLOCKS, Simulator())}
+                                                  *OVLFS, PmemFuse(), PmemRouter(), Tmpfs(), *VMBLOCKS, Simulator(),
+                                                  *STORAGES)}
 
 
 def get(name: str) -> Subject:
