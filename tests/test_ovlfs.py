@@ -166,14 +166,21 @@ def _refused(base: Path, spec: str, mnt: Path) -> str:
     return done.stderr
 
 
-def _damage(location: Path) -> None:
-    """Overwrite bytes in the middle of what a method reads at Init."""
-    path = location / "ovlfs.meta" if location.is_dir() else location
-    with open(path, "r+b") as f:
-        size = f.seek(0, os.SEEK_END)
-        for at in range(64, size, max(1, size // 64)):
-            f.seek(at)
-            f.write(b"\xa5" * 16)
+def _damage(location: Path, scheme: str) -> None:
+    """Garble what a method reads at Init: the tables' image (dir:, file:), the root's record in the pool (pmem:,
+    whose pool keeps no checksums: bytes garbled at random may fall where nothing is read)."""
+    if scheme == "pmem":
+        from vfslab.impl.pmem.fs import PmemFS
+
+        fs = PmemFS.open(str(location))
+        f = fs.openat(fs.pool.root, "1", os.O_WRONLY | os.O_TRUNC)
+        fs.pwrite(f, b"{not json", 0)
+        fs.close_file(f)
+        fs.close()
+        return
+    with open(location / "ovlfs.meta" if scheme == "dir" else location, "r+b") as f:
+        f.seek(40)
+        f.write(b"\xa5" * 16)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
@@ -190,7 +197,7 @@ def test_storage_not_fit_is_refused_in_one_line(scratch, scheme):
     other = scratch / "other"
     other.mkdir()
     assert "another base directory" in _refused(other, spec, mnt)
-    _damage(location)
+    _damage(location, scheme)
     _refused(base, spec, mnt)  # corrupt
     _refused(scratch / "no-such-base", spec, mnt)
     os.symlink(base, scratch / "base-link")
