@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from vfslab.check.pmem import crash
 from vfslab.impl.pmem import fsck
-from vfslab.impl.pmem.fs import RENAME_EXCHANGE, RENAME_NOREPLACE, Cred, PmemFS
+from vfslab.impl.pmem.fs import PER_BLOCK, RENAME_EXCHANGE, RENAME_NOREPLACE, Cred, PmemFS
 from vfslab.impl.pmem.pool import Crash, Pool, PoolError
 
 SIZE = 512 * 1024
@@ -205,3 +205,20 @@ def test_vfslab_run_reports_a_planted_broken_transaction(tmp_path, monkeypatch, 
     capsys.readouterr()
     assert main(record["counterexample"]["replay"].split()[1:]) == 1
     assert "reproduced on pmem-router" in capsys.readouterr().out
+
+
+def test_a_directory_of_more_entries_than_a_block_holds_lists_and_finds_them_all(tmp_path):
+    PmemFS.mkfs(str(tmp_path / "pool"), 4 << 20)
+    fs = PmemFS.open(str(tmp_path / "pool"))
+    try:
+        r = fs.pool.root
+        names = [f"f{i}" for i in range(2 * PER_BLOCK + 3)]  # a block holds PER_BLOCK, then padding
+        for name in names:
+            fs.close_file(fs.openat(r, f"/{name}", os.O_CREAT | os.O_WRONLY))
+        assert sorted(n for n, _ in fs.entries(r)) == sorted(names)
+        fs.unlinkat(r, f"/{names[PER_BLOCK]}")
+        fs.unlinkat(r, f"/{names[-1]}")
+        assert sorted(n for n, _ in fs.entries(r)) == sorted(set(names) - {names[PER_BLOCK], names[-1]})
+        assert fsck.check(fs) == []
+    finally:
+        fs.close()

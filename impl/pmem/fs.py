@@ -263,11 +263,11 @@ class PmemFS:
     # ---- directories ---------------------------------------------------------------------------------
 
     def entries(self, ino: int) -> list[tuple[str, int]]:
+        # slot by slot: a block holds PER_BLOCK entries and ends in padding, so the entries are not one run of bytes
         node = self.inode(ino)
-        raw = self._read(node, 0, node.size)
         out = []
-        for i in range(0, len(raw), DIRENT.size):
-            child, n, name = DIRENT.unpack_from(raw, i)
+        for slot in range(node.size // DIRENT.size):
+            child, n, name = DIRENT.unpack_from(self.pool.view, self._slot_at(node, slot))
             out.append((name[:n].decode(errors="surrogateescape"), child))
         return out
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 #: what the server imports before it forks anything (what makes a fork cheap)
 PRELOAD = ("vfslab.impl.union.main", "vfslab.impl.union.serve", "vfslab.impl.block.main", "vfslab.impl.block.fs",
-           "vfslab.impl.pmem.main", "vfslab.impl.pmem.serve", "vfslab.impl.pmem.router", "vfslab.subjects.process")
+           "vfslab.impl.pmem.main", "vfslab.impl.pmem.serve", "vfslab.impl.pmem.router", "vfslab.impl.ovlfs.main",
+           "vfslab.impl.ovlfs.serve", "vfslab.impl.ovlfs.storage", "vfslab.subjects.process")
 
 
 class ForkServer:
