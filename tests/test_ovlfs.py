@@ -265,3 +265,28 @@ def test_a_method_keeping_no_data_has_it_in_the_storage_file_system(scratch):
     finally:
         _umount(mnt)
     assert (base / "docs/readme").read_bytes() == b"read me\n"
+
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_storage_serves_one_mount_at_a_time_and_the_next_waits_for_its_sync(scratch, scheme):
+    # a second daemon on one storage would each overwrite the other's Sync; and `umount` returns before the
+    # daemon's Sync and Release: the next mount holds off until the storage's lock is let go
+    base, spec = _base(scratch), _spec(scratch, scheme)
+    first, second = scratch / "first", scratch / "second"
+    mkfs(spec)
+    assert _mount(base, spec, first).returncode == 0
+    second.mkdir()
+    waiting = subprocess.Popen([*MOUNT, "--base", str(base), "--storage", spec, str(second)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            waiting.wait(timeout=2)
+        assert mounts.find_mount(second) is None
+        (first / "written").write_bytes(b"x" * 100_000)
+        assert subprocess.run(["umount", str(first)]).returncode == 0
+        assert waiting.wait(timeout=30) == 0, waiting.stderr.read()
+        assert (second / "written").read_bytes() == b"x" * 100_000
+    finally:
+        waiting.kill()
+        _umount(second)

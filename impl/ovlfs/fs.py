@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import contextlib
 import errno as E
+import fcntl
+import hashlib
 import os
 import stat as st
 import threading
@@ -64,7 +66,33 @@ CACHE = 4096
 #: how much of a file a copy-up moves at a time
 CHUNK = 1 << 20
 UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
+#: where a daemon holds its storage's lock, and how long a mount waits for a daemon that still holds it (one that is
+#: unmounting: `umount` returns before its Sync and Release)
+HOLDS = "/run/vfslab-ovlfs"
+HOLD_SECONDS = 30.0
 _BASE_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def hold(location: str, seconds: float = HOLD_SECONDS) -> int | None:
+    """An exclusive lock on the storage at `location`, held while the returned fd is open (None for a method
+    with no location): one daemon at a time on a storage, and a mount right after an unmount waits for the old
+    daemon's Sync instead of reading what it has not yet written."""
+    if not location:
+        return None
+    os.makedirs(HOLDS, mode=0o700, exist_ok=True)
+    key = hashlib.sha256(os.path.realpath(location).encode(errors="surrogateescape")).hexdigest()[:32]
+    fd = os.open(os.path.join(HOLDS, key), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise fail(E.EBUSY, f"{location}: in use by another ovlfs mount (still, after {seconds:g} s)") \
+                    from None
+            time.sleep(0.02)
 
 
 def fail(errno: int, what: str = "") -> OSError:
@@ -234,6 +262,9 @@ class Ovlfs:
         self.base = Layer(base, 0)
         with contextlib.ExitStack() as undo:  # Init's rule: a mount that fails leaves nothing behind
             undo.callback(self.base.close)
+            self._hold = hold(method.location)
+            if self._hold is not None:
+                undo.callback(os.close, self._hold)
             self.data = Data(method, files)
             undo.callback(self.data.close)
             method.init()
@@ -266,6 +297,8 @@ class Ovlfs:
             self._release()
             self.data.close()
             self.base.close()
+            if self._hold is not None:
+                os.close(self._hold)  # the next mount of this storage may start now
 
     def _release(self) -> None:
         if "release" in self.ops:
