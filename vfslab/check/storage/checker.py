@@ -9,10 +9,11 @@ Map Lookup of every source a program can map, contents and symlink targets). Whe
 a choice of states (Clear Inode of an unlinked inode, Init after a Release with no Sync), the storage must be in
 one of them, and the model goes on from that one.
 
-Crash (methods with `crash_at`/`persists`): the program runs once in lockstep, noting after each step the persist
-points passed and what a crash there could leave (`StorageModel.recoveries`); then once per persist point k, on a
-fresh copy of the starting storage, crashing at k; a new method on what the crash left must Init and show one of
-the states from just before or just after the step that was cut short (storage.silent.crash-old-or-new).
+Crash (methods with `crash_at`/`persists`): the program runs once in lockstep, noting after each call (a step's,
+or one of the calls a lifecycle step or `evict` makes) the persist points passed and what a crash there could leave
+(`StorageModel.recoveries`); then once per persist point k, on a fresh copy of the starting storage, the same calls
+crashing at k; a new method on what the crash left must Init and show one of the states from just before or just
+after the call that was cut short (storage.silent.crash-old-or-new).
 
 Read-only (a method with only the bare minimum, requirement 2): the program runs on `dir:` storage in lockstep;
 then the method is given that storage and must show it, with Init, Read Inode, Map Lookup and Read Directory.
@@ -36,6 +37,7 @@ from vfslab.check.storage.program import (
     CHANGES,
     CONTRACT,
     CRASH,
+    EVICT,
     KINDS,
     LIFECYCLE,
     NAMES,
@@ -58,6 +60,7 @@ from vfslab.model.storage import (
     Attrs,
     Entry,
     Err,
+    Outcome,
     Space,
     State,
     StorageModel,
@@ -71,8 +74,13 @@ WHOLE = 1 << 16
 #: the operations that return nothing: the seed's ">= 0 on success" is taken for nothing too
 NOTHING = ("init", "sync", "release", "clear_inode", "update_inode", "map_inode", "add_dirent", "rename_dirent",
            "unlink_dirent", "set_symlink")
-#: what inode a Pick of a type stands for
-KIND_OF = {"file": stat.S_IFREG, "symlink": stat.S_IFLNK}
+#: what inode a Pick of these kinds stands for, mostly
+FITS: dict[str, Callable[[Attrs], bool]] = {
+    "file": lambda a: stat.S_ISREG(a.mode),
+    "symlink": lambda a: stat.S_ISLNK(a.mode),
+    "unlinked": lambda a: a.nlink == 0,
+    "mapped": lambda a: a.base is not None or a.storage is not None,
+}
 
 
 @dataclass(frozen=True)
@@ -158,10 +166,11 @@ def looks_at(model: StorageModel, ops: frozenset[str], numbers: set[int] = froze
     return looks_
 
 
-def ask_model(model: StorageModel, look: Look) -> object:
+def ask_model(model: StorageModel, look: Look) -> Outcome:
     if look[0] == "contents":
-        return digest(model.read_file(look[1], 0, WHOLE).result)
-    return getattr(model, look[0])(*look[1:]).result
+        read = model.read_file(look[1], 0, WHOLE)
+        return Outcome(digest(read.result), read.rules)
+    return getattr(model, look[0])(*look[1:])
 
 
 @dataclass
@@ -259,6 +268,7 @@ class Served:
 
     def mount(self, new: bool = True) -> object:
         """Init, on a new method over the storage (or the same one again); what Init returned."""
+        self.passed = self.points  # what the object serving until now passed (none, at first)
         if new:
             self.method = self.subject.open(self.location)
             self.hooked = hasattr(self.method, "crash_at") and hasattr(self.method, "persists")
@@ -269,7 +279,6 @@ class Served:
         return done
 
     def release(self) -> object:
-        self.passed = self.points
         return self.call("release") if "release" in self.ops else None
 
     def do(self, name: str, *args: object) -> object:
@@ -299,6 +308,8 @@ class Lockstep:
     steps: int = 0
     #: the method's calls of each step, as made: a crash run makes them again
     calls: list[list[tuple]] = field(default_factory=list)
+    #: called between two calls of one step (a crash there leaves what the first did)
+    between: Callable[[], None] = lambda: None
 
     @classmethod
     def start(cls, served: Served) -> Lockstep:
@@ -337,12 +348,14 @@ class Lockstep:
             free = [name for name in NAMES if name not in live] or list(NAMES)
             return unlinked[p.n % len(unlinked)] if unlinked and p.n in (1, 6) else free[p.n % len(free)]
         held = [k for k, n in enumerate(self.inodes) if n in s.inodes]
-        if p.kind == "held":
-            return inode_ref(held[-1 - p.n % len(held)])
+        if p.kind == "held":  # the root now and then: its inode is the one least like the others
+            added = held[1:]
+            return inode_ref(added[-1 - p.n % len(added)] if added and p.n != 4 else 0)
         if p.kind == "dir" and p.n != 4:  # entries meet most often in one directory: the root
             dirs = [k for k in held if self.inodes[k] in s.dirs]
             return inode_ref(dirs[p.n % len(dirs)] if p.n in (2, 5) else 0)
-        typed = [k for k in held if stat.S_IFMT(s.inodes[self.inodes[k]].mode) == KIND_OF.get(p.kind)]
+        fits = FITS.get(p.kind, lambda _: False)
+        typed = [k for k in held if fits(s.inodes[self.inodes[k]])]
         if typed and p.n != 4:
             return inode_ref(typed[-1 - p.n % len(typed)])
         if p.n == 3:
@@ -373,31 +386,42 @@ class Lockstep:
         self.steps += 1
         name, *args = step
         what = f"step {self.steps} {show(step)}"
+        self.calls.append([])
         if name in LIFECYCLE:
             actual = self._lifecycle(name, what)
-            self.calls.append([(call,) for call in LIFECYCLE[name]])
+        elif name == EVICT:  # the core's put inode of an inode whose last name went: its nlink saved, then cleared
+            self._operation("update_inode", [args[0], "unlink"], f"{what}: its update_inode")
+            self.between()
+            actual = self._operation("clear_inode", args, f"{what}: its clear_inode")
         else:
-            call = self._args(name, args)
-            given = tuple(inode(a) if isinstance(a, Attrs) else a for a in call)
-            self.calls.append([(name, *given)])
-            actual = self.served.call(name, *given)
-            if name in ("add_inode", "statfs"):  # the method's choice, which the model judges
-                call.append(actual)
-            outcome = getattr(self.model, name)(*call)
-            self.coverage.update(outcome.rules)
-            if actual != outcome.result:
-                raise Mismatch(f"{what}: {difference(outcome.result, actual)} ({', '.join(outcome.rules)})")
-            if name == "add_inode":
-                self.inodes.append(actual)
+            actual = self._operation(name, args, what)
         if self.model.choices:
             self.settle(f"after {what}")
         elif not looks(step):
             self.compare(f"after {what}")
         return actual
 
+    def _operation(self, name: str, args: list, what: str) -> object:
+        call = self._args(name, args)
+        given = tuple(inode(a) if isinstance(a, Attrs) else a for a in call)
+        self.calls[-1].append((name, *given))
+        actual = self.served.call(name, *given)
+        if name in ("add_inode", "statfs"):  # the method's choice, which the model judges
+            call.append(actual)
+        outcome = getattr(self.model, name)(*call)
+        self.coverage.update(outcome.rules)
+        if actual != outcome.result:
+            raise Mismatch(f"{what}: {difference(outcome.result, actual)} ({', '.join(outcome.rules)})")
+        if name == "add_inode":
+            self.inodes.append(actual)
+        return actual
+
     def _lifecycle(self, name: str, what: str) -> None:
         """The core's sequences: each call on the method must succeed, and the model follows."""
-        for call in LIFECYCLE[name]:
+        for i, call in enumerate(LIFECYCLE[name]):
+            if i:
+                self.between()
+            self.calls[-1].append((call,))
             done = self.served.do(call)
             call = "init" if call in ("new", "same") else call
             self.coverage.update(getattr(self.model, call)().rules)
@@ -416,7 +440,10 @@ class Lockstep:
             asked, looks_ = seen.ask, looks_at(model, ops, set(seen.inodes), set(seen.dirs))
         out = []
         for look in looks_:
-            expected, actual = ask_model(model, look), asked(look)
+            outcome, actual = ask_model(model, look), asked(look)
+            expected = outcome.result
+            if model is self.model:  # the rules that decided what was compared (not those of a state passed over)
+                self.coverage.update(outcome.rules)
             if expected != actual:
                 named = list(look) if look[0] == "map_lookup" else [look[0], self.ref(look[1]), *look[2:]]
                 out.append(f"{show(named)}: {difference(expected, actual)}")
@@ -516,18 +543,25 @@ def run_crash(subject: StorageSubject, steps: list[list], scratch: Path) -> Run:
     start = fresh(subject, scratch / "start")
     work = subject.location(scratch / "work")
     out = Run()
-    # the lockstep run: after each step, the persist points passed and the states a crash there may leave
+    # the lockstep run: after each step, and between the calls of a step that makes several, the persist points
+    # passed, the step, and the states a crash there may leave
     _copy(start, work)
     served = Served(subject, work)
     try:
         lock = Lockstep.start(served)
-        marks, leaves = [served.points], [lock.model.recoveries()]
+        marks, cuts, leaves = [served.points], [0], [lock.model.recoveries()]
+
+        def mark() -> None:
+            marks.append(served.points)
+            cuts.append(lock.steps)
+            leaves.append(lock.model.recoveries())
+
+        lock.between = mark
         for step in steps:
             step = lock.resolve(step)
             out.ops.append(step)
             out.trace.append(f"{show(step)} -> {shown(lock.step(step))}")
-            marks.append(served.points)
-            leaves.append(lock.model.recoveries())
+            mark()
     except Mismatch as m:
         out.failure = str(m)
         return out
@@ -536,9 +570,10 @@ def run_crash(subject: StorageSubject, steps: list[list], scratch: Path) -> Run:
     out.coverage, out.steps = lock.coverage, lock.steps
     out.coverage["storage.silent.crash-old-or-new"] += marks[-1] - marks[0]
     for k in range(marks[0] + 1, marks[-1] + 1):
-        cut = next(i for i in range(1, len(marks)) if marks[i] >= k)
-        problem = _crash_at(subject, start, work, lock.calls, k, leaves[cut - 1] + leaves[cut])
+        at = next(i for i in range(1, len(marks)) if marks[i] >= k)
+        problem = _crash_at(subject, start, work, lock.calls, k, leaves[at - 1] + leaves[at])
         if problem:
+            cut = cuts[at]
             where = f"crash at persist point {k} of {marks[-1]}, in step {cut} {show(out.ops[cut - 1])}"
             out.failure = f"{where}: {problem}"
             break

@@ -1,7 +1,7 @@
 """Storage programs: the steps a check applies to a storage method, as JSON lists, and how they are drawn.
 
 A step is `[name, *args]`: an operation of the interface (`add_inode`, `unlink_dirent`, ...) or one of the core's
-lifecycle sequences (`LIFECYCLE`). An inode is named by which of the program's inodes it is: `"#0"` the root,
+sequences (`LIFECYCLE`, and `evict`). An inode is named by which of the program's inodes it is: `"#0"` the root,
 `"#k"` the one the k-th Add Inode made, `"#?"` a number the storage never handed out; numbers themselves are the
 method's to choose, so a program replays on any method. Contents are text (`write_file`'s data, as UTF-8).
 """
@@ -28,18 +28,23 @@ CHECKS = (CONTRACT, CRASH, READ_ONLY)
 #: storage, as the next mount makes, or on the same method again): `remount` is ovlfs's unmount and next mount
 LIFECYCLE = {"sync": ("sync",), "remount": ("sync", "release", "new"), "remount-unsynced": ("release", "new"),
              "reinit": ("release", "same")}
+#: the core's put inode of an inode whose last name went ("VFS put inode: ovlfs write inode, Clear_inode"): Update
+#: Inode with no links, then Clear Inode
+EVICT = "evict"
+#: the operations a step that is none needs
+NEEDS = {EVICT: ("update_inode", "clear_inode")}
 #: an inode argument that is a number never handed out
 STRANGER = "#?"
 #: the kinds of inode Add Inode is given: their mode and link count
 KINDS = {"dir": (stat.S_IFDIR | 0o755, 2), "file": (stat.S_IFREG | 0o644, 1), "symlink": (stat.S_IFLNK | 0o777, 1)}
 #: what Update Inode is given: the inode as Read Inode has it, changed as the core would change it
 CHANGES: dict[str, Callable[[Attrs], Attrs]] = {
+    "unlink": lambda a: replace(a, nlink=0),
     "chmod": lambda a: replace(a, mode=stat.S_IFMT(a.mode) | (stat.S_IMODE(a.mode) ^ 0o022)),
     "chown": lambda a: replace(a, uid=a.uid ^ 1000, gid=a.gid ^ 1000),
     "grow": lambda a: replace(a, size=a.size + 4),
     "shrink": lambda a: replace(a, size=max(0, a.size - 3)),
     "touch": lambda a: replace(a, mtime_ns=a.mtime_ns + 10, ctime_ns=a.ctime_ns + 10),
-    "unlink": lambda a: replace(a, nlink=0),
     "relink": lambda a: replace(a, nlink=a.nlink + 1),
     "rename": lambda a: replace(a, name="b" if a.name != "b" else "c"),
     # what the core never hands it: another file type, and mappings and flags of its own
@@ -115,7 +120,8 @@ class Pick:
     """An argument drawn before the program has the inodes and entries it names: the run makes it one of those
     it has then (`Lockstep.resolve`), so that most steps meet something. `kind` says what it stands for:
     - inodes: "dir" (mostly the root, else a directory), "file", "symlink" (mostly one of that type), "held" (one
-      the storage holds), "any" (any, now and then a number never handed out);
+      the storage holds), "unlinked" (mostly one whose link count is 0), "mapped" (mostly one with a mapping),
+      "any" (any, now and then a number never handed out);
     - names, in the step's directory: "live" (mostly the name of a live entry), "new" (mostly a name with no live
       entry: now and then an unlinked one's, or one no entry may have)."""
 
@@ -136,7 +142,7 @@ ARGUMENTS: dict[str, tuple[st.SearchStrategy, ...]] = {
     "add_inode": (st.sampled_from(("file", *KINDS)), st.sampled_from((0, 1000)), st.sampled_from(("", "a"))),
     "read_inode": (_pick(),),
     "update_inode": (_pick("held"), st.sampled_from(tuple(CHANGES))),
-    "clear_inode": (_pick(),),
+    "clear_inode": (_pick("unlinked"),),
     "map_inode": (_pick("held"), files, devs, sources),
     "map_lookup": (files, devs, sources),
     "number_dirent": (_pick("dir"), st.booleans()),
@@ -150,15 +156,18 @@ ARGUMENTS: dict[str, tuple[st.SearchStrategy, ...]] = {
     "set_symlink": (_pick("symlink"), st.sampled_from(("a", "../b", "/x/y"))),
     "read_symlink": (_pick("symlink"),),
     "statfs": (),
+    EVICT: (_pick("mapped"),),
 }
-#: draws per step, relative to the others: the directory operations are where the contract is richest
-WEIGHT = {"add_inode": 3, "add_dirent": 5, "unlink_dirent": 3, "rename_dirent": 3, "lookup_dirent": 2}
+#: draws per step, relative to the others: the directory operations are where the contract is richest, and an
+#: inode is released only by an Update Inode to no links and a Clear Inode after it
+WEIGHT = {"add_inode": 3, "add_dirent": 5, "unlink_dirent": 3, "rename_dirent": 3, "lookup_dirent": 2,
+          "update_inode": 2, "clear_inode": 2, "map_inode": 2, EVICT: 2}
 
 
 def kinds(operations: frozenset[str], lifecycle: bool = True) -> list[str]:
     """The kinds of step a method can be given: the operations it implements (and, if `lifecycle`, the core's
     sequences; `reinit` only with a Release)."""
-    out = [op for op in ARGUMENTS if op in operations]
+    out = [k for k in ARGUMENTS if set(NEEDS.get(k, (k,))) <= operations]
     if lifecycle:
         out += [name for name in LIFECYCLE if name != "reinit" or "release" in operations]
     return out
