@@ -150,8 +150,7 @@ def looks_at(model: StorageModel, ops: frozenset[str], numbers: set[int] = froze
     """What to ask to see everything the model holds (and the `numbers` and `directories` a dump shows besides),
     with the looking operations `ops` the method has."""
     s = model.state
-    looks_: list[Look] = [("read_inode", n) for n in sorted(s.issued | set(numbers))] + [("read_inode",
-                                                                                          NEVER_HANDED_OUT)]
+    looks_: list[Look] = [("read_inode", n) for n in [*sorted(s.issued | set(numbers)), NEVER_HANDED_OUT]]
     for d in sorted(set(s.dirs) | set(directories)):
         if "read_directory" in ops:
             looks_ += [("read_directory", d, p) for p in range(1, len(s.dirs.get(d, ())) + 2)]
@@ -183,7 +182,8 @@ class Dumped:
 
     @classmethod
     def of(cls, method: object) -> Dumped | None:
-        """The method's dump, if it has one in our tables' shape."""
+        """The method's dump, if it has one in our tables' shape (else, or if the dump fails, the looks are asked of
+        the method's own operations)."""
         if not callable(getattr(method, "dump", None)):
             return None
         try:
@@ -288,7 +288,7 @@ class Served:
         return self.release() if name == "release" else self.call(name, *args)
 
     def abandon(self) -> None:
-        """Let go of a method a crash stopped, persisting nothing more."""
+        """Let go of the method (a crash may have stopped it), persisting nothing more."""
         if self.hooked:
             self.method.crash_at = self._persists() + 1
         with contextlib.suppress(Exception):
@@ -449,10 +449,11 @@ class Lockstep:
                 out.append(f"{show(named)}: {difference(expected, actual)}")
         return out
 
-    def ref(self, number: int) -> str:
-        """How the program names inode `number` (the latest of its inodes with that number)."""
+    def ref(self, number: int) -> str | int:
+        """How the program names inode `number`: the latest of its inodes with that number, or "#?" (or the number,
+        when it names none)."""
         k = next((k for k in range(len(self.inodes) - 1, -1, -1) if self.inodes[k] == number), None)
-        return inode_ref(k) if k is not None or number == NEVER_HANDED_OUT else f"inode {number}"
+        return inode_ref(k) if k is not None or number == NEVER_HANDED_OUT else number
 
     def compare(self, when: str) -> None:
         found = self.differences(self.model)
@@ -571,7 +572,7 @@ def run_crash(subject: StorageSubject, steps: list[list], scratch: Path) -> Run:
     out.coverage["storage.silent.crash-old-or-new"] += marks[-1] - marks[0]
     for k in range(marks[0] + 1, marks[-1] + 1):
         at = next(i for i in range(1, len(marks)) if marks[i] >= k)
-        problem = _crash_at(subject, start, work, lock.calls, k, leaves[at - 1] + leaves[at])
+        problem = _crash_at(subject, start, work, lock, k, leaves[at - 1] + leaves[at])
         if problem:
             cut = cuts[at]
             where = f"crash at persist point {k} of {marks[-1]}, in step {cut} {show(out.ops[cut - 1])}"
@@ -581,15 +582,15 @@ def run_crash(subject: StorageSubject, steps: list[list], scratch: Path) -> Run:
     return out
 
 
-def _crash_at(subject: StorageSubject, start: str, work: str, calls: list[list[tuple]], k: int,
+def _crash_at(subject: StorageSubject, start: str, work: str, run: Lockstep, k: int,
               allowed: list[tuple[str, State]]) -> str | None:
-    """Make the program's calls on a copy of `start` until the crash at point k; what a new method finds on the
-    storage then must be one of the `allowed` states."""
+    """Make the calls of the lockstep `run` on a copy of `start` until the crash at point k; what a new method finds
+    on the storage then must be one of the `allowed` states."""
     _copy(start, work)
     served = Served(subject, work, crash_at=k)
     try:
         served.mount()
-        for step in calls:
+        for step in run.calls:
             for call in step:
                 served.do(*call)
     except Crash:
@@ -603,7 +604,7 @@ def _crash_at(subject: StorageSubject, start: str, work: str, calls: list[list[t
         done = after.mount()
         if done is not None:
             return f"Init after the crash gave {shown(done)}"
-        lock = Lockstep(after, StorageModel(allowed[0][1]))
+        lock = Lockstep(after, StorageModel(allowed[0][1]), inodes=run.inodes)
         lock.model.choices = allowed
         try:
             lock.settle("after the crash and a new Init")
