@@ -92,3 +92,10 @@ def test_subjects_lists_every_subject_with_availability(capsys):
 def test_python_dash_m_and_help():
     done = subprocess.run([sys.executable, "-m", "vfslab", "run", "--help"], capture_output=True, text=True, check=True)
     assert "--subject" in done.stdout and "--budget" in done.stdout
+
+
+@pytest.mark.parametrize("command", ["pmem", "storage"])
+def test_a_command_with_a_parser_of_its_own_gives_its_help(capsys, command):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0 and f"usage: vfslab {command}" in capsys.readouterr().out

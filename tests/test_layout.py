@@ -45,7 +45,7 @@ def test_each_layer_imports_only_what_it_may(folder, prefixes):
     assert not wrong, f"{folder} imports {wrong}"
 
 
-FAMILY_NAMES = ("union", "posix", "vmblock", "pmem", "sim")
+FAMILY_NAMES = ("union", "posix", "vmblock", "pmem", "sim", "storage")
 
 
 def _switches_on_a_family(path: Path) -> list[str]:

@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run scenario suites against subjects and write results.json",
-                       description="Run scenarios (default: every suite shipped: union, posix, vmblock, pmem, "
+                       description="Run scenarios (default: every suite shipped: union, posix, vmblock, pmem, storage, "
                        "sim) against every available subject, or those named or given as subject files, print a "
                        "table of verdicts per suite and write results.json, report.md, report.html and junit.xml "
                        "into --out. Failing programs are saved under OUT/programs with a replay command. Quick by "
@@ -363,8 +363,18 @@ def _report(args: argparse.Namespace, console: Console) -> int:
     return EXPECTED if results.as_expected else UNEXPECTED
 
 
+#: commands that hand their arguments to a parser of their own (`vfslab pmem --help` is the pmem tools' help)
+DELEGATED = ("mount", "pmem", "storage")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # argparse leaves an option that starts a REMAINDER unparsed: it belongs to the delegated parser
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command not in DELEGATED:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:
+        args.args = [*unknown, *args.args]
     console = Console()
     try:
         if args.command == "run":
