@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from vfslab import runner, suite
+from vfslab.check.engine.family import Job
+from vfslab.check.engine.generated import Budget, Tally, run_machine
 from vfslab.check.families import FAMILIES
-from vfslab.check.results import PASS
+from vfslab.check.results import PASS, Record
 from vfslab.model.union import PROFILES, UnionModel
 from vfslab.subjects import SUBJECTS, Capabilities, register
 from vfslab.subjects.driver import ModelDriver
@@ -127,3 +132,45 @@ def test_the_old_model_key_still_names_the_family(tmp_path):
                     "[params]\nwaiters = 3\nmax_threads = 2\n")
     s = suite.load(path)
     assert (s.family, s.profile, s.settings.waiters) == ("vmblock", "vmblock", 3)
+
+
+def _timed_machine(tally: Tally, deadline: float) -> type[RuleBasedStateMachine]:
+    """A machine whose rules depend on what ran, as a checker's may (an example past the budget runs nothing)."""
+
+    class Timed(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.on = False
+
+        @initialize(n=st.integers(0, 3))
+        def setup(self, n: int) -> None:
+            if tally.over(deadline):
+                return
+            tally.examples += 1
+            self.on = True
+
+        @precondition(lambda self: not self.on)
+        @rule()
+        def idle(self) -> None:
+            pass
+
+        @precondition(lambda self: self.on)
+        @rule(x=st.integers(0, 9))
+        def step(self, x: int) -> None:
+            time.sleep(0.001)
+
+    return Timed
+
+
+@pytest.mark.parametrize("seconds", [0.1, 0.3])
+def test_a_budget_spent_mid_search_ends_it_cleanly_and_says_how_far_it_got(tmp_path, seconds):
+    tally = Tally()
+    run_machine(_timed_machine(tally, time.monotonic() + seconds), tally, seed=0, budget=Budget(300, 10, seconds),
+                database=None)
+    assert not tally.error and tally.spent and 0 < tally.examples < 300
+    scenario = suite.load(suite.default_suite() / "sim" / "vmblock-upstream.toml")
+    job = Job(scenario, SUBJECTS["sim"], "", 0, Budget(300, 10, seconds), tmp_path, tmp_path,
+              Record("s", "sim", "sim", "sim", "", "pass", "error"), FAMILIES["sim"])
+    job.from_tally(tally)
+    assert job.record.verdict == PASS
+    assert f"budget ended the search after {tally.examples} of 300 programs" in job.record.reason

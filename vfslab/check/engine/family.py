@@ -120,6 +120,9 @@ class Job:
             r.counterexample = self.keep(tally.deviations[r.deviations[0]])
         else:
             r.verdict = PASS
+        if tally.spent and tally.failure is None:
+            r.reason = "; ".join(filter(None, [r.reason, f"the {self.budget.seconds:g} s budget ended the search "
+                                               f"after {tally.examples} of {self.budget.examples} programs"]))
 
     def run_programs(self) -> None:
         """A `program` scenario: each of its programs replayed in lockstep with the model; the first failure ends

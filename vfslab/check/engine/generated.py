@@ -16,6 +16,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.errors import FlakyStrategyDefinition
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from vfslab.check.engine.kept import Kept
@@ -54,6 +55,16 @@ class Tally:
     #: rules of the deviating profile that explained a result, with how often (named differences)
     differences: Counter = field(default_factory=Counter)
     error: str = ""
+    #: the time budget ran out before the examples did: the examples drawn after it did nothing
+    spent: bool = False
+
+    def over(self, deadline: float) -> bool:
+        """Whether an example starting now is past the time budget, and so does nothing (a failure being shrunk
+        runs on past it, or it would not reproduce)."""
+        if self.failure is None and time.monotonic() > deadline:
+            self.spent = True
+            return True
+        return False
 
     def record(self, lock, kept: Callable[[], object]) -> None:
         """An example's end, from its lockstep (vmblock, pmem): rules fired, differences named, and its program
@@ -84,8 +95,8 @@ def check_inputs(strategy, check: Callable[[object], Kept | None], *, seed: int,
     deadline = time.monotonic() + budget.seconds
 
     def test(value: object) -> None:
-        if tally.failure is None and time.monotonic() > deadline:
-            return  # a failure being shrunk runs on past the budget, or it would not reproduce
+        if tally.over(deadline):
+            return
         tally.examples += 1
         kept = check(value)
         if kept is not None:
@@ -125,6 +136,9 @@ def _run(test: Callable[[], None], tally: Tally) -> None:
     try:
         test()
     except Exception as e:
+        if isinstance(e, FlakyStrategyDefinition) and tally.spent and tally.failure is None:
+            return  # an example drawn again after the budget ran out does nothing, so a machine whose rules
+            # depend on what ran may draw it otherwise: the budget's end, not an error
         if tally.failure is None:
             tally.error = _one_line(e)
             if isinstance(e, ExceptionGroup) and e.exceptions:  # Hypothesis's Flaky: say what was raised

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -89,8 +88,8 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
 
         @initialize(pool=pool_trees)
         def setup(self, pool: tuple[Node, ...]) -> None:
-            if tally.failure is None and time.monotonic() > deadline:
-                return  # a failure being shrunk runs on past the budget, or it would not reproduce
+            if tally.over(deadline):
+                return
             tally.examples += 1
             scratch = scratch_root / f"ex{tally.examples}"
             shutil.rmtree(scratch, ignore_errors=True)

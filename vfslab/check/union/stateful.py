@@ -10,7 +10,6 @@ the minimal one).
 from __future__ import annotations
 
 import shutil
-import time
 from functools import partial
 from pathlib import Path
 
@@ -86,8 +85,8 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
             # some path operation always runs, and fd operations need open
             enabled |= {"stat"} | ({"open"} if any(BY_NAME[op].kind == FD for op in enabled) else set())
             self.layers, self.enabled = layers, frozenset(enabled)
-            if tally.failure is None and time.monotonic() > deadline:
-                return  # a failure being shrunk runs on past the budget, or it would not reproduce
+            if tally.over(deadline):
+                return
             tally.examples += 1
             scratch = scratch_root / f"ex{tally.examples}"
             shutil.rmtree(scratch, ignore_errors=True)

@@ -10,7 +10,6 @@ by Hypothesis to a minimal program, which is kept.
 from __future__ import annotations
 
 import shutil
-import time
 from functools import partial
 from pathlib import Path
 
@@ -68,8 +67,8 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
 
         @initialize(initial=st.sets(names, min_size=1), blocked=st.sampled_from((*NAMES, None)))
         def setup(self, initial: set[str], blocked: str | None) -> None:
-            if tally.failure is None and time.monotonic() > deadline:
-                return  # a failure being shrunk runs on past the budget, or it would not reproduce
+            if tally.over(deadline):
+                return
             tally.examples += 1
             scratch = scratch_root / f"ex{tally.examples}"
             shutil.rmtree(scratch, ignore_errors=True)
