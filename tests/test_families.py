@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from pathlib import Path
 
@@ -21,14 +23,15 @@ from vfslab.subjects.tree import Layers
 
 
 class ForgetfulMount:
-    """The union model, except that (when `forget` is set) every unlink also leaves the name behind."""
+    """The union model, except that (when `forget` is set) every unlink also leaves the name behind, and (when
+    `eio` is set) the mount cannot be walked once something was renamed."""
 
     upper = None
     path = None
 
-    def __init__(self, layers: Layers, profile: str, forget: bool) -> None:
+    def __init__(self, layers: Layers, profile: str, forget: bool, eio: bool = False) -> None:
         self.model = UnionModel(layers.lowers, PROFILES[profile])
-        self.forget = forget
+        self.forget, self.eio, self.renamed = forget, eio, False
 
     def driver(self) -> ModelDriver:
         mount = self
@@ -37,11 +40,15 @@ class ForgetfulMount:
             def apply(self, op):
                 if mount.forget and op.name == "unlink":
                     return None  # says it unlinked, and did nothing
-                return super().apply(op)
+                result = super().apply(op)
+                mount.renamed |= op.name == "rename"
+                return result
 
         return Driver(self.model)
 
     def observe(self, disk: bool = True):
+        if self.eio and self.renamed:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), "/mnt/a")
         return self.model.state(), None
 
     def remount(self) -> None:
@@ -60,8 +67,8 @@ class InTest:
     profiles = ("overlayfs",)
     capabilities = Capabilities(("union",), max_layers=1, remount=False, push=False)
 
-    def __init__(self, name: str, forget: bool) -> None:
-        self.name, self.forget = name, forget
+    def __init__(self, name: str, forget: bool, eio: bool = False) -> None:
+        self.name, self.forget, self.eio = name, forget, eio
 
     def available(self) -> tuple[bool, str]:
         return True, "in the test"
@@ -70,7 +77,7 @@ class InTest:
         return "test"
 
     def setup(self, layers: Layers, scratch: Path, profile: str, placement: str = "same") -> ForgetfulMount:
-        return ForgetfulMount(layers, profile, self.forget)
+        return ForgetfulMount(layers, profile, self.forget, self.eio)
 
 
 @pytest.fixture
@@ -174,3 +181,14 @@ def test_a_budget_spent_mid_search_ends_it_cleanly_and_says_how_far_it_got(tmp_p
     job.from_tally(tally)
     assert job.record.verdict == PASS
     assert f"budget ended the search after {tally.examples} of 300 programs" in job.record.reason
+
+
+def test_a_mount_that_cannot_be_walked_fails_with_a_shrunk_program(tmp_path, subjects):
+    # EIO from the walk is the subject misbehaving: a failure like any other, not the bench's error
+    subjects(InTest("in-test-eio", forget=False, eio=True))
+    record, = runner.run([_scenario(tmp_path, ["in-test-eio"])], runner.Options(seed=3, out=tmp_path / "out")).records
+    assert record.verdict == "fail", record.reason
+    assert "walking the mount failed at /mnt/a: EIO" in record.counterexample.message
+    ops = [op["op"] for op in record.counterexample.ops]
+    assert ops[-1] == "rename" and len(ops) <= 2, f"shrunk to the rename: {ops}"
+    assert record.counterexample.replay.startswith("vfslab replay ")

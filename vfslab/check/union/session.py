@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno as E
 import shutil
 from pathlib import Path
 
@@ -45,6 +46,10 @@ class Session:
             union, upper = self._guarded("walking the mount", lambda: self.mounted.observe(disk))
         except Unbounded as e:
             raise Mismatch(f"after step {self.lock.steps}: the mount shows {e}: more than its layers hold") from None
+        except OSError as e:  # the subject misbehaving, as any other difference: a failure, shrunk and replayable
+            where = f" at {e.filename}" if e.filename else ""
+            raise Mismatch(f"after step {self.lock.steps}: walking the mount failed{where}: "
+                           f"{E.errorcode.get(e.errno, e.errno)} ({e.strerror})") from None
         if upper is not None:
             self.last_upper = upper
         self.unchecked = False
