@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from conftest import replayable
 
@@ -118,3 +120,13 @@ def test_a_time_budget_spent_mid_run_ends_the_check_without_flaky_generation(tmp
     tally = check_stateful(get("model"), "overlayfs", seed=0, budget=Budget(120, 25, seconds), scratch_root=tmp_path)
     assert not tally.error and tally.failure is None
     assert 0 < tally.examples < 120, "the budget ended it"
+
+
+@pytest.mark.mounts
+@pytest.mark.parametrize("name, profile", [("kernel-overlay", "overlayfs"), ("union-fuse", "overlayfs-redirect-index")])
+def test_an_open_copy_pushed_down_twice_keeps_the_kernels_st_ino(need, tmp_path, name, profile):
+    # the kernel follows an origin xattr only on the upper layer; the model's fstat followed it on a lower one
+    program = Program(Layers(((Node("c", "file"),),)), [
+        Op("push"), Op("setxattr", ("c", "user.k", b"v")), Op("push"), Op("open", ("c", os.O_RDONLY, 0)),
+        Op("fstat", (0,))])
+    assert run_program(program, need(name), profile, tmp_path / "s").failure is None

@@ -134,3 +134,14 @@ def test_posix_leaves_the_errno_of_a_rename_onto_a_non_empty_directory_open():
     m = model(Node("d", D, 0o755), Node("e", D, 0o755), Node("e/f", F), profile="overlayfs-redirect")
     out = m.rename("d", "e")
     assert out.result == err("ENOTEMPTY") and out.allows(err("EEXIST")) and not out.allows(err("EXDEV"))
+
+
+def test_an_open_file_pushed_down_twice_has_the_st_ino_stat_gives():
+    # settled against the kernel: a copy-up pushed down to a lower layer keeps its origin xattr, which overlayfs no
+    # longer follows (only an upper inode's origin counts), for fstat as for stat
+    m = model(Node("c", F))
+    m.push()
+    m.setxattr("c", "user.k", b"v")
+    m.push()
+    fd = m.open("c", os.O_RDONLY).result
+    assert m.fstat(fd).result.ino == m.stat("c").result.ino

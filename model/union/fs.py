@@ -895,8 +895,11 @@ class UnionModel:
         else:
             nlink = self.store.nlink(node)
         identity = node.ino
-        if self.profile.ino_from_origin and node.origin is not None and (
+        # an origin counts only on the upper layer (as in `_identity`): a copy pushed down to a lower layer keeps
+        # its origin xattr, which overlayfs no longer follows
+        if self.profile.ino_from_origin and node.ino == f.ovl.upper and node.origin is not None and (
                 node.origin in self.index or self.store.nlink(self.store[node.origin]) == 1):
+            self._fire("union.ino.origin")
             identity = node.origin
         return entry(node, nlink, identity)
 
