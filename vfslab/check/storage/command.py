@@ -57,6 +57,9 @@ def check(method: str, examples: int, steps: int, seed: int, out: Path) -> int:
     ops = subject.operations
     kinds = ["contract"] + (["crash"] if hasattr(subject.cls(), "crash_at") else [])
     print(f"{subject.method}: {which_check(ops)} check ({', '.join(sorted(ops))})")
+    scheme, _, location = method.partition(":")
+    if location and subject.method == scheme:
+        print(f"  ({location} is left alone: the check formats storage of its own for every program)")
     worst = PASSED
     with tempfile.TemporaryDirectory(prefix="vfslab-storage-") as scratch:
         for kind in kinds:
