@@ -10,9 +10,8 @@ import shutil
 import pytest
 from conftest import errno_of
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from vfslab.check.pmem import crash
+from vfslab.check.pmem import crash, damage
 from vfslab.impl.pmem import fsck
 from vfslab.impl.pmem.fs import PER_BLOCK, RENAME_EXCHANGE, RENAME_NOREPLACE, Cred, PmemFS
 from vfslab.impl.pmem.pool import Crash, Pool, PoolError
@@ -130,46 +129,25 @@ def test_a_crash_at_any_persist_point_recovers_all_or_nothing(tmp_path_factory, 
 
 
 @settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-@given(damage=st.one_of(
-    # the tables (header, log, inodes, bitmap) are in the first blocks: most flips land there
-    st.tuples(st.just("flip"), st.integers(0, 48 * 1024) | st.integers(0, SIZE - 1), st.integers(1, 255)),
-    st.tuples(st.just("truncate"), st.integers(0, SIZE - 1), st.just(0)),
-))
-def test_a_damaged_pool_is_refused_or_opens_consistent_or_reports_corruption(tmp_path_factory, damage):
-    scratch = tmp_path_factory.mktemp("fuzz")
-    path = scratch / "p.pool"
-    PmemFS.mkfs(str(path), SIZE)
-    fs = PmemFS.open(str(path))
-    fs.mkdirat(fs.pool.root, "/d")
-    f = fs.openat(fs.pool.root, "/d/f", os.O_CREAT | os.O_WRONLY)
-    fs.write(f, b"x" * 9000)
-    fs.close_file(f)
-    fs.close()
-    kind, at, mask = damage
-    with open(path, "r+b") as out:
-        if kind == "flip":
-            out.seek(at)
-            byte = out.read(1)[0]
-            out.seek(at)
-            out.write(bytes([byte ^ mask]))
-        else:
-            out.truncate(at)
-    try:
-        opened = PmemFS.open(str(path))
-    except PoolError as e:
-        assert "\n" not in str(e) and str(path) in str(e)
-        return
-    except OSError as e:  # a damaged inode or directory met at open: an errno, never a traceback
-        assert e.errno == errno.EIO, e
-        return
-    try:
-        problems = fsck.check(opened)
-    except OSError as e:
-        assert e.errno == errno.EIO, e
-        problems = ["unreadable"]
-    finally:
-        opened.close()
-    assert all("\n" not in p for p in problems)
+@given(done=damage.damages)
+def test_a_damaged_pool_is_refused_or_opens_consistent_or_reports_corruption(tmp_path_factory, done):
+    assert damage.run(done, tmp_path_factory.mktemp("damage")) is None
+
+
+def test_a_pool_that_reports_damage_with_an_exception_fails_the_damage_scenario(tmp_path, monkeypatch, capsys):
+    from vfslab.cli import main
+    from vfslab.impl.pmem import fs as pool_fs
+    from vfslab.suite import default_suite
+
+    real = pool_fs.err
+    # a file system that meets a damaged inode or directory and says so with a Python exception, not EIO
+    monkeypatch.setattr(pool_fs, "err", lambda code, what="": ValueError(what) if code == errno.EIO
+                        else real(code, what))
+    out = tmp_path / "out"
+    assert main(["run", str(default_suite() / "pmem" / "damage.toml"), "--out", str(out)]) == 1
+    assert "ValueError" in capsys.readouterr().out
+    program = out / "programs" / "pmem-damaged-pools--pmem-router.json"
+    assert main(["replay", str(program)]) == 1, "the replay reproduces it"
 
 
 def test_not_a_pool_and_mkfs_refusing_to_overwrite(tmp_path):

@@ -1,5 +1,5 @@
 """The pmem family: pmemfile's syscall routing (a routed subject in lockstep with `model/pmem`), the pool's crash
-consistency, and the router's transparency (the kernel beside it)."""
+consistency, damaged pools reopened, and the router's transparency (the kernel beside it)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from hypothesis import strategies as hs
 from vfslab.check.engine.family import Family, Job
 from vfslab.check.engine.generated import check_inputs
 from vfslab.check.engine.kept import Kept, Replay
-from vfslab.check.pmem import crash, transparency
+from vfslab.check.pmem import crash, damage, transparency
 from vfslab.check.pmem.crash import CrashProgram
+from vfslab.check.pmem.damage import DamageProgram
 from vfslab.check.pmem.program import FAMILY as NAME
 from vfslab.check.pmem.program import TRANSPARENCY, RouteProgram
 from vfslab.check.pmem.stateful import Pick, calls, check_route_stateful, pool_trees, run_route_program
@@ -28,7 +29,8 @@ class PmemProgram:
 
     @staticmethod
     def from_json(data: dict) -> Kept:
-        return (CrashProgram if data.get("check") == "crash" else RouteProgram).from_json(data)
+        kept = {"crash": CrashProgram, damage.CHECK: DamageProgram}.get(data.get("check"), RouteProgram)
+        return kept.from_json(data)
 
 
 def settings(kind: str, params: dict, programs: tuple[dict, ...], profile: str) -> None:
@@ -65,6 +67,17 @@ def crash_consistency(job: Job) -> None:
     _generated(job, crash.programs, check)
 
 
+def damaged(job: Job) -> None:
+    """Populated pools damaged (a byte flipped, the file cut short) and reopened: refused in one line, or open and
+    consistent or reporting corruption; never another exception."""
+
+    def check(done, scratch):
+        problem = damage.run(done, scratch)
+        return None if problem is None else DamageProgram(done, job.subject.name, job.profile, problem)
+
+    _generated(job, damage.damages, check)
+
+
 def transparent(job: Job) -> None:
     """Programs through the router and on the kernel, side by side: the same results but named deviations."""
 
@@ -82,6 +95,8 @@ def transparent(job: Job) -> None:
 def replay(program: Kept, subject, profile: str, scratch) -> Replay:
     if isinstance(program, CrashProgram):
         return crash.replay(program, scratch)
+    if isinstance(program, DamageProgram):
+        return damage.replay(program, scratch)
     if program.check == TRANSPARENCY:
         return transparency.replay(program, scratch)
     return run_route_program(program, subject, profile, scratch)
@@ -89,6 +104,6 @@ def replay(program: Kept, subject, profile: str, scratch) -> Replay:
 
 FAMILY = Family(NAME, RULES, PROFILES, "pmemfile",
                 {"stateful": stateful, "program": Job.run_programs, "crash": crash_consistency,
-                 "transparency": transparent}, settings,
+                 "damage": damaged, "transparency": transparent}, settings,
                 program=PmemProgram, replay=replay, operations=tuple(c.name for c in CALLS),
                 default_subject="pmem-router")
