@@ -144,7 +144,7 @@ def test_a_pool_that_reports_damage_with_an_exception_fails_the_damage_scenario(
     monkeypatch.setattr(pool_fs, "err", lambda code, what="": ValueError(what) if code == errno.EIO
                         else real(code, what))
     out = tmp_path / "out"
-    assert main(["run", str(default_suite() / "pmem" / "damage.toml"), "--out", str(out)]) == 1
+    assert main(["run", str(default_suite() / "pmem" / "damage.toml"), "--full", "--out", str(out)]) == 1
     assert "ValueError" in capsys.readouterr().out
     program = out / "programs" / "pmem-damaged-pools--pmem-router.json"
     assert main(["replay", str(program)]) == 1, "the replay reproduces it"

@@ -18,13 +18,13 @@ from hypothesis import strategies as hs
 from vfslab.check.engine.kept import Kept, Replay
 from vfslab.check.pmem.program import FAMILY
 from vfslab.impl.pmem import fsck
-from vfslab.impl.pmem.fs import PmemFS
+from vfslab.impl.pmem.fs import INODE, PmemFS
 from vfslab.impl.pmem.pool import BLOCK, INODE_SIZE, PoolError
 
 CHECK = "damage"
 POOL_SIZE = 1 << 20
 #: where a flip lands: each region of the pool that the small tree uses, from its first byte, and the whole pool
-REGIONS = {"header": 64, "log": 64, "inodes": 5 * INODE_SIZE, "bitmap": 16, "data": 4 * BLOCK, "anywhere": POOL_SIZE}
+REGIONS = {"header": 64, "log": 64, "inodes": 4 * INODE_SIZE, "bitmap": 16, "data": 4 * BLOCK, "anywhere": POOL_SIZE}
 #: ("flip", REGION, OFFSET, MASK) xors the byte at OFFSET into REGION (modulo its size) with MASK;
 #: ("truncate", "anywhere", AT, 0) cuts the file at AT
 Damage = tuple
@@ -76,6 +76,8 @@ def _populate(path: Path) -> dict[str, int]:
 def _damage(path: Path, damage: Damage, starts: dict[str, int]) -> None:
     how, region, offset, mask = damage
     at = starts[region] + offset % REGIONS[region]
+    if region == "inodes":  # into the fields of one of the tree's four inodes (1 to 4), not the padding after them
+        at = starts[region] + offset // INODE.size % 4 * INODE_SIZE + offset % INODE.size
     with open(path, "r+b") as out:
         if how == "flip":
             out.seek(at)
