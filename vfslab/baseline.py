@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vfslab.check.results import UNAVAILABLE, Record, Results
+from vfslab.check.results import UNAVAILABLE, Record, Results, label
 from vfslab.tomlfile import read_toml
 
 FORMAT_VERSION = 1
@@ -64,8 +64,7 @@ class Entry:
 
     @property
     def label(self) -> str:
-        where = "" if self.placement == "same" else f"@{self.placement}"
-        return f"{self.scenario} on {self.subject}{where}"
+        return f"{self.scenario} on {label(self.subject, self.placement)}"
 
 
 @dataclass

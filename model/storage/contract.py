@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import wraps
 
+from vfslab.model.outcome import Err, ModelError, Outcome
+
 # ---- the vocabulary of the interface (impl/ovlfs/storage/method.py writes it again, on purpose) ----------------
 
 #: the root directory's ovlfs inode number, which Init must make sure exists
@@ -108,16 +110,6 @@ class Space:
 
 
 @dataclass(frozen=True)
-class Err:
-    """A failed operation (the seed's -errno): compared by errno value."""
-
-    errno: int
-
-    def __repr__(self) -> str:
-        return E.errorcode.get(self.errno, str(self.errno))
-
-
-@dataclass(frozen=True)
 class Breach:
     """What the model says when the method made a choice the contract forbids: `wanted` describes what it allows.
     No result matches a Breach."""
@@ -129,20 +121,6 @@ class Breach:
         return f"<{self.wanted}>"
 
 
-@dataclass(frozen=True)
-class Outcome:
-    result: object
-    rules: tuple[str, ...] = ()
-
-
-class Refused(Exception):
-    """Ends a model operation with an errno; `rule` decided it."""
-
-    def __init__(self, errno: int, rule: str) -> None:
-        super().__init__(errno, rule)
-        self.errno, self.rule = errno, rule
-
-
 def operation(method: Callable) -> Callable:
     """A model operation: what it returns (or the errno it is refused with) as an Outcome with the rules fired."""
     @wraps(method)
@@ -150,7 +128,7 @@ def operation(method: Callable) -> Callable:
         self._fired, self.choices, self._recovering = [], [], False
         try:
             value = method(self, *args)
-        except Refused as refused:
+        except ModelError as refused:
             return Outcome(Err(refused.errno), (*self._fired, refused.rule))
         return Outcome(value, tuple(self._fired))
 
@@ -221,13 +199,13 @@ class StorageModel:
 
     def _inode(self, ino: int) -> Attrs:
         if ino not in self.state.inodes:
-            raise Refused(E.ENOENT, "storage.silent.enoent")
+            raise ModelError(E.ENOENT, "storage.silent.enoent")
         return self.state.inodes[ino]
 
     def _entries(self, dir_ino: int) -> list[Entry]:
         self._inode(dir_ino)
         if dir_ino not in self.state.dirs:
-            raise Refused(E.ENOTDIR, "storage.silent.enotdir")
+            raise ModelError(E.ENOTDIR, "storage.silent.enotdir")
         return self.state.dirs[dir_ino]
 
     def _live(self, entries: list[Entry], name: str) -> int:
@@ -235,14 +213,14 @@ class StorageModel:
         for i, e in enumerate(entries):
             if e.name == name and not e.unlinked:
                 return i
-        raise Refused(E.ENOENT, "storage.silent.enoent")
+        raise ModelError(E.ENOENT, "storage.silent.enoent")
 
     def _name(self, name: str) -> None:
         """A name an entry may be given (storage.silent.names)."""
         if name in ("", ".", "..") or "/" in name or "\0" in name:
-            raise Refused(E.EINVAL, "storage.silent.names")
+            raise ModelError(E.EINVAL, "storage.silent.names")
         if len(name.encode(errors="surrogateescape")) > NAME_MAX:
-            raise Refused(E.ENAMETOOLONG, "storage.silent.names")
+            raise ModelError(E.ENAMETOOLONG, "storage.silent.names")
 
     def _store(self, ino: int, data: bytes) -> None:
         """A regular file's contents are now `data`, in the tables and on the medium."""
@@ -258,7 +236,7 @@ class StorageModel:
         """An inode whose content an optional operation reads or writes: of type `kind`, else refused by `rule`."""
         attrs = self._inode(ino)
         if stat.S_IFMT(attrs.mode) != kind:
-            raise Refused(E.EISDIR if is_dir(attrs) and kind == stat.S_IFREG else E.EINVAL, rule)
+            raise ModelError(E.EISDIR if is_dir(attrs) and kind == stat.S_IFREG else E.EINVAL, rule)
         return attrs
 
     # ---- Init, Sync, Release, Statfs -------------------------------------------------------------------------------
@@ -362,7 +340,7 @@ class StorageModel:
         old = self._inode(ino)
         self._fire("storage.silent.update-attributes")
         if stat.S_IFMT(inode.mode) != stat.S_IFMT(old.mode):
-            raise Refused(E.EINVAL, "storage.silent.update-attributes")
+            raise ModelError(E.EINVAL, "storage.silent.update-attributes")
         self._fire("storage.update_inode.saves")
         self.state.inodes[ino] = replace(inode, base=old.base, storage=old.storage, flags=old.flags)
         if ino in self.state.data:
@@ -414,7 +392,7 @@ class StorageModel:
         self._fire("storage.map.fs")
         found = self.state.maps.get((fs, dev, src_ino))
         if found is None:
-            raise Refused(E.ENOENT, "storage.map_lookup.enoent")
+            raise ModelError(E.ENOENT, "storage.map_lookup.enoent")
         self._fire("storage.map_lookup.found", "storage.map.both-ways")
         return found
 
@@ -438,7 +416,7 @@ class StorageModel:
         position always starts at one": position 0 is EINVAL (storage.silent.position-from-one)."""
         entries = self._entries(dir_ino)
         if pos < 1:
-            raise Refused(E.EINVAL, "storage.silent.position-from-one")
+            raise ModelError(E.EINVAL, "storage.silent.position-from-one")
         self._fire("storage.readdir.positions", "storage.readdir.positions-stable", "storage.silent.positions-kept")
         if pos > len(entries):
             return None
@@ -452,7 +430,7 @@ class StorageModel:
         and "must NEVER return deleted entries"."""
         entries = self._entries(dir_ino)
         if self._unlinked(entries, name) is not None and not any(e.name == name and not e.unlinked for e in entries):
-            raise Refused(E.ENOENT, "storage.lookup.never-deleted")
+            raise ModelError(E.ENOENT, "storage.lookup.never-deleted")
         found = entries[self._live(entries, name)]
         self._fire("storage.lookup.found")
         return found.ino
@@ -468,7 +446,7 @@ class StorageModel:
         entries = self._entries(dir_ino)
         self._name(name)
         if any(e.name == name and not e.unlinked for e in entries):
-            raise Refused(E.EEXIST, "storage.silent.add-over-live")
+            raise ModelError(E.EEXIST, "storage.silent.add-over-live")
         self._fire("storage.add_dirent.found", "storage.silent.positions-kept")
         at = self._unlinked(entries, name)
         if at is None:
