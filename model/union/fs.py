@@ -14,15 +14,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import wraps
 
+from vfslab.model.limits import Limit
 from vfslab.model.outcome import Err, ModelError, Outcome
 from vfslab.model.state import Entry, State
 from vfslab.model.union.layers import DIR, FALLTHRU, FILE, OPAQUE, REDIRECT, SYMLINK, WHITEOUT, Inode, Store, entry
 from vfslab.model.union.ops import LOOKS_ONLY
 from vfslab.model.union.profiles import Profile
+from vfslab.model.union.rules import LINK_LIMIT, NAME_LIMIT, PATH_LIMIT
 
-NAME_MAX = 255
-PATH_MAX = 4096
-MAXSYMLINKS = 40
 R, W, X = 4, 2, 1
 
 O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 3, 0, 1, 2
@@ -143,6 +142,16 @@ class UnionModel:
         if rule not in self._fired:
             self._fired.append(rule)
 
+    def _measure(self, limit: Limit, n: int, errno: int) -> None:
+        """Count `n` against `limit`: the edge it is at fires, and over it the limit's rule fails the call."""
+        self._edge(limit, n)
+        if limit.over(n):
+            raise ModelError(errno, limit.rule)
+
+    def _edge(self, limit: Limit, n: int) -> None:
+        if (edge := limit.edge(n)) is not None:
+            self._fire(edge)
+
     def _need(self, inode: Inode, want: int, rule: str = "union.perm.access") -> None:
         if not self._may(inode, want):
             raise ModelError(E.EACCES, rule)
@@ -229,49 +238,50 @@ class UnionModel:
 
         Intermediate symlinks are always followed, the last one only if `follow`.
         """
-        if len(path.encode()) >= PATH_MAX:
-            raise ModelError(E.ENAMETOOLONG, "union.path.enametoolong")
+        self._measure(PATH_LIMIT, len(path.encode()) + 1, E.ENAMETOOLONG)
         todo = deque(c for c in path.split("/") if c)
         cur = self._root()
         links = 0
-        while todo:
-            comp = todo.popleft()
-            # link_path_walk checks search permission before every component, "." and ".." included
-            self._need(self._inode(cur), X, "union.path.search")
-            if comp == ".":
-                if not todo:
-                    return cur.parent, ".", cur
-                continue
-            if comp == "..":
-                cur = cur.parent or cur
-                continue
-            if len(comp.encode()) > NAME_MAX:
-                raise ModelError(E.ENAMETOOLONG, "union.path.enametoolong")
-            child = self._lookup_child(cur, comp)
-            last = not todo
-            if child is None:
+        try:
+            while todo:
+                comp = todo.popleft()
+                # link_path_walk checks search permission before every component, "." and ".." included
+                self._need(self._inode(cur), X, "union.path.search")
+                if comp == ".":
+                    if not todo:
+                        return cur.parent, ".", cur
+                    continue
+                if comp == "..":
+                    cur = cur.parent or cur
+                    continue
+                self._measure(NAME_LIMIT, len(comp.encode()), E.ENAMETOOLONG)
+                child = self._lookup_child(cur, comp)
+                last = not todo
+                if child is None:
+                    if last:
+                        return cur, comp, None
+                    raise ModelError(E.ENOENT, "union.path.enoent")
+                kind = self._inode(child).kind
+                if kind == DIR and child.upper is None and self.profile.dir_copyup_on_lookup:
+                    self._fire("union.lookup.dir-copyup")
+                    self._copy_up(child)
+                if kind == SYMLINK and (follow or not last):
+                    links += 1
+                    if LINK_LIMIT.over(links):
+                        raise ModelError(E.ELOOP, LINK_LIMIT.rule)
+                    target = self._inode(child).target
+                    todo.extendleft(reversed([c for c in target.split("/") if c] or ["."]))
+                    if target.startswith("/"):
+                        cur = self._root()
+                    continue
                 if last:
-                    return cur, comp, None
-                raise ModelError(E.ENOENT, "union.path.enoent")
-            kind = self._inode(child).kind
-            if kind == DIR and child.upper is None and self.profile.dir_copyup_on_lookup:
-                self._fire("union.lookup.dir-copyup")
-                self._copy_up(child)
-            if kind == SYMLINK and (follow or not last):
-                links += 1
-                if links > MAXSYMLINKS:
-                    raise ModelError(E.ELOOP, "union.path.eloop")
-                target = self._inode(child).target
-                todo.extendleft(reversed([c for c in target.split("/") if c] or ["."]))
-                if target.startswith("/"):
-                    cur = self._root()
-                continue
-            if last:
-                return cur, comp, child
-            if kind != DIR:
-                raise ModelError(E.ENOTDIR, "union.path.enotdir")
-            cur = child
-        return None, ".", cur
+                    return cur, comp, child
+                if kind != DIR:
+                    raise ModelError(E.ENOTDIR, "union.path.enotdir")
+                cur = child
+            return None, ".", cur
+        finally:
+            self._edge(LINK_LIMIT, links)  # the lookup's total, not each count on the way
 
     def _existing(self, path: str, follow: bool) -> Found:
         _, _, found = self._resolve(path, follow)

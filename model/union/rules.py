@@ -4,6 +4,8 @@ Texts quote the union mounts design (seed 003, docs/seeds.md) or, for `overlayfs
 (docs/facts.md, overlayfs). A profile switches between rules; every difference between profiles is one of these.
 """
 
+from vfslab.model.limits import MAXSYMLINKS, NAME_MAX, PATH_MAX, Limit
+
 RULES: dict[str, str] = {
     # lookup
     "union.lookup.topmost-first": "Lookups start at the topmost read-write layer and travel down only if no "
@@ -115,3 +117,11 @@ RULES: dict[str, str] = {
     "union.bench.push": "The upper layer becomes the topmost lower layer under a fresh upper: its whiteouts "
     "and opaque markers then act from below.",
 }
+
+#: the numbers in the rules above, whose edges the generator draws
+LIMITS = (
+    Limit("NAME_MAX", NAME_MAX, "union.path.enametoolong", "bytes in one path component"),
+    Limit("PATH_MAX", PATH_MAX, "union.path.enametoolong", "bytes in a path, its terminating NUL included"),
+    Limit("MAXSYMLINKS", MAXSYMLINKS, "union.path.eloop", "symlinks followed in one lookup"),
+)
+NAME_LIMIT, PATH_LIMIT, LINK_LIMIT = LIMITS

@@ -9,9 +9,10 @@ from pathlib import Path
 #: 2: records name their `family`, their `placement` and what the engine `skipped`; a counterexample keeps the
 #: held profile's `difference` apart from its whole message. 3: a simulated deadlock's counterexample carries its
 #: wait-for graph and timeline as data (`wait_for`, `wait_for_threads`, `wait_for_cycle`, `timeline`) for reports
-#: to draw. Schema 1 and 2 files are still read: what they lack is left at its default.
-SCHEMA_VERSION = 3
-READS = (1, 2, 3)
+#: to draw. 4: a record counts the `edges` of its family's limits it reached. Files of schema 1 to 3 are still read:
+#: what they lack is left at its default.
+SCHEMA_VERSION = 4
+READS = (1, 2, 3, 4)
 
 PASS = "pass"
 FAIL = "fail"
@@ -69,6 +70,8 @@ class Record:
     examples: int = 0
     steps: int = 0
     coverage: dict[str, int] = field(default_factory=dict)
+    #: every edge of the family's limits (`RULE@LIMIT-1`, `@LIMIT`, `@LIMIT+1`, `@0`) with how often it was reached
+    edges: dict[str, int] = field(default_factory=dict)
     deviations: list[str] = field(default_factory=list)
     reason: str = ""
     counterexample: Counterexample | None = None

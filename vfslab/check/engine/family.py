@@ -18,6 +18,7 @@ from vfslab.check.engine.generated import Budget, Tally
 from vfslab.check.engine.kept import Kept, Replay
 from vfslab.check.engine.race import held_difference
 from vfslab.check.results import FAIL, HANG, PASS, Counterexample, Record, deviation
+from vfslab.model.limits import Limit, edges_of
 from vfslab.subjects.files import replay_options
 from vfslab.subjects.placement import SAME
 
@@ -54,6 +55,8 @@ class Family:
     default_subject: str = ""
     #: its checks run with the layers placed as asked (subjects/placement.py); the others' once, as they are
     placed: bool = False
+    #: the numbers in its rules (model/limits.py), whose edges its checks count
+    limits: tuple[Limit, ...] = ()
 
 
 @dataclass
@@ -94,9 +97,12 @@ class Job:
                               + replay_options(self.subject), str(path),
                               difference=held_difference(program.message))
 
-    def coverage(self, fired: Mapping[str, int]) -> dict[str, int]:
-        """Every rule of the family with how often it decided an outcome: a rule at 0 never fired here."""
-        return {rule: fired.get(rule, 0) for rule in self.family.rules}
+    def count(self, fired: Mapping[str, int]) -> None:
+        """The record's coverage: every rule of the family with how often it decided an outcome (a rule at 0
+        never fired here), and every edge of its limits with how often an outcome was decided at it."""
+        r = self.record
+        r.coverage = {rule: fired.get(rule, 0) for rule in self.family.rules}
+        r.edges = {edge: fired.get(edge, 0) for edge in edges_of(self.family.limits)}
 
     def deviates(self, profiles: list[str], differences: Counter | None = None) -> None:
         r = self.record
@@ -109,7 +115,8 @@ class Job:
     def from_tally(self, tally: Tally) -> None:
         """The verdict of a generated check."""
         r = self.record
-        r.examples, r.steps, r.coverage = tally.examples, tally.steps, self.coverage(tally.coverage)
+        r.examples, r.steps = tally.examples, tally.steps
+        self.count(tally.coverage)
         if tally.failure is not None:
             r.verdict = HANG if tally.hang else FAIL
             r.counterexample = self.keep(tally.failure)
@@ -143,7 +150,7 @@ class Job:
                     r.verdict, r.reason = FAIL, replay.failure.splitlines()[0]
                     break
                 self.deviates([replay.deviation])
-        r.coverage = self.coverage(fired)
+        self.count(fired)
 
 
 def replay_command(path: Path, subject: str, profile: str) -> str:

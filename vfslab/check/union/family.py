@@ -12,6 +12,7 @@ from vfslab.check.union.program import Program, run_program
 from vfslab.check.union.stateful import check_stateful, supported
 from vfslab.model.union import PROFILES, RULES
 from vfslab.model.union.ops import ALL_OPS
+from vfslab.model.union.rules import LIMITS
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ def program(job: Job) -> None:
     """Explicit programs with the outcomes each profile expects, written out by hand."""
     r = job.record
     run = examples.check_examples(job.scenario.programs, job.subject, job.profile, job.scratch, job.placement)
-    r.examples, r.coverage = len(job.scenario.programs), job.coverage(run.coverage)
+    r.examples = len(job.scenario.programs)
+    job.count(run.coverage)
     if run.problems:
         r.verdict = FAIL
         r.reason = f"{len(run.problems)} expectation(s) not met; first: {run.problems[0].splitlines()[0]}"
@@ -56,4 +58,5 @@ def program(job: Job) -> None:
 
 
 FAMILY = Family(NAME, RULES, PROFILES, "overlayfs", {"stateful": stateful, "program": program}, settings,
-                program=Program, replay=run_program, operations=ALL_OPS, default_subject="model", placed=True)
+                program=Program, replay=run_program, operations=ALL_OPS, default_subject="model", placed=True,
+                limits=LIMITS)
