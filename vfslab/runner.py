@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 import shutil
@@ -124,6 +125,12 @@ def unavailable(subject: Subject, where: str) -> str:
     return _unplaceable(where) if ok else reason
 
 
+def scenario_seed(seed: int, scenario: str) -> int:
+    """The seed a scenario's checks draw from: the run's, mixed with the scenario's id, so that scenarios of one
+    family explore different programs (every subject of one scenario still gets the same ones)."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{scenario}".encode(), digest_size=4).digest(), "big")
+
+
 def run_one(scenario: Scenario, subject, options: Options, scratch: Path, placement: str = SAME) -> Record:
     """One scenario against one subject, its layers placed so: the record with its verdict."""
     profile = options.profile or scenario.profile
@@ -132,7 +139,8 @@ def run_one(scenario: Scenario, subject, options: Options, scratch: Path, placem
     family = FAMILIES[scenario.family]
     started = time.monotonic()
     try:
-        family.kinds[scenario.kind](Job(scenario, subject, profile, options.seed, _budget(scenario, options),
+        family.kinds[scenario.kind](Job(scenario, subject, profile, scenario_seed(options.seed, scenario.id),
+                                        _budget(scenario, options),
                                         scratch, options.out, record, family, placement))
     except (RuntimeError, OSError) as e:  # a mount refused, say: this record's error, not the whole run's
         record.verdict, record.reason = ERROR, f"{type(e).__name__}: {e}"

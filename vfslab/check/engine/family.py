@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,13 +131,13 @@ class Job:
             r.reason = "; ".join(filter(None, [r.reason, f"the {self.budget.seconds:g} s budget ended the search "
                                                f"after {tally.examples} of {self.budget.examples} programs"]))
 
-    def run_programs(self) -> None:
-        """A `program` scenario: each of its programs replayed in lockstep with the model; the first failure ends
-        it."""
+    def run_programs(self, programs: Iterable[dict] | None = None) -> None:
+        """A `program` scenario: each of its programs (or of `programs`, saved programs' JSON) replayed in lockstep
+        with the model; the first failure ends it."""
         family, r = self.family, self.record
         fired: Counter = Counter()
         r.verdict = PASS
-        for i, spec in enumerate(self.scenario.programs):
+        for i, spec in enumerate(self.scenario.programs if programs is None else programs):
             program = family.program.from_json(spec)
             replay = family.replay(program, self.subject, self.profile, self.scratch / f"p{i}")
             fired.update(replay.coverage)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from vfslab.check.engine.family import Family, Job
 from vfslab.check.results import FAIL, PASS
-from vfslab.check.union import examples
+from vfslab.check.union import edges, examples
 from vfslab.check.union.program import FAMILY as NAME
 from vfslab.check.union.program import Program, run_program
 from vfslab.check.union.stateful import check_stateful, supported
@@ -41,6 +41,11 @@ def stateful(job: Job) -> None:
                                   long_names=job.scenario.settings.long_names, placement=job.placement))
 
 
+def at_edges(job: Job) -> None:
+    """A program per edge of the model's limits (vfslab/check/union/edges.py)."""
+    job.run_programs([p.to_json() for p in edges.programs(job.profile)])
+
+
 def program(job: Job) -> None:
     """Explicit programs with the outcomes each profile expects, written out by hand."""
     r = job.record
@@ -57,6 +62,7 @@ def program(job: Job) -> None:
         r.verdict = PASS
 
 
-FAMILY = Family(NAME, RULES, PROFILES, "overlayfs", {"stateful": stateful, "program": program}, settings,
+FAMILY = Family(NAME, RULES, PROFILES, "overlayfs", {"stateful": stateful, "program": program, "edges": at_edges},
+                settings,
                 program=Program, replay=run_program, operations=ALL_OPS, default_subject="model", placed=True,
                 limits=LIMITS)

@@ -1,7 +1,10 @@
 """Hypothesis strategies for small scopes: initial layers and operation arguments.
 
 Names come from a tiny alphabet and trees are at most three deep, so operations collide with what is
-there. Symlink targets are relative and never contain `..`, so nothing resolves outside the mount.
+there. Symlink targets are relative and never contain `..`, so nothing resolves outside the mount. Paths also come
+at the edges of the model's limits (model/union/rules.py's LIMITS): components and whole paths one byte short of,
+at and one over NAME_MAX and PATH_MAX, and lookups through 39, 40 and 41 symlinks (the bottom layer's `s`, a
+symlink to `.`, repeated).
 """
 
 from __future__ import annotations
@@ -10,13 +13,16 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
+from vfslab.model.limits import Limit
 from vfslab.model.union.ops import BENCH, OPEN_FLAGS, OPERATIONS
+from vfslab.model.union.rules import LIMITS, LINK_LIMIT, NAME_LIMIT, PATH_LIMIT
 from vfslab.subjects.driver import USER
 from vfslab.subjects.tree import DIR, FILE, HARDLINK, SYMLINK, Layers, Node
 
 NAMES = ("a", "b", "c")
 MAX_DEPTH = 3
-LONG_NAME = "n" * 256
+#: in the bottom layer of every tree: a symlink to its own directory, so `s/s/.../s/x` follows as many as asked
+LOOP = Node("s", SYMLINK, 0o777, target=".")
 
 names = st.sampled_from(NAMES)
 #: operations also use a name no generated tree holds, so that creations are not mostly EEXIST
@@ -59,8 +65,12 @@ def layer(draw: st.DrawFn) -> tuple[Node, ...]:
 
 
 def layers_of(most: int = 3) -> st.SearchStrategy[Layers]:
-    """1 to `most` lower layers."""
-    return st.lists(layer(), min_size=1, max_size=most).map(lambda ls: Layers(tuple(ls)))
+    """1 to `most` lower layers, the bottom one holding `LOOP` unless it has an `s` of its own."""
+    def with_loop(ls: list[tuple[Node, ...]]) -> Layers:
+        bottom = ls[-1] if any(n.path == LOOP.path for n in ls[-1]) else (LOOP, *ls[-1])
+        return Layers((*ls[:-1], bottom))
+
+    return st.lists(layer(), min_size=1, max_size=most).map(with_loop)
 
 
 layers = layers_of()
@@ -79,16 +89,29 @@ class PathChoice:
         return visible[self.existing % len(visible)] if self.existing is not None and visible else self.path
 
 
+def at_edge(limit: Limit, n: int, path: str) -> str:
+    """`path` made to measure `n` against `limit`: its last component `n` bytes long, the whole path `n` bytes
+    with its NUL (padded in front with `./`), or reached through `n` symlinks."""
+    if limit is NAME_LIMIT:
+        return "/".join([*path.split("/")[:-1], "n" * n])
+    if limit is PATH_LIMIT:
+        pad = n - 1 - len(path)
+        return "./" * (pad // 2) + "/" * (pad % 2) + path
+    assert limit is LINK_LIMIT
+    return f"{LOOP.path}/" * n + path
+
+
 @st.composite
 def paths(draw: st.DrawFn, root: bool = False, long: bool = False) -> PathChoice:
-    """A path in the tree; sometimes the root (`.`) or a last component over NAME_MAX."""
+    """A path in the tree; sometimes the root (`.`) or, if `long`, a path at an edge of one of the limits."""
     if root and draw(st.integers(0, 9)) == 0:
         return PathChoice(".", None)
     # mostly shallow: a random deep path rarely exists
-    comps = [draw(op_names) for _ in range(draw(st.sampled_from((1, 1, 1, 2, 2, 3))))]
-    if long and draw(st.integers(0, 14)) == 0:
-        comps[-1] = LONG_NAME
-    return PathChoice("/".join(comps), draw(st.none() | st.integers(0, 63)))
+    path = "/".join(draw(op_names) for _ in range(draw(st.sampled_from((1, 1, 1, 2, 2, 3)))))
+    if long and draw(st.integers(0, 3)) == 0:
+        limit = draw(st.sampled_from(LIMITS))
+        return PathChoice(at_edge(limit, limit.value + draw(st.sampled_from((-1, 0, 1))), path), None)
+    return PathChoice(path, draw(st.none() | st.integers(0, 63)))
 
 
 callers = st.sampled_from((0, 0, 0, USER))
@@ -110,7 +133,7 @@ def open_flags(draw: st.DrawFn) -> int:
 
 def domains(long_names: bool = True) -> dict[str, st.SearchStrategy]:
     """What each argument domain of the operation table (`model/union/ops.py`) draws; with `long_names`, a path
-    of a `|long` domain sometimes ends in a component over NAME_MAX."""
+    of a `|long` domain is sometimes at an edge of a limit."""
     return {
         "path": paths(),
         "path|root": paths(root=True),
