@@ -17,6 +17,7 @@ from vfslab.check.engine.generated import Budget, Tally, run_machine
 from vfslab.check.families import FAMILIES
 from vfslab.check.results import PASS, Record
 from vfslab.model.union import PROFILES, UnionModel
+from vfslab.model.union.ops import LOOKS_ONLY
 from vfslab.subjects import SUBJECTS, Capabilities, register
 from vfslab.subjects.driver import ModelDriver
 from vfslab.subjects.tree import Layers
@@ -141,8 +142,10 @@ def test_the_old_model_key_still_names_the_family(tmp_path):
     assert (s.family, s.profile, s.settings.waiters) == ("vmblock", "vmblock", 3)
 
 
-def _timed_machine(tally: Tally, deadline: float) -> type[RuleBasedStateMachine]:
-    """A machine whose rules depend on what ran, as a checker's may (an example past the budget runs nothing)."""
+def _timed_machine(tally: Tally, seconds: float) -> type[RuleBasedStateMachine]:
+    """A machine whose rules depend on what ran, as a checker's may (an example past the budget runs nothing); the
+    budget counts from the first example, so that a slow start on a loaded machine does not spend it."""
+    deadline: list[float] = []
 
     class Timed(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -151,7 +154,8 @@ def _timed_machine(tally: Tally, deadline: float) -> type[RuleBasedStateMachine]
 
         @initialize(n=st.integers(0, 3))
         def setup(self, n: int) -> None:
-            if tally.over(deadline):
+            deadline[:] = deadline or [time.monotonic() + seconds]
+            if tally.over(deadline[0]):
                 return
             tally.examples += 1
             self.on = True
@@ -172,7 +176,7 @@ def _timed_machine(tally: Tally, deadline: float) -> type[RuleBasedStateMachine]
 @pytest.mark.parametrize("seconds", [0.1, 0.3])
 def test_a_budget_spent_mid_search_ends_it_cleanly_and_says_how_far_it_got(tmp_path, seconds):
     tally = Tally()
-    run_machine(_timed_machine(tally, time.monotonic() + seconds), tally, seed=0, budget=Budget(300, 10, seconds),
+    run_machine(_timed_machine(tally, seconds), tally, seed=0, budget=Budget(300, 10, seconds),
                 database=None)
     assert not tally.error and tally.spent and 0 < tally.examples < 300
     scenario = suite.load(suite.default_suite() / "sim" / "vmblock-upstream.toml")
@@ -190,5 +194,6 @@ def test_a_mount_that_cannot_be_walked_fails_with_a_shrunk_program(tmp_path, sub
     assert record.verdict == "fail", record.reason
     assert "walking the mount failed at /mnt/a: EIO" in record.counterexample.message
     ops = [op["op"] for op in record.counterexample.ops]
-    assert ops[-1] == "rename" and len(ops) <= 2, f"shrunk to the rename: {ops}"
+    # Hypothesis's shrinker may leave a lookup or two in front, never another call that changes anything
+    assert ops[-1] == "rename" and len(ops) <= 3 and set(ops[:-1]) <= LOOKS_ONLY, f"shrunk to the rename: {ops}"
     assert record.counterexample.replay.startswith("vfslab replay ")

@@ -115,7 +115,7 @@ def plan(scenarios: list[Scenario], options: Options) -> list[Planned]:
     chosen = wanted(options)
     return [Planned(sc, SUBJECTS[name], where) for sc in scenarios
             for name in dict.fromkeys((*sc.subjects, *options.added))
-            if name in chosen and _takes(SUBJECTS[name], sc, options.profile or sc.profile)
+            if name in chosen and _takes(SUBJECTS[name], sc, options.profile or sc.profile_for(name))
             for where in _placements(sc, SUBJECTS[name], options)]
 
 
@@ -133,7 +133,7 @@ def scenario_seed(seed: int, scenario: str) -> int:
 
 def run_one(scenario: Scenario, subject, options: Options, scratch: Path, placement: str = SAME) -> Record:
     """One scenario against one subject, its layers placed so: the record with its verdict."""
-    profile = options.profile or scenario.profile
+    profile = options.profile or scenario.profile_for(subject.name)
     record = Record(scenario.id, scenario.suite, scenario.kind, subject.name, profile,
                     scenario.expected(subject.name), verdict=ERROR, family=scenario.family, placement=placement)
     family = FAMILIES[scenario.family]
@@ -174,9 +174,9 @@ def run(scenarios: list[Scenario], options: Options, console: Console | None = N
                 missing = meta.unavailable.get(subject.name) or _unplaceable(where)
                 if missing:
                     results.records.append(Record(scenario.id, scenario.suite, scenario.kind, subject.name,
-                                                  options.profile or scenario.profile, scenario.expected(subject.name),
-                                                  UNAVAILABLE, reason=missing, family=scenario.family,
-                                                  placement=where))
+                                                  options.profile or scenario.profile_for(subject.name),
+                                                  scenario.expected(subject.name), UNAVAILABLE, reason=missing,
+                                                  family=scenario.family, placement=where))
                 else:
                     results.records.append(run_one(scenario, subject, options, base / f"job{i}", where))
                 progress.advance(task)

@@ -32,6 +32,8 @@ class Scenario:
     profile: str
     expect: str
     expect_by_subject: dict[str, str] = field(default_factory=dict)
+    #: a subject held to a profile of its own instead of `profile`
+    profile_by_subject: dict[str, str] = field(default_factory=dict)
     budget: Budget = DEFAULTS
     programs: tuple[dict, ...] = ()
     #: the [params] table as written
@@ -44,6 +46,9 @@ class Scenario:
 
     def expected(self, subject: str) -> str:
         return self.expect_by_subject.get(subject, self.expect)
+
+    def profile_for(self, subject: str) -> str:
+        return self.profile_by_subject.get(subject, self.profile)
 
 
 def default_suite() -> Path:
@@ -59,8 +64,10 @@ def load(path: Path) -> Scenario:
         if kind not in family.kinds:
             raise ValueError(f"kind {kind!r} is not one of {', '.join(family.kinds)} for family {family.name}")
         profile = data.get("profile", family.default_profile)
-        if family.profiles and profile not in family.profiles:
-            raise ValueError(f"profile {profile!r} is not one of {', '.join(family.profiles)}")
+        by_subject = dict(data.get("profile_by_subject", {}))
+        for named in (profile, *by_subject.values()):
+            if family.profiles and named not in family.profiles:
+                raise ValueError(f"profile {named!r} is not one of {', '.join(family.profiles)}")
         budget = data.get("budget", {})
         params = dict(data.get("params", {}))
         programs = tuple(data.get("programs", ()))
@@ -73,6 +80,7 @@ def load(path: Path) -> Scenario:
             profile=profile,
             expect=data.get("expect", "pass"),
             expect_by_subject=dict(data.get("expect_by_subject", {})),
+            profile_by_subject=by_subject,
             budget=Budget(int(budget.get("examples", DEFAULTS.examples)), int(budget.get("steps", DEFAULTS.steps)),
                           float(budget.get("seconds", DEFAULTS.seconds))),
             programs=programs,

@@ -870,8 +870,17 @@ class UnionModel:
         return len(data)
 
     @operation
+    def dup(self, fd: int) -> int:
+        """A second descriptor of the same open file: the two share one offset, and one's close leaves the other."""
+        f = self._fd(fd)
+        new = self._next_fd
+        self._next_fd += 1
+        self.fds[new] = f
+        return new
+
+    @operation
     def lseek(self, fd: int, offset: int, whence: int) -> int:
-        """A regular file's offset (a directory's positions are each file system's own)."""
+        """A regular file's offset (a directory's positions are each file system's own: not asked)."""
         f = self._fd(fd)
         base = {SEEK_SET: 0, SEEK_CUR: f.offset, SEEK_END: len(self._fd_inode(f).data)}.get(whence)
         if base is None or base + offset < 0:

@@ -27,8 +27,10 @@ class Operation:
     args: tuple[str, ...] = ()
     kind: str = PATH
     looks: bool = False
-    #: drawn by the engine's generator (lseek is the routing model's, not yet the union engine's)
-    generated: bool = True
+    #: succeeds with a new slot (open, dup): the n-th such success of a program is slot n
+    opens: bool = False
+    #: the model decides its outcome on an open directory too (a directory's offsets are each file system's own)
+    dirs: bool = True
 
     @property
     def arity(self) -> tuple[int, int]:
@@ -40,7 +42,7 @@ class Operation:
 OPERATIONS = (
     Operation("stat", ("path|root",), looks=True),
     Operation("lstat", ("path|root|long",), looks=True),
-    Operation("open", ("path|long", "flags", "create-mode?")),
+    Operation("open", ("path|long", "flags", "create-mode?"), opens=True),
     Operation("truncate", ("path", "length")),
     Operation("mkdir", ("path|long", "create-mode")),
     Operation("rmdir", ("path",)),
@@ -62,7 +64,8 @@ OPERATIONS = (
     Operation("ftruncate", ("fd-length",), FD),
     Operation("read", ("read-size",), FD, looks=True),
     Operation("write", ("data",), FD),
-    Operation("lseek", ("offset", "whence"), FD, looks=True, generated=False),
+    Operation("lseek", ("offset", "whence"), FD, dirs=False),
+    Operation("dup", (), FD, opens=True),
     Operation("push", (), BENCH),
     Operation("remount", (), BENCH),
 )
@@ -71,10 +74,12 @@ BY_NAME = {o.name: o for o in OPERATIONS}
 FD_OPS = frozenset(o.name for o in OPERATIONS if o.kind == FD)
 #: ops the bench itself performs on the whole mount
 BENCH_OPS = frozenset(o.name for o in OPERATIONS if o.kind == BENCH)
+#: ops whose success is a new slot
+OPENS = frozenset(o.name for o in OPERATIONS if o.opens)
 #: ops that change neither the layers nor the index (unless lookups themselves write: union mounts)
 LOOKS_ONLY = frozenset(o.name for o in OPERATIONS if o.looks)
 #: what a scenario may generate, in table order
-ALL_OPS = tuple(o.name for o in OPERATIONS if o.generated)
+ALL_OPS = tuple(o.name for o in OPERATIONS)
 
 OPEN_FLAGS = {
     "O_RDONLY": os.O_RDONLY, "O_WRONLY": os.O_WRONLY, "O_RDWR": os.O_RDWR, "O_CREAT": os.O_CREAT,

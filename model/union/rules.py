@@ -125,3 +125,16 @@ LIMITS = (
     Limit("MAXSYMLINKS", MAXSYMLINKS, "union.path.eloop", "symlinks followed in one lookup"),
 )
 NAME_LIMIT, PATH_LIMIT, LINK_LIMIT = LIMITS
+
+#: the rules about layers (whiteouts, copy-up, merges, redirects, fallthrus, identities across layers): the model
+#: fires them over the one layer the posix family gives a plain file system, which shows none of them
+LAYERED = frozenset(rule for rule in RULES if rule.startswith(("union.lookup.", "union.copyup.")) or rule in {
+    "union.create.topmost", "union.create.over-whiteout", "union.mkdir.opaque", "union.mkdir.opaque-in-merged",
+    "union.unlink.whiteout", "union.unlink.upper-only", "union.rmdir.whiteout", "union.readdir.merge",
+    "union.readdir.fallthru", "union.rename.file", "union.rename.dir-exdev", "union.rename.dir-redirect",
+    "union.rename.upper-dir", "union.rename.opaque-into-merged", "union.hardlink.broken", "union.hardlink.index",
+    "union.nlink.merged-dir", "union.nlink.dir-one", "union.nlink.own", "union.fd.follows-copyup", "union.fd.stale",
+    "union.ino.origin", "union.ino.topmost", "union.ino.renumbered", "union.bench.push"})
+#: what a plain file system held to a posix profile can show: no layers, and no posix profile serves by path
+POSIX_RULES = {rule: text for rule, text in RULES.items()
+               if rule not in LAYERED and rule != "union.rename.same-inode-path-api"}

@@ -18,7 +18,7 @@ from pathlib import Path
 from vfslab.model.outcome import Err, Outcome
 from vfslab.model.state import Entry
 from vfslab.model.union import Cred, UnionModel
-from vfslab.model.union.ops import FD_OPS, Op
+from vfslab.model.union.ops import FD_OPS, OPENS, Op
 
 _libc = ctypes.CDLL(None, use_errno=True)
 RENAME_NOREPLACE = 1
@@ -111,10 +111,18 @@ class OsDriver:
         return stat_entry(os.stat(path, dir_fd=self._rfd, follow_symlinks=False))
 
     def open(self, path: str, flags: int, mode: int = 0o644) -> int:
-        fd = os.open(path, flags, mode, dir_fd=self._rfd)
+        return self._slot(os.open(path, flags, mode, dir_fd=self._rfd))
+
+    def dup(self, fd: int) -> int:
+        return self._slot(os.dup(fd))
+
+    def _slot(self, fd: int) -> int:
         slot = max(self.slots, default=-1) + 1
         self.slots[slot] = fd
         return slot
+
+    def lseek(self, fd: int, offset: int, whence: int) -> int:
+        return os.lseek(fd, offset, whence)
 
     def read(self, fd: int, size: int) -> bytes:
         return os.read(fd, size)
@@ -207,15 +215,19 @@ class ModelDriver:
                 return Outcome(Err(errno.EBADF), ("union.fd.mode",))
             args = (self.slots[args[0]], *args[1:])
         outcome = getattr(self.model, op.name)(*args)
-        if not outcome.failed and op.name == "open":
+        if not outcome.failed and op.name in OPENS:
             self.slots[max(self.slots, default=-1) + 1 if slot is None else slot] = outcome.result
         elif not outcome.failed and op.name == "close":
             del self.slots[op.args[0]]
         return outcome
 
     def apply(self, op: Op) -> object:
+        return self.answer(op)[0]
+
+    def answer(self, op: Op) -> tuple[object, Outcome]:
+        """The op's result as OsDriver gives it (a slot for an open), and the model's outcome."""
         outcome = self.call(op)
-        return max(self.slots) if op.name == "open" and not outcome.failed else outcome.result
+        return max(self.slots) if op.name in OPENS and not outcome.failed else outcome.result, outcome
 
     def release(self) -> None:
         self.slots.clear()

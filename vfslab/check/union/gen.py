@@ -9,6 +9,7 @@ symlink to `.`, repeated).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from hypothesis import strategies as st
@@ -152,12 +153,16 @@ def domains(long_names: bool = True) -> dict[str, st.SearchStrategy]:
         "read-size": st.sampled_from((1, 5, 100_000)),
         "data": st.sampled_from((b"W", b"write\n", b"Z" * 3000)),
         "fd-length": st.sampled_from((0, 2, 6000)),
+        # past the end (a write there leaves a hole and ends the file in data), before the start, and a whence
+        # that is none (SEEK_DATA and SEEK_HOLE are 3 and 4)
+        "offset": st.sampled_from((0, 1, 4, 9000, -1)),
+        "whence": st.sampled_from((os.SEEK_SET, os.SEEK_CUR, os.SEEK_END, 7)),
     }
 
 
 def arguments(long_names: bool = True) -> dict[str, tuple[st.SearchStrategy, ...]]:
-    """The argument strategies of every operation the generator draws but the bench's own, in call order (after
-    the slot, for fd operations); an optional argument is always drawn."""
+    """The argument strategies of every operation but the bench's own, in call order (after the slot, for fd
+    operations); an optional argument is always drawn."""
     drawn = domains(long_names)
     return {o.name: tuple(drawn[d.rstrip("?")] for d in o.args) for o in OPERATIONS
-            if o.generated and o.kind != BENCH}
+            if o.kind != BENCH}

@@ -18,7 +18,7 @@ from vfslab.model.outcome import Err
 from vfslab.model.state import State
 from vfslab.model.union import PROFILES, UnionModel
 from vfslab.model.union import profiles as union_profiles
-from vfslab.model.union.ops import BENCH_OPS, Op
+from vfslab.model.union.ops import BENCH_OPS, OPENS, Op
 from vfslab.subjects.driver import ModelDriver
 
 
@@ -78,11 +78,11 @@ class Lockstep(Race):
         return self._compare_state(name, event[1], event[2], event[3])
 
     def _compare_op(self, name: str, op: Op, actual: object, step: int) -> str | None:
-        # an open takes the slot the subject's driver numbered it
+        # an open or dup takes the slot the subject's driver numbered it
         outcome = self.drivers[name].call(op, slot=None if isinstance(actual, Err) else actual)
         if name == self.held:
             self.coverage.update(outcome.rules)
-        if op.name == "open":
+        if op.name in OPENS:
             same = isinstance(actual, Err) == outcome.failed and (not outcome.failed or outcome.allows(actual))
         else:
             same = view(actual) == view(outcome.result) or any(view(actual) == view(a) for a in outcome.also)
@@ -113,6 +113,11 @@ class Lockstep(Race):
             problem = self._apply(name, event)
             if problem:
                 self._kill(name, problem)
+
+    def holds_dir(self, slot: int) -> bool:
+        """Whether `slot` is an open directory (to the held profile's model)."""
+        driver = self.drivers[self.held]
+        return slot in driver.slots and driver.model.fds[driver.slots[slot]].is_dir
 
     @property
     def running(self) -> list[str]:

@@ -38,7 +38,10 @@ def _op_rule(name: str, arg_strategies: tuple, fd: bool):
             slots = sorted(self.session.driver.slots)
             if not slots:
                 return
-            args = (slots[pick % len(slots)], *args)
+            slot = slots[pick % len(slots)]
+            if not BY_NAME[name].dirs and self.session.lock.holds_dir(slot):
+                return
+            args = (slot, *args)
         visible = self.session.lock.visible_paths()
         args = tuple(a.resolve(visible) if isinstance(a, gen.PathChoice) else a for a in args)
         self._do(Op(name, args, uid))
