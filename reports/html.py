@@ -16,7 +16,7 @@ from itertools import pairwise
 
 from vfslab.check.results import ERROR, PASS, UNAVAILABLE, Counterexample, Record, Results
 from vfslab.reports import Format
-from vfslab.reports.summary import Summary
+from vfslab.reports.summary import Summary, blind_lines, exception
 
 #: a verdict cell's background, by the verdict's class (see verdict_class)
 COLOURS = {"pass": "#bfe5c6", "deviation": "#ffd866", "fail": "#f4a29a", "error": "#8b1a1a", "unavailable": "#d9d9d9"}
@@ -99,7 +99,7 @@ def render(results: Results) -> str:
         *(_problem(r, anchors[id(r)]) for r in s.problems),
         *([] if s.problems else ["<p>None: every verdict is pass or unavailable.</p>"]),
         '<h2 id="coverage">Rule coverage</h2>',
-        _coverage(results, s),
+        _coverage(s),
         "</body>\n</html>\n",
     ])
 
@@ -445,26 +445,23 @@ def _timeline_table(steps: list[dict]) -> str:
 ZERO = ' class="zero"'
 
 
-def _coverage(results: Results, s: Summary) -> str:
-    """Per family, each rule with how often it decided an outcome over all records; rules at 0 stand out."""
-    totals: dict[str, dict[str, int]] = {}
-    for r in results.records:
-        family = totals.setdefault(r.family, {})
-        for rule, n in r.coverage.items():
-            family[rule] = family.get(rule, 0) + n
+def _coverage(s: Summary) -> str:
+    """Per family, each rule and edge of its limits with how often it decided an outcome over all records; those
+    at 0 stand out, with the reason when vfslab/check/reach.py excuses them."""
     out = []
-    for family, rules in totals.items():
+    for family, rules in s.fired.items():
         name = escape(family or "(no family named)")
         if not rules:
             out.append(f"<h3>{name}</h3>\n<p>This family counts no rules.</p>")
             continue
-        zero = sum(n == 0 for n in rules.values())
-        out += [f"<h3>{name}</h3>", f'<p class="caption">{len(rules) - zero} of {len(rules)} rules fired; the {zero} '
-                "that never did are highlighted.</p>", '<ul class="rules">',
-                *(f'<li{ZERO if n == 0 else ""}><code>{escape(rule)}</code><span>{n}</span></li>'
-                  for rule, n in rules.items()), "</ul>"]
-    if s.never_fired:
-        out.append(f'<p class="caption">{len(s.never_fired)} rules never fired in this run.</p>')
+        counted = rules | s.edges.get(family, {})
+        zero = sum(n == 0 for n in counted.values())
+        out += [f"<h3>{name}</h3>", f'<p class="caption">{len(counted) - zero} of {len(counted)} rules and edges '
+                f"fired; the {zero} that never did are highlighted.</p>", '<ul class="rules">',
+                *(f'<li{ZERO if n == 0 else ""}><code>{escape(key)}</code><span>{n}</span>'
+                  + (f"<small>{escape(why)}</small>" if not n and (why := exception(key)) else "") + "</li>"
+                  for key, n in counted.items()), "</ul>"]
+    out += [f'<p class="caption">{escape(line)}</p>' for line in blind_lines(s.blind)]
     return "\n".join(out) or "<p>No rules counted.</p>"
 
 

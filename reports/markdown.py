@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vfslab.check.results import Results
 from vfslab.reports import Format
-from vfslab.reports.summary import Summary, cell_text
+from vfslab.reports.summary import Summary, blind_lines, cell_text, exception
 
 
 def render(results: Results) -> str:
@@ -40,9 +40,25 @@ def render(results: Results) -> str:
             if cx.graph:
                 out += ["", "Wait-for graph (a thread points at what it waits for; a resource at who holds it):", "",
                         cx.graph]
-    if s.never_fired:
-        out += ["", "## Rules that never fired", "", ", ".join(f"`{r}`" for r in s.never_fired)]
+    out += _coverage(s)
     return "\n".join(out) + "\n"
+
+
+def _coverage(s: Summary) -> list[str]:
+    """Per family, each rule and edge with how often it fired, rarest first; then what the run left blind."""
+    out = ["", "## Rule coverage", "", "How often each rule decided an outcome over all records, rarest first; an edge "
+           "(`RULE@LIMIT-1`, `@LIMIT`, `@LIMIT+1`) counts outcomes decided at it."]
+    for family, rules in s.fired.items():
+        counted = rules | s.edges.get(family, {})
+        if not counted:
+            continue
+        out += ["", f"### {family or '(no family named)'}", "", "| rule or edge | fired | note |", "|---|---|---|"]
+        out += [f"| `{key}` | {n} | {exception(key) if not n else ''} |"
+                for key, n in sorted(counted.items(), key=lambda kv: (kv[1], kv[0]))]
+    lines = blind_lines(s.blind)
+    if lines:
+        out += ["", "## Not reached", "", *(f"- {line}" for line in lines)]
+    return out
 
 
 FORMAT = Format("markdown", render, "report.md")

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from vfslab.check.results import DEADLOCK, ERROR, FAIL, HANG, PASS, UNAVAILABLE, Results
 from vfslab.reports import Format
-from vfslab.reports.summary import Summary, cell_text
+from vfslab.reports.summary import Summary, blind_lines, cell_text
 
 SHOWN_LINES = 5
 STYLE = {PASS: "green", FAIL: "bold red", HANG: "bold red", DEADLOCK: "bold red", ERROR: "red", UNAVAILABLE: "dim"}
@@ -40,8 +40,8 @@ def show(results: Results, console: Console) -> None:
                 console.print(f"  {line}", markup=False)
             console.print(f"  program ({len(cx.ops)} ops): {cx.program_file}", markup=False)
             console.print(f"  replay: {cx.replay}", markup=False)
-    if s.never_fired:
-        console.print(f"\n[dim]rules that never fired: {', '.join(s.never_fired)}[/]")
+    for line in blind_lines(s.blind):
+        console.print(f"\n[dim]{line}[/]", markup=True, highlight=False)
 
 
 def _suite_tables(results: Results) -> list[Table]:
