@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from vfslab.model.block import BANNER, PROFILES, RULES, VERSION, BlockModel, Options, Waiting
+from vfslab.model.block import BANNER, LIMITS, PROFILES, RULES, VERSION, BlockModel, Options, Waiting
 from vfslab.model.outcome import Err
 
 T = "/tmp/VMwareDnD"
@@ -129,6 +129,7 @@ def test_every_rule_fires_somewhere(m):
         for data in (f"a{T}//foo/", f"a{T}/foo", f"d{T}/nope", "x", "l", "a" + "/" * 5000):
             fired.update(model.write_ctl(h, data.encode()).rules)
         fired.update(model.read_ctl(h).rules)
+        fired.update(model.close_ctl(model.dup_ctl(h).result).rules)
         fired.update(model.read_notify("/notifydir/foo", uid).rules)
         fired.update(model.readlink("/blockdir/foo", uid).rules)
         fired.update(model.readlink("/blockdir/gone", uid).rules)
@@ -153,3 +154,40 @@ def test_upstream_lets_the_kernel_keep_a_looked_up_entry_for_a_while():
     assert stale.result == Err(errno.ENOENT) and stale.allows(link) and stale.rules == ("vmblock.cache.entry",)
     assert not upstream.getattr("/blockdir/bar").allows(link), "never looked up: nothing cached"
     assert not BlockModel(Options(), ("foo",)).getattr("/blockdir/nope").also
+
+
+def test_the_control_files_limits_are_edges_each_outcome_names():
+    """A write of PATH_MAX bytes (the operation and the path) is taken, one more is ENAMETOOLONG (as
+    vmware-vmblock-fuse does: `size > PATH_MAX`); a read of the banner's 18 bytes is answered, one fewer is
+    EINVAL. Each outcome names the edge it was decided at."""
+    path_max, banner = LIMITS
+    assert (path_max.value, banner.value) == (4096, len(BANNER)) == (4096, 18)
+    m = BlockModel(target_names=("foo",))
+    h = m.open_ctl().result
+    for n, taken in ((4095, True), (4096, True), (4097, False)):
+        data = f"a{T}".encode() + b"/" * (n - len(T) - 4) + b"foo"
+        written = m.write_ctl(h, data)
+        assert len(data) == n and written.result == (n if taken else Err(errno.ENAMETOOLONG))
+        assert path_max.edge(n) in written.rules
+        waits = isinstance(m.readlink("/blockdir/foo").result, Waiting)
+        assert waits == taken, "the slashes collapse: a write taken blocks foo itself"
+        assert m.write_ctl(h, f"d{T}/foo".encode()).failed != taken
+        m.woken()
+    for n, result in ((17, Err(errno.EINVAL)), (18, BANNER), (19, BANNER)):
+        read = m.read_ctl(h, n)
+        assert read.result == result and banner.edge(n) in read.rules and "vmblock.ctl.read" in read.rules
+
+
+def test_a_duplicated_descriptor_is_the_same_blocker_until_the_last_close():
+    m = BlockModel(target_names=("foo",))
+    h = m.open_ctl().result
+    m.write_ctl(h, f"a{T}/foo".encode())
+    assert m.dup_ctl(h).result == h
+    waiting = m.readlink("/blockdir/foo").result.id
+    assert m.close_ctl(h).rules == ("vmblock.ctl.shared",) and m.pending() == (waiting,), "one descriptor is left"
+    assert m.write_ctl(h, f"d{T}/foo".encode()).result > 0, "deleted through the other: the same handle"
+    assert m.woken() == {waiting: f"{T}/foo"}
+    m.write_ctl(h, f"a{T}/foo".encode())
+    again = m.readlink("/blockdir/foo").result.id
+    assert "vmblock.release" in m.close_ctl(h).rules and m.woken() == {again: f"{T}/foo"}
+    assert m.close_ctl(h).result == Err(errno.EBADF)

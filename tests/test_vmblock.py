@@ -20,6 +20,7 @@ from vfslab.check.vmblock.stateful import check_block_stateful
 from vfslab.cli import main
 from vfslab.model.block import BANNER, VERSION
 from vfslab.subjects import mounts
+from vfslab.subjects import vmblock as vmblock_subjects
 from vfslab.subjects.driver import as_caller
 from vfslab.suite import default_suite
 
@@ -210,3 +211,100 @@ def test_vmware_vmblock_runs_in_a_namespace_that_pins_none_of_our_mounts(scratch
     finally:
         m.teardown()
         mounts.unmount(dirs[3])
+
+
+# ---- planted bugs: our daemon patched before it serves ------------------------------------------------------------
+
+#: a daemon script: our vmblock's command, with impl/block patched first
+PLANTED = """import sys
+
+from vfslab.impl import fuse_ll
+from vfslab.impl.block import fs, main
+
+{patch}
+
+sys.exit(main.main(sys.argv[1:]))
+"""
+
+
+class Planted:
+    """Starts our vmblock's daemons from a script that patches impl/block before serving: the subjects' fork server
+    has imported the real one, so a patch in this process would never reach a daemon."""
+
+    def __init__(self, script: Path) -> None:
+        self.script = script
+
+    def spawn(self, main: str, argv: list[str], log: Path) -> int:
+        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            return os.posix_spawn(sys.executable, [sys.executable, str(self.script), *argv], os.environ,
+                                  file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                                                (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, out, 2)],
+                                  setsid=True)
+        finally:
+            os.close(out)
+
+
+@pytest.fixture
+def plant(need, monkeypatch, tmp_path):
+    """plant(code): our vmblock subjects' daemons run `code` (with fuse_ll, fs and main imported) before serving."""
+    need("vmblock-fuse")
+
+    def planted(code: str) -> None:
+        script = tmp_path / "planted_vmblock.py"
+        script.write_text(PLANTED.format(patch=code))
+        monkeypatch.setattr(vmblock_subjects, "FORKS", Planted(script))
+
+    return planted
+
+
+def _records(out: Path) -> dict[str, object]:
+    return {r.scenario: r for r in Results.read(out / "results.json").records}
+
+
+ANYONE_OPENS = """
+serve = fuse_ll.serve
+
+
+def without_permission_checks(ops, mountpoint, options, *rest):
+    serve(ops, mountpoint, [o for o in options if o != "default_permissions"], *rest)
+
+
+fuse_ll.serve = without_permission_checks
+"""
+
+
+def test_a_daemon_letting_anyone_open_the_control_file_fails_the_vmblock_suite(plant, tmp_path, capsys):
+    """Served without default_permissions, our vmblock lets uid 1000 open /dev for writing (the kernel no longer
+    checks its mode 0600): the default suite's conformance scenario fails on vmblock.perm.root, shrunk to the
+    other caller's open."""
+    plant(ANYONE_OPENS)
+    out = tmp_path / "out"
+    assert main(["run", str(default_suite() / "vmblock"), "--subject", "vmblock-fuse", "--out", str(out)]) == 1
+    records = _records(out)
+    failed = records["vmblock-conformance"]
+    assert failed.verdict == "fail", failed.reason
+    assert "vmblock.perm.root" in failed.counterexample.message
+    assert any(op.get("uid") and op["op"] == "open" for op in failed.counterexample.ops)
+    assert records["vmblock-unprivileged"].verdict == "pass", "any user may open it there anyway"
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(("code", "rule"), [
+    ("fs.PATH_MAX = 4095", "vmblock.ctl.toolong@PATH_MAX"),
+    ("fs.PATH_MAX = 4097", "vmblock.ctl.toolong@PATH_MAX+1"),
+    ("fs.BANNER = fs.BANNER + b'!'", "vmblock.ctl.read@BANNER"),
+    # a child process's copy of the control file closed (the kernel flushes at every close) drops the blocks
+    ("fs.VMBlock.flush = fs.VMBlock.release", "the model says it waits"),
+])
+def test_a_daemon_off_by_one_at_an_edge_or_releasing_at_every_close_fails(plant, tmp_path, capsys, code, rule):
+    """Our vmblock with PATH_MAX one short or one over, a banner one byte longer, or a handle's blocks dropped at
+    each close (flush) rather than the last (release): the edges scenario fails at that edge or rule, whatever the
+    generated programs drew (a descriptor duplicated by a fork and closed in the child is the first close met)."""
+    plant(code)
+    out = tmp_path / "out"
+    scenario = default_suite() / "vmblock" / "edges.toml"
+    assert main(["run", str(scenario), "--subject", "vmblock-fuse", "--out", str(out)]) == 1
+    failed = _records(out)["vmblock-edges"]
+    assert failed.verdict == "fail" and rule in failed.counterexample.message, failed.reason
+    capsys.readouterr()

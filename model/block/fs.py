@@ -15,11 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 
+from vfslab.model.block.rules import BANNER, BANNER_LIMIT, PATH_LIMIT
+from vfslab.model.limits import Limit
 from vfslab.model.outcome import Err, ModelError, Outcome
 
-PATH_MAX = 4096
-#: what a read of /dev returns (upstream's VMBLOCK_FUSE_READ_RESPONSE, with its NUL)
-BANNER = b"I am VMBLOCK-FUSE\0"
 #: what /version holds (the seed's proposal: the control protocol's version)
 VERSION = b"1\n"
 ROOT_NAMES = ("blockdir", "dev", "notifydir")
@@ -93,6 +92,7 @@ class BlockModel:
         self.target_names: set[str] = set(target_names)
         self.blocks: list[Block] = []
         self.handles: dict[int, int] = {}  # handle -> uid of its opener
+        self.refs: dict[int, int] = {}  # handle -> descriptors open on it (dup shares a handle)
         self.waiters: dict[int, Waiter] = {}
         self.looked_up: set[str] = set()  # /blockdir names the kernel may have cached
         self._done: dict[int, object] = {}
@@ -105,6 +105,13 @@ class BlockModel:
     def _fire(self, rule: str) -> None:
         if rule not in self._fired:
             self._fired.append(rule)
+
+    def _measure(self, limit: Limit, n: int, errno: int) -> None:
+        """Count `n` against `limit`: the edge it is at fires, and past it the limit's rule fails the call."""
+        if (edge := limit.edge(n)) is not None:
+            self._fire(edge)
+        if limit.over(n):
+            raise ModelError(errno, limit.rule)
 
     def _next(self) -> int:
         self._ids += 1
@@ -240,13 +247,21 @@ class BlockModel:
         self._fire("vmblock.ctl.handle")
         handle = self._next()
         self.handles[handle] = uid
+        self.refs[handle] = 1
+        return handle
+
+    @operation
+    def dup_ctl(self, handle: int) -> int:
+        """A second descriptor on a handle's open file (dup, fork): the same blocker."""
+        self._handle(handle)
+        self._fire("vmblock.ctl.shared")
+        self.refs[handle] += 1
         return handle
 
     @operation
     def read_ctl(self, handle: int, size: int = 4096) -> bytes:
         self._handle(handle)
-        if size < len(BANNER):
-            raise ModelError(E.EINVAL, "vmblock.ctl.read")
+        self._measure(BANNER_LIMIT, size, E.EINVAL)
         self._fire("vmblock.ctl.read")
         return BANNER
 
@@ -259,8 +274,7 @@ class BlockModel:
     def write_ctl(self, handle: int, data: bytes) -> int:
         uid = self._handle(handle)
         self._fire("vmblock.ctl.format")
-        if len(data) > PATH_MAX:
-            raise ModelError(E.ENAMETOOLONG, "vmblock.ctl.toolong")
+        self._measure(PATH_LIMIT, len(data), E.ENAMETOOLONG)
         text = data.split(b"\0", 1)[0].decode(errors="surrogateescape")
         text = re.sub("/+", "/", text)
         if len(text) > 1 and text.endswith("/"):
@@ -289,9 +303,14 @@ class BlockModel:
 
     @operation
     def close_ctl(self, handle: int) -> None:
+        """Closing a descriptor; the handle is released (its blocks removed) with the last one open on it."""
         self._handle(handle)
+        self.refs[handle] -= 1
+        if self.refs[handle]:
+            self._fire("vmblock.ctl.shared")
+            return
         self._fire("vmblock.release")
-        del self.handles[handle]
+        del self.handles[handle], self.refs[handle]
         for b in [b for b in self.blocks if b.handle == handle]:
             self._remove(b)
 

@@ -4,6 +4,10 @@ Texts quote the vmblock-fuse design (seed 001, docs/seeds.md) or what upstream o
 vmblock 1-16).
 """
 
+from dataclasses import dataclass
+
+from vfslab.model.limits import PATH_MAX, Limit
+
 RULES: dict[str, str] = {
     "vmblock.tree": "The mount point contains /blockdir/, /dev, /notifydir/ (and /version, proposed in the "
     "seed); anything else: ENOENT.",
@@ -20,17 +24,22 @@ RULES: dict[str, str] = {
     "blocking).",
     "vmblock.readlink.blocks": "When an entry in /blockdir/ is blocked, any readlink() on that entry will block.",
     "vmblock.ctl.handle": "Each open of /dev is a separate blocker: its file handle is the blocker's id.",
-    "vmblock.ctl.read": "Reading /dev returns a fixed banner.",
+    "vmblock.ctl.read": "Reading /dev returns a fixed banner (upstream's VMBLOCK_FUSE_READ_RESPONSE, 18 bytes with "
+    "its NUL); a read asking for fewer bytes than that: EINVAL.",
     "vmblock.ctl.format": "A write is one operation character then the path; count is the length of both; "
     "the offset is ignored; success returns the count.",
     "vmblock.ctl.normalise": "Repeated '/' are collapsed and one trailing '/' is stripped, so that the same "
     "file is one block.",
-    "vmblock.ctl.toolong": "A path longer than PATH_MAX: ENAMETOOLONG.",
+    "vmblock.ctl.toolong": "A write of more than PATH_MAX (4096) bytes, the operation character and the path "
+    "together (before repeated '/' are collapsed): ENAMETOOLONG, and nothing is done.",
     "vmblock.ctl.op": "Operations: 'a' add block, 'd' delete block, 'l' list blocks; any other: EINVAL.",
     "vmblock.ctl.add.exists": "Adding a block on a path that is blocked already (by any blocker, even the same "
     "handle): EEXIST.",
     "vmblock.ctl.delete.owner": "A block is deleted only by the same path and the same handle; else ENOENT.",
     "vmblock.release": "Closing a /dev handle removes all blocks of that handle, and only those.",
+    "vmblock.ctl.shared": "A handle is the open file, not a descriptor: descriptors duplicated from one (dup, or "
+    "inherited across fork) are the same blocker, and its blocks go only when the last of them is closed (FUSE's "
+    "release).",
     "vmblock.wake": "Removing a block wakes every waiter on it.",
     "vmblock.notify.missing": "Reading /notifydir/x when <target>/x is missing: EINVAL.",
     "vmblock.notify.unblocked": "Reading /notifydir/x when x is not blocked: ENOENT.",
@@ -51,3 +60,24 @@ RULES: dict[str, str] = {
     "vmblock.perm.per-user": "Unprivileged mode: any user may add blocks, but a user's blocks apply to that "
     "user's accesses only.",
 }
+
+
+@dataclass(frozen=True)
+class Least(Limit):
+    """A limit from below: `value` is the fewest of what it `measures` that `rule` allows; one fewer and the rule
+    refuses (the edges are the same: value-1, value, value+1)."""
+
+    def over(self, n: int) -> bool:
+        return n < self.value
+
+
+#: what a read of /dev returns (upstream's VMBLOCK_FUSE_READ_RESPONSE, with its NUL)
+BANNER = b"I am VMBLOCK-FUSE\0"
+
+#: the numbers in the rules above, whose edges the generator draws
+LIMITS = (
+    Limit("PATH_MAX", PATH_MAX, "vmblock.ctl.toolong", "bytes of one write to /dev: the operation character and "
+          "the path, as written"),
+    Least("BANNER", len(BANNER), "vmblock.ctl.read", "bytes a read of /dev asks for: at least the banner's"),
+)
+PATH_LIMIT, BANNER_LIMIT = LIMITS

@@ -10,6 +10,7 @@ background, included).
 from __future__ import annotations
 
 import os
+import re
 import stat as st
 import threading
 import time
@@ -26,6 +27,8 @@ from vfslab.subjects.vmblock import BlockMount
 RETURN_SECONDS = 5.0
 #: how long requests may take to settle after a step
 SETTLE_SECONDS = 2.0
+#: in a text written to /dev: as many `/` as make the whole write N bytes long
+SLASHES = re.compile(rb"\{slashes:(\d+)\}")
 
 
 class Blocked:
@@ -51,21 +54,52 @@ def _outcome(call) -> object:
 
 
 class Background:
-    """One call running in its own thread."""
+    """One call running in its own thread, or in a child process of its own that the thread waits for (`keep`: the
+    descriptors the child keeps; every other is closed, so that it holds no control file open)."""
 
-    def __init__(self, op: BlockOp, call) -> None:
+    def __init__(self, op: BlockOp, call, keep: tuple[int, ...] | None = None) -> None:
         self.op = op
         self._result: object = BLOCKED
         self._done = threading.Event()
-        self._tid: int | None = None
+        self._wchan = ""  # where the kernel says what the calling task waits in
         self._started = threading.Event()
-        threading.Thread(target=self._run, args=(call,), daemon=True, name=str(op)).start()
+        run, args = (self._run, (call,)) if keep is None else (self._forked, (call, keep))
+        threading.Thread(target=run, args=args, daemon=True, name=str(op)).start()
         self._started.wait()
 
     def _run(self, call) -> None:
-        self._tid = threading.get_native_id()
+        self._wchan = f"/proc/self/task/{threading.get_native_id()}/wchan"
         self._started.set()
         self._result = _outcome(call)
+        self._done.set()
+
+    def _forked(self, call, keep: tuple[int, ...]) -> None:
+        """The call in a child: it makes the one system call and writes what it got into a pipe, nothing else (a
+        child of a process with threads may take no lock another thread held)."""
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child)
+            try:
+                low = 3
+                for fd in sorted({*keep, w}):
+                    os.closerange(low, fd)
+                    low = fd + 1
+                os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+                got = _outcome(call)
+                kind = b"e" if isinstance(got, Err) else b"s" if isinstance(got, str) else b"b"
+                body = str(got.errno).encode() if isinstance(got, Err) else os.fsencode(got) if kind == b"s" else got
+                os.write(w, kind + body)
+            finally:
+                os._exit(0)
+        os.close(w)
+        self._wchan = f"/proc/{pid}/wchan"
+        self._started.set()
+        with os.fdopen(r, "rb") as pipe:
+            said = pipe.read()
+        os.waitpid(pid, 0)
+        kind, body = said[:1], said[1:]
+        self._result = (Err(int(body)) if kind == b"e" else os.fsdecode(body) if kind == b"s" else body if kind
+                        else Err(0))  # a child that said nothing (it died): no errno
         self._done.set()
 
     @property
@@ -83,7 +117,7 @@ class Background:
         seen = 0
         while not self.done and seen < 3 and time.monotonic() < deadline:
             try:
-                waits = Path(f"/proc/self/task/{self._tid}/wchan").read_text() == "request_wait_answer"
+                waits = Path(self._wchan).read_text() == "request_wait_answer"
             except OSError:  # it has just ended
                 waits = False
             seen = seen + 1 if waits else 0
@@ -107,14 +141,20 @@ class Client:
         return f"/proc/self/fd/{self._root}/{rel}"
 
     def data(self, text: str) -> bytes:
-        return text.replace("{target}", str(self.mount.target)).encode(errors="surrogateescape")
+        """What `text` writes: `{target}` the target directory, `{slashes:N}` padding to N bytes in all."""
+        raw = text.replace("{target}", str(self.mount.target)).encode(errors="surrogateescape")
+        pad = SLASHES.search(raw)
+        if pad is None:
+            return raw
+        rest = raw[:pad.start()] + raw[pad.end():]
+        return rest[:pad.start()] + b"/" * max(0, int(pad[1]) - len(rest)) + rest[pad.start():]
 
     def apply(self, op: BlockOp) -> object:
         """A call that does not wait: its result, or an Err."""
         return _outcome(lambda: self._call(op))
 
     def start(self, op: BlockOp) -> Background:
-        call = Background(op, lambda: self._call(op))
+        call = Background(op, lambda: self._call(op), (self._root,) if op.forked else None)
         self.calls.append(call)
         return call
 
@@ -126,6 +166,9 @@ class Client:
         a = op.args
         if op.name == "open":
             self.fds[len(self.fds)] = os.open(self._path("dev"), os.O_RDWR | os.O_CLOEXEC)
+            return None
+        if op.name == "dup":
+            self.fds[len(self.fds)] = os.dup(self.fds[a[0]])
             return None
         if op.name == "close":
             fd = self.fds[a[0]]

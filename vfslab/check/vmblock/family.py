@@ -10,7 +10,7 @@ from vfslab.check.vmblock.deadlock import probe
 from vfslab.check.vmblock.program import FAMILY as NAME
 from vfslab.check.vmblock.program import OPS, BlockProgram
 from vfslab.check.vmblock.stateful import check_block_stateful, run_block_program
-from vfslab.model.block import PROFILES, RULES
+from vfslab.model.block import LIMITS, PROFILES, RULES
 from vfslab.subjects.vmblock import LIBFUSE_MAX_THREADS
 
 
@@ -49,4 +49,5 @@ def deadlock(job: Job) -> None:
 
 FAMILY = Family(NAME, RULES, PROFILES, "vmblock",
                 {"stateful": stateful, "program": Job.run_programs, "deadlock": deadlock}, settings,
-                program=BlockProgram, replay=run_block_program, operations=OPS, default_subject="vmblock-fuse")
+                program=BlockProgram, replay=run_block_program, operations=OPS, default_subject="vmblock-fuse",
+                limits=LIMITS)

@@ -61,6 +61,10 @@ class BlockLockstep(Race):
                 return opened
             handles.append(opened.result)
             return replace(opened, result=None)  # the caller sees a new fd, not the handle's number
+        if op.name == "dup":
+            duped = m.dup_ctl(handles[a[0]])
+            handles.append(duped.result)
+            return replace(duped, result=None)
         calls = {
             "close": lambda: m.close_ctl(handles[a[0]]),
             "write": lambda: m.write_ctl(handles[a[0]], self.client.data(a[1])),

@@ -1,15 +1,17 @@
 """vmblock programs: the target directory's names at the start and a list of operations, replayable.
 
 Operations (arguments in brackets; `slot` numbers the control handles in the order they were opened, `text`
-is what is written to `/dev` with `{target}` standing for the subject's target directory):
+is what is written to `/dev` with `{target}` standing for the subject's target directory and `{slashes:N}` for as
+many `/` as make the whole write N bytes long; `dup` gives a new slot on the open file of an existing one):
 
-    open  close[slot]  write[slot, text]  read[slot, size]        the control file /dev
+    open  dup[slot]  close[slot]  write[slot, text]  read[slot, size]  the control file /dev
     touch[name]  rm[name]                                            the target directory
     readlink[name]  notify[name]                                     calls that may wait: run in the background
     lstat[path]  readdir[path]  version                              the tree ("" is the root)
 
 `open`, `readlink` and `notify` may be made by another caller (`uid`): a block holds only its adder's accesses in
-the unprivileged mode, and only root may open the control file otherwise.
+the unprivileged mode, and only root may open the control file otherwise. `readlink` and `notify` may be made by
+another process (`forked`): a block holds every process's accesses.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from vfslab.check.engine.kept import Kept
 
 FAMILY = "vmblock"
 BACKGROUND = ("readlink", "notify")
-OPS = ("open", "close", "write", "read", "touch", "rm", *BACKGROUND, "lstat", "readdir", "version")
+OPS = ("open", "dup", "close", "write", "read", "touch", "rm", *BACKGROUND, "lstat", "readdir", "version")
 
 
 @dataclass(frozen=True)
@@ -29,18 +31,31 @@ class BlockOp:
     args: tuple = ()
     #: the caller (0: root; the bench's other caller is uid 1000)
     uid: int = 0
+    #: made by a child process of its own, not by the bench's process
+    forked: bool = False
 
     def to_json(self) -> dict:
-        return {"op": self.name, "args": list(self.args), **({"uid": self.uid} if self.uid else {})}
+        return {"op": self.name, "args": list(self.args), **({"uid": self.uid} if self.uid else {}),
+                **({"forked": True} if self.forked else {})}
 
     @classmethod
     def from_json(cls, data: dict) -> BlockOp:
         if data["op"] not in OPS:
             raise ValueError(f"unknown vmblock operation {data['op']!r}")
-        return cls(data["op"], tuple(data.get("args", ())), int(data.get("uid", 0)))
+        if data.get("forked") and data["op"] not in BACKGROUND:
+            raise ValueError(f"only {' and '.join(BACKGROUND)} are made by another process, not {data['op']!r}")
+        return cls(data["op"], tuple(data.get("args", ())), int(data.get("uid", 0)), bool(data.get("forked", False)))
 
     def __str__(self) -> str:
-        return f"{self.name}({', '.join(map(repr, self.args))})" + (f" as uid {self.uid}" if self.uid else "")
+        args = ", ".join(_short(a) for a in self.args)
+        return (f"{self.name}({args})" + (f" as uid {self.uid}" if self.uid else "")
+                + (" in another process" if self.forked else ""))
+
+
+def _short(arg: object) -> str:
+    """An argument as a message shows it: a long text cut in the middle."""
+    shown = repr(arg)
+    return shown if len(shown) <= 80 else f"{shown[:40]}...{shown[-30:]} ({len(arg)} chars)"
 
 
 @dataclass

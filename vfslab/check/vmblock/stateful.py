@@ -1,10 +1,11 @@
 """Hypothesis stateful checking of a vmblock: generated programs of concurrent clients, in lockstep with the model.
 
 Each example mounts the subject on a target directory of a few names, then applies rules: control handles
-opened, written (add, delete, list, bad operations, paths to normalise, a path too long), read and closed;
-target entries created and removed; readlinks and notify reads started in the background; lstat, readdir,
-/version. At the end every handle is closed, so every waiting call must return. A failing example is shrunk
-by Hypothesis to a minimal program, which is kept.
+opened, duplicated, written (add, delete, list, bad operations, paths to normalise, writes of PATH_MAX-1, PATH_MAX
+and PATH_MAX+1 bytes), read (with buffers at the banner's edges) and closed; target entries created and removed
+(one just looked up, then looked up again: the kernel may keep it); readlinks and notify reads started in the
+background, from this process or a child of its own; lstat, readdir, /version. At the end every handle is closed,
+so every waiting call must return. A failing example is shrunk by Hypothesis to a minimal program, which is kept.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from vfslab.check.engine.kept import Replay
 from vfslab.check.engine.race import WATCHDOG_SECONDS, Hang, Mismatch
 from vfslab.check.vmblock.lockstep import BlockLockstep, start
 from vfslab.check.vmblock.program import BlockOp, BlockProgram
+from vfslab.model.block.rules import BANNER_LIMIT, PATH_LIMIT
 from vfslab.subjects.driver import USER
 
 NAMES = ("foo", "bar", "baz")
-#: control handles opened per example, at most
-MAX_SLOTS = 3
+#: control descriptors per example, at most (opened or duplicated)
+MAX_SLOTS = 4
 #: calls waiting at once, at most: below the smallest worker cap checked, so no design deadlocks here (that is
 #: the deadlock scenario's business)
 MAX_WAITING = 4
@@ -39,6 +41,12 @@ texts = st.one_of(
 tree_paths = st.one_of(st.sampled_from(("", "dev", "blockdir", "notifydir", "version", "nothing")),
                        st.builds(lambda d, n: f"{d}/{n}", st.sampled_from(("blockdir", "notifydir")), names))
 dir_paths = st.sampled_from(("", "blockdir", "notifydir"))
+#: a limit's edges: one short of it, at it, one past it
+offsets = st.sampled_from((-1, 0, 1))
+#: reads of /dev: a page, too small for the banner, and the banner's edges
+read_sizes = st.sampled_from((4096, 5, *(BANNER_LIMIT.value + o for o in (-1, 0, 1))))
+#: who makes a call that may wait: this process, or now and then a child of its own
+forks = st.sampled_from((False, False, True))
 
 
 def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadline: float,
@@ -83,8 +91,8 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
         def out_of_budget(self) -> None:
             """The time budget is spent: examples from now on do nothing."""
 
-        def _do(self, name: str, *args: object, uid: int = 0) -> None:
-            op = BlockOp(name, args, uid)
+        def _do(self, name: str, *args: object, uid: int = 0, forked: bool = False) -> None:
+            op = BlockOp(name, args, uid, forked)
             self.program.ops.append(op)
             tally.steps += 1
             try:
@@ -99,6 +107,12 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
         @rule()
         def open(self) -> None:
             self._do("open")
+
+        # a second descriptor on an open control file: the same blocker, released with the last close
+        @precondition(lambda self: self._slots() and len(self.lock.client.fds) < MAX_SLOTS)
+        @rule(pick=st.integers(0, MAX_SLOTS))
+        def dup(self, pick: int) -> None:
+            self._do("dup", self._slot(pick))
 
         @precondition(lambda self: self._slots())
         @rule(pick=st.integers(0, MAX_SLOTS))
@@ -121,8 +135,15 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
         def delete(self, pick: int, name: str) -> None:
             self._do("write", self._slot(pick), f"d{{target}}/{name}")
 
+        # writes at the edges of PATH_MAX: the path padded with '/', which are collapsed, so that a write the daemon
+        # takes adds (or deletes) the block on the name itself, and one it refuses leaves the name as it was
         @precondition(lambda self: self._slots())
-        @rule(pick=st.integers(0, MAX_SLOTS), size=st.sampled_from((4096, 5)))
+        @rule(pick=st.integers(0, MAX_SLOTS), op=st.sampled_from("aad"), offset=offsets, name=names)
+        def write_at_edge(self, pick: int, op: str, offset: int, name: str) -> None:
+            self._do("write", self._slot(pick), f"{op}{{target}}{{slashes:{PATH_LIMIT.value + offset}}}{name}")
+
+        @precondition(lambda self: self._slots())
+        @rule(pick=st.integers(0, MAX_SLOTS), size=read_sizes)
         def read(self, pick: int, size: int) -> None:
             self._do("read", self._slot(pick), size)
 
@@ -154,9 +175,9 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
             self._do("open", uid=USER)
 
         @precondition(lambda self: self._on() and self._waiting() < MAX_WAITING)
-        @rule(name=names, notify=st.booleans())
-        def access_as_user(self, name: str, notify: bool) -> None:
-            self._do("notify" if notify else "readlink", name, uid=USER)
+        @rule(name=names, notify=st.booleans(), forked=forks)
+        def access_as_user(self, name: str, notify: bool, forked: bool) -> None:
+            self._do("notify" if notify else "readlink", name, uid=USER, forked=forked)
 
         def _blocked(self) -> list[str]:
             """Names the model holds a block on (so that a readlink or notify read of them waits)."""
@@ -168,10 +189,26 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
 
         # waiting on a blocked name gets a rule of its own too
         @precondition(lambda self: self._blocked())
-        @rule(pick=st.integers(0, len(NAMES)), notify=st.booleans())
-        def wait(self, pick: int, notify: bool) -> None:
+        @rule(pick=st.integers(0, len(NAMES)), notify=st.booleans(), forked=forks)
+        def wait(self, pick: int, notify: bool, forked: bool) -> None:
             blocked = self._blocked()
-            self._do("notify" if notify else "readlink", blocked[pick % len(blocked)])
+            self._do("notify" if notify else "readlink", blocked[pick % len(blocked)], forked=forked)
+
+        def _looked_up(self) -> list[str]:
+            """Target names the kernel may hold an entry of (looked up, still there)."""
+            if not self._on():
+                return []
+            model = self.lock.models[self.lock.alive[0]]
+            return sorted(model.looked_up & model.target_names)
+
+        # a name looked up, removed from the target and looked up again at once: a kernel that keeps entries (a
+        # daemon on libfuse's high-level API) may still show it
+        @precondition(lambda self: self._looked_up())
+        @rule(pick=st.integers(0, len(NAMES)))
+        def forget(self, pick: int) -> None:
+            name = self._looked_up()[pick % len(self._looked_up())]
+            self._do("rm", name)
+            self._do("lstat", f"blockdir/{name}")
 
         @precondition(_on)
         @rule(path=tree_paths)
