@@ -23,6 +23,7 @@ from vfslab.model.union.profiles import Profile
 from vfslab.model.union.rules import LINK_LIMIT, NAME_LIMIT, PATH_LIMIT
 
 R, W, X = 4, 2, 1
+S_ISUID, S_ISGID, S_ISVTX, S_IXGRP = 0o4000, 0o2000, 0o1000, 0o010
 
 O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 3, 0, 1, 2
 O_CREAT, O_EXCL, O_TRUNC, O_APPEND = 0o100, 0o200, 0o1000, 0o2000
@@ -171,6 +172,29 @@ class UnionModel:
     def _own(self, inode: Inode) -> None:
         if self.cred.uid not in (0, inode.uid):
             raise ModelError(E.EPERM, "union.perm.owner")
+
+    def _in_group(self, inode: Inode) -> bool:
+        """The caller may keep an inode's setgid bit: it is in the inode's group, or root (CAP_FSETID)."""
+        c = self.cred
+        return c.uid == 0 or inode.gid == c.gid or inode.gid in c.groups
+
+    def _sticky(self, parent: Found, found: Found) -> None:
+        """In a sticky directory only root, the directory's owner or the entry's may remove or replace it."""
+        d, node = self._inode(parent), self._inode(found)
+        if d.mode & S_ISVTX and self.cred.uid not in (0, d.uid, node.uid):
+            raise ModelError(E.EPERM, "union.perm.sticky")
+
+    def _kill_setid(self, node: Inode) -> None:
+        """A write or truncate of a regular file by a caller without CAP_FSETID clears setuid, and setgid where
+        group execute makes it one (should_remove_suid)."""
+        if node.kind == FILE and self.cred.uid != 0:
+            self._drop_setid(node)
+
+    def _drop_setid(self, node: Inode) -> None:
+        kill = S_ISUID | (S_ISGID if node.mode & S_IXGRP or not self._in_group(node) else 0)
+        if node.mode & kill:
+            self._fire("union.mode.kill-setid")
+            node.mode &= ~kill
 
     # ---- lookup ----------------------------------------------------------------------------------
 
@@ -470,9 +494,16 @@ class UnionModel:
         else:
             self._fire("union.unlink.upper-only")
 
-    def _new_inode(self, kind: str, mode: int, **attrs) -> Inode:
-        return self.store.new(kind, mode=mode & ~self.umask & 0o7777, uid=self.cred.uid, gid=self.cred.gid,
-                              **attrs)
+    def _new_inode(self, parent: Found, kind: str, mode: int, **attrs) -> Inode:
+        """A new inode owned by the caller; in a setgid directory it takes the directory's group, and a new
+        directory its setgid bit too (mkdir keeps neither set-id bit it was asked for)."""
+        mode &= ~self.umask & (0o1777 if kind == DIR else 0o7777)
+        gid, d = self.cred.gid, self._inode(parent)
+        if d.mode & S_ISGID:
+            self._fire("union.mode.setgid-dir")
+            gid = d.gid
+            mode |= S_ISGID if kind == DIR else 0
+        return self.store.new(kind, mode=mode, uid=self.cred.uid, gid=gid, **attrs)
 
     # ---- operations: metadata --------------------------------------------------------------------
 
@@ -519,6 +550,9 @@ class UnionModel:
     def chmod(self, path: str, mode: int) -> None:
         def apply(node: Inode) -> None:
             node.mode = mode & 0o7777
+            if node.mode & S_ISGID and not self._in_group(node):
+                self._fire("union.mode.chmod-setgid")
+                node.mode &= ~S_ISGID
 
         self._setattr(path, apply, self._own)
 
@@ -531,6 +565,8 @@ class UnionModel:
                 raise ModelError(E.EPERM, "union.perm.owner")
 
         def apply(node: Inode) -> None:
+            if node.kind != DIR:  # chown_common: ATTR_KILL_SUID, and setgid where it would be kept no further
+                self._drop_setid(node)
             node.uid = node.uid if uid == -1 else uid
             node.gid = node.gid if gid == -1 else gid
 
@@ -549,6 +585,7 @@ class UnionModel:
         self._need(node, W)
         self._fire("union.copyup.open-write")
         up = self._copy_up(found)
+        self._kill_setid(up)
         up.data = up.data[:length].ljust(length, b"\0")
 
     # ---- operations: xattrs ----------------------------------------------------------------------
@@ -609,12 +646,12 @@ class UnionModel:
     @operation
     def mkdir(self, path: str, mode: int) -> None:
         parent, name = self._create_parent(path)
-        self._add(parent, name, self._new_inode(DIR, mode))
+        self._add(parent, name, self._new_inode(parent, DIR, mode))
 
     @operation
     def symlink(self, target: str, path: str) -> None:
         parent, name = self._create_parent(path)
-        link = self._new_inode(SYMLINK, 0o777, target=target)
+        link = self._new_inode(parent, SYMLINK, 0o777, target=target)
         link.mode = 0o777  # a symlink's mode is always 0777, whatever the umask
         self._add(parent, name, link)
 
@@ -640,6 +677,7 @@ class UnionModel:
         if found is None:
             raise ModelError(E.ENOENT, "union.path.enoent")
         self._need(self._inode(parent), W | X)
+        self._sticky(parent, found)
         if self._inode(found).kind == DIR:
             raise ModelError(E.EISDIR, "union.unlink.dir")
         self._index_before_removal(found)
@@ -672,6 +710,7 @@ class UnionModel:
         if name == ".":
             raise ModelError(E.EINVAL, "union.rmdir.dot")
         self._need(self._inode(parent), W | X)
+        self._sticky(parent, found)
         if self._inode(found).kind != DIR:
             raise ModelError(E.ENOTDIR, "union.path.enotdir")
         if self._names(found):
@@ -708,7 +747,10 @@ class UnionModel:
             self._fire("union.rename.same-inode")
             return
         self._need(self._inode(op), W | X)
+        self._sticky(op, src)
         self._need(self._inode(np_), W | X)
+        if dst is not None:
+            self._sticky(np_, dst)
         if same_inode:
             self._fire("union.rename.same-inode-path-api")
             return
@@ -796,7 +838,7 @@ class UnionModel:
             if not create:
                 raise ModelError(E.ENOENT, "union.path.enoent")
             self._need(self._inode(parent), W | X)
-            self._add(parent, name, self._new_inode(FILE, mode))
+            self._add(parent, name, self._new_inode(parent, FILE, mode))
             found = self._lookup_child(parent, name)
             created = True
         else:
@@ -818,6 +860,7 @@ class UnionModel:
                 self._fire("union.copyup.open-write")
                 up = self._copy_up(found)
                 if flags & O_TRUNC:
+                    self._kill_setid(up)
                     up.data = b""
         node = self._inode(found)
         is_dir = node.kind == DIR
@@ -865,6 +908,8 @@ class UnionModel:
         node = self._fd_inode(f)
         if f.flags & O_APPEND:
             f.offset = len(node.data)
+        if data:
+            self._kill_setid(node)
         node.data = node.data[: f.offset].ljust(f.offset, b"\0") + data + node.data[f.offset + len(data) :]
         f.offset += len(data)
         return len(data)
@@ -895,6 +940,7 @@ class UnionModel:
         if f.flags & O_ACCMODE == O_RDONLY or f.is_dir:
             raise ModelError(E.EINVAL, "union.fd.mode")
         node = self._fd_inode(f)
+        self._kill_setid(node)
         node.data = node.data[:length].ljust(length, b"\0")
 
     @operation

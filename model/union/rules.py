@@ -33,6 +33,14 @@ RULES: dict[str, str] = {
     "union.perm.owner": "chmod, chown, and explicit utimes need the owner (or root): EPERM.",
     "union.perm.hardlink": "protected_hardlinks: a non-owner may link only a regular file it can read and "
     "write: EPERM.",
+    "union.perm.sticky": "In a sticky directory only the directory's owner, the entry's owner or root may remove "
+    "or replace an entry: EPERM.",
+    # set-id bits (POSIX, as Linux keeps them)
+    "union.mode.kill-setid": "A write or truncate of a regular file by a caller without CAP_FSETID, and any chown "
+    "of a non-directory, clears setuid, and setgid when group execute is set (or the caller is not in the group).",
+    "union.mode.chmod-setgid": "chmod by a caller neither in the file's group nor root leaves setgid unset.",
+    "union.mode.setgid-dir": "A new entry of a setgid directory takes the directory's group; a new directory also "
+    "its setgid bit.",
     # copy-up
     "union.copyup.file": "File copyup: create a file on the top layer that has the same metadata and "
     "contents as the file with the same pathname on the bottom layer.",

@@ -117,7 +117,10 @@ def paths(draw: st.DrawFn, root: bool = False, long: bool = False) -> PathChoice
 
 callers = st.sampled_from((0, 0, 0, USER))
 create_modes = st.sampled_from((0o644, 0o600, 0o755, 0o000, 0o777))
-chmod_modes = st.sampled_from((0o644, 0o600, 0o755, 0o000, 0o777, 0o555, 0o700))
+#: the set-id and sticky bits too: what chown, a write and a truncate clear, what a setgid directory hands down, and
+#: whom a sticky directory lets remove a name
+chmod_modes = st.sampled_from((0o644, 0o600, 0o755, 0o000, 0o777, 0o555, 0o700, 0o4755, 0o2755, 0o2775, 0o6777,
+                               0o1777, 0o3777, 0o2745))
 
 
 @st.composite
