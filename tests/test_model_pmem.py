@@ -68,3 +68,30 @@ def test_the_tree_puts_the_pool_at_its_mount_point(model):
     assert tree["P"].nlink == 2 + 2, "the pool's root, whose subdirectories are d and e"
     assert {"P/d/new", "k/g", "P/lk", "k/toP"} <= set(tree)
     assert tree["P/lk"].target == "/k/f" and tree["k/f"].digest is not None
+
+
+def test_the_walk_counts_the_edges_of_its_limits(model):
+    """PATH_MAX counts the terminating NUL (4095 bytes are allowed, 4096 are not), a component may have NAME_MAX
+    bytes, a lookup may follow MAXSYMLINKS symlinks; each outcome fires the edge its number is at, and a symlink
+    count only at the lookup's end (its total), not each count on the way."""
+    from vfslab.check.pmem.stateful import pad
+
+    at = "pmem.path.enametoolong@"
+    for size, edge, result in ((4094, "PATH_MAX-1", "file"), (4095, "PATH_MAX", "file"), (4096, "PATH_MAX+1", None)):
+        done = model.stat(pad("/P/a", size))
+        assert f"{at}{edge}" in done.rules and (done.result.kind if result else done.result) == (
+            result or Err(errno.ENAMETOOLONG)), size
+    assert model.stat("/P/" + "é" * 2048).result == Err(errno.ENAMETOOLONG), "bytes are counted, not characters"
+    for n, edge in ((254, "NAME_MAX-1"), (255, "NAME_MAX"), (256, "NAME_MAX+1")):
+        made = model.mkdir("/P/" + "m" * n)
+        assert f"{at}{edge}" in made.rules
+        assert made.result == (Err(errno.ENAMETOOLONG) if n > 255 else None)
+    assert model.symlink(".", "/P/dot").result is None
+    for n, edge in ((39, "MAXSYMLINKS-1"), (40, "MAXSYMLINKS"), (41, "MAXSYMLINKS+1")):
+        done = model.stat("/P/" + "dot/" * n + "a")
+        fired = [r for r in done.rules if r.startswith("pmem.symlink.follow@")]
+        assert fired == [f"pmem.symlink.follow@{edge}"], (n, fired)
+        assert done.result == Err(errno.ELOOP) if n > 40 else done.result.kind == "file"
+    assert not [r for r in model.lstat("/P/" + "dot/" * 38 + "dot").rules if "@" in r], \
+        "lstat leaves the last one: 38 followed, no edge"
+

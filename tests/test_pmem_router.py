@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from vfslab.check.pmem import transparency
 from vfslab.check.pmem.program import KERNEL
-from vfslab.check.pmem.stateful import POOL_NODES, Pick, calls, pool_trees
+from vfslab.check.pmem.stateful import POOL_NODES, pool_trees, resolve, steps
 from vfslab.impl.pmem.fs import PmemFS
 from vfslab.impl.pmem.router import Router
 from vfslab.subjects.pmem import fill_pool
@@ -22,11 +22,12 @@ from vfslab.subjects.tree import build_layer
 
 
 @settings(max_examples=500, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-@given(pool=pool_trees, program=st.lists(calls, min_size=1, max_size=12))
+@given(pool=pool_trees, program=st.lists(steps, min_size=1, max_size=10))
 def test_the_router_is_transparent_but_for_named_deviations(tmp_path_factory, pool, program):
     """The CI profile: 500 programs (relative and absolute paths, symlinks into and out of the pool, `..` across
-    the mount point, the cwd inside and outside it, dup'ed fds), on generated pool trees."""
-    program = [[f"#{a.n % 4}" if isinstance(a, Pick) else a for a in call] for call in program]
+    the mount point, the cwd inside and outside it, dup'ed fds, what two fds share, names, paths and symlink
+    chains at NAME_MAX, PATH_MAX and MAXSYMLINKS), on generated pool trees."""
+    program = resolve([call for step in program for call in step], 0, 4)
     verdict = transparency.run(program, pool, tmp_path_factory.mktemp("t"))
     assert verdict.problem is None, f"{verdict.problem}\npool: {[n.path for n in pool]}\nprogram: {program}"
     assert verdict.deviation in (None, "exdev", "empty-path", "mount-point")
@@ -68,3 +69,38 @@ def test_the_routing_rules(routed):
     assert router.read(again, 1) == b"" and router.fstat(again).st_size == 4
     router.close(again)
     assert router.fds == {}
+
+
+def test_the_router_and_the_pool_count_a_path_in_bytes_at_its_limits(routed):
+    """PATH_MAX counts bytes and the terminating NUL: 4095 bytes pass, 4096 are ENAMETOOLONG, however few
+    characters they are; 40 symlinks are followed, the 41st is ELOOP; a name may have 255 bytes."""
+    from vfslab.check.pmem.stateful import pad
+
+    router, _ = routed
+    assert router.stat(pad("P/a", 4095)).st_size == len(b"hello\n")
+    assert errno_of(lambda: router.stat(pad("P/a", 4096))) == errno.ENAMETOOLONG
+    wide = "P/" + "é/" * 1365  # 2732 characters, 4097 bytes
+    assert errno_of(lambda: router.stat(wide)) == errno.ENAMETOOLONG
+    fs = router.pools[next(iter(router.pools))].fs
+    assert errno_of(lambda: fs.lookup(fs.pool.root, wide[1:])) == errno.ENAMETOOLONG, "the pool's own walk too"
+    router.symlink(".", "P/dot")
+    assert router.stat("P/" + "dot/" * 40 + "a").st_size == len(b"hello\n")
+    assert errno_of(lambda: router.stat("P/" + "dot/" * 41 + "a")) == errno.ELOOP
+    router.mkdir("P/" + "m" * 255)
+    assert errno_of(lambda: router.mkdir("P/" + "m" * 256)) == errno.ENAMETOOLONG
+
+
+def test_the_router_is_the_kernel_at_the_limits(tmp_path):
+    """The same calls at NAME_MAX, PATH_MAX and MAXSYMLINKS (and a path long in bytes, short in characters)
+    through the router and on the kernel: the same answers."""
+    from vfslab.check.pmem.stateful import pad
+
+    program = [["symlink", ".", "/P/dot"], ["symlink", ".", "/k/dot"],
+               *(["stat", f"/{where}/" + "dot/" * n + name] for n in (39, 40, 41) for where, name in
+                 (("P", "a"), ("k", "f"))),
+               *([call, pad(path, n)] for n in (4094, 4095, 4096) for path in ("/P/a", "P/d/b", "/k/f")
+                 for call in ("stat", "lstat")),
+               *(["mkdir", f"/{where}/" + "m" * n] for n in (254, 255, 256) for where in ("P", "k")),
+               ["stat", "P/" + "é/" * 1365], ["stat", "k/" + "é/" * 1365], ["stat", "P/" + "é/" * 1364]]
+    verdict = transparency.run(program, POOL_NODES, tmp_path)
+    assert verdict.problem is None and verdict.deviation is None, verdict.problem

@@ -59,3 +59,24 @@ def test_a_bad_routing_program_is_one_clear_error(tmp_path, capsys):
     assert main(["replay", str(bad), "--subject", "pmem-router"]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a routing call" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("name, profile, scenario", [("pmem-router", "pmemfile", "pmem-routing"),
+                                                     ("pmem-fuse", "kernel", "pmem-routing-kernel")])
+def test_a_quick_run_fires_every_routing_rule_and_reaches_every_edge(scratch, need, name, profile, scenario):
+    """What a quick default run draws (QUICK's budget, the scenario's seed) fires every routing rule of the held
+    profile, `pmem.fd.dir-offset` included (an lseek on a directory's fd), and reaches every edge of NAME_MAX,
+    PATH_MAX and MAXSYMLINKS: through the router, and through the kernel into a FUSE-mounted pool."""
+    from vfslab.check.engine.generated import QUICK
+    from vfslab.model.limits import edges_of
+    from vfslab.model.pmem import LIMITS, PROFILES, RULES
+    from vfslab.runner import scenario_seed
+
+    tally = check_route_stateful(need(name), profile, seed=scenario_seed(0, scenario), budget=QUICK,
+                                 scratch_root=scratch / "check")
+    assert tally.failure is None, replayable(tally.failure, scratch)
+    other = {p.empty_rule for p in PROFILES.values()} - {PROFILES[profile].empty_rule}
+    rules = [r for r in RULES if not r.startswith("pmem.pool.") and r not in other]
+    assert [r for r in rules if not tally.coverage[r]] == []
+    routing = tuple(limit for limit in LIMITS if limit.rule in rules)
+    assert len(routing) == 3 and [e for e in edges_of(routing) if not tally.coverage[e]] == []

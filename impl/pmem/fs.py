@@ -343,7 +343,7 @@ class PmemFS:
         The last component is followed if it is a symlink and `follow`; a trailing `/` requires a directory."""
         if path == "":
             raise err(E.ENOENT)
-        if len(path) >= PATH_MAX:
+        if len(path.encode(errors="surrogateescape")) >= PATH_MAX:  # PATH_MAX counts the terminating NUL
             raise err(E.ENAMETOOLONG)
         parts = [p for p in path.split("/") if p]
         trailing = path.endswith("/")

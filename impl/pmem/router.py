@@ -18,10 +18,7 @@ import os
 import stat as st
 from dataclasses import dataclass, field
 
-from vfslab.impl.pmem.fs import ROOT, Cred, File, PmemFS, err
-
-MAX_SYMLINKS = 40
-PATH_MAX = 4096
+from vfslab.impl.pmem.fs import MAX_SYMLINKS, NAME_MAX, PATH_MAX, ROOT, Cred, File, PmemFS, err
 
 
 @dataclass(eq=False)
@@ -112,7 +109,7 @@ class Router:
         unlink, rename, symlink, link's new name), which never follows it and judges the `/` itself."""
         if path == "":
             raise err(self.empty_path)
-        if len(path) >= PATH_MAX:
+        if len(path.encode(errors="surrogateescape")) >= PATH_MAX:  # PATH_MAX counts the terminating NUL
             raise err(E.ENAMETOOLONG)
         links = 0
         here = Place("/") if path.startswith("/") else (start or self.cwd)
@@ -123,7 +120,7 @@ class Router:
         while todo:
             part = todo.pop(0)
             last = not todo
-            if len(part.encode(errors="surrogateescape")) > 255:
+            if len(part.encode(errors="surrogateescape")) > NAME_MAX:
                 if last and at_name:
                     return Found(here, part, False, trailing, too_long=True)
                 raise err(E.ENAMETOOLONG)

@@ -2,6 +2,6 @@
 
 from vfslab.model.pmem.profiles import PROFILES, Profile
 from vfslab.model.pmem.routing import RoutingModel
-from vfslab.model.pmem.rules import RULES
+from vfslab.model.pmem.rules import LIMITS, RULES
 
-__all__ = ["PROFILES", "RULES", "Profile", "RoutingModel"]
+__all__ = ["LIMITS", "PROFILES", "RULES", "Profile", "RoutingModel"]

@@ -19,15 +19,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import wraps
 
+from vfslab.model.limits import Limit
 from vfslab.model.outcome import Err, ModelError, Outcome
 from vfslab.model.pmem.profiles import Profile
+from vfslab.model.pmem.rules import LINK_LIMIT, NAME_LIMIT, PATH_LIMIT
 from vfslab.model.state import State
 from vfslab.model.union import PROFILES as FS_PROFILES
 from vfslab.model.union import UnionModel
 
-PATH_MAX = 4096
-NAME_MAX = 255
-MAXSYMLINKS = 40
 O_CREAT, O_EXCL, O_NOFOLLOW = 0o100, 0o200, 0o400000
 KERNEL = ""
 #: what lseek on a directory gives, in both the model and a subject's report (pmem.fd.dir-offset)
@@ -107,6 +106,16 @@ class RoutingModel:
         if rule not in self._fired:
             self._fired.append(rule)
 
+    def _measure(self, limit: Limit, n: int, errno: int) -> None:
+        """Count `n` against `limit`: the edge it is at fires, and over it the limit's rule fails the call."""
+        self._edge(limit, n)
+        if limit.over(n):
+            raise ModelError(errno, limit.rule)
+
+    def _edge(self, limit: Limit, n: int) -> None:
+        if (edge := limit.edge(n)) is not None:
+            self._fire(edge)
+
     def _call(self, place: Place, name: str, *args: object) -> object:
         """One operation of the file system holding `place`, on its path there (or on an fd of it)."""
         fs = self.fs[place.fs]
@@ -162,51 +171,55 @@ class RoutingModel:
         system's lookup, after the checks that come first)."""
         if path == "":
             raise ModelError(self.profile.empty_path, self.profile.empty_rule)
-        if len(path.encode()) >= PATH_MAX:
-            raise ModelError(E.ENAMETOOLONG, "pmem.path.enametoolong")
+        self._measure(PATH_LIMIT, len(path.encode()) + 1, E.ENAMETOOLONG)
         here = Place(KERNEL) if path.startswith("/") else self.cwd
         todo = deque(c for c in path.split("/") if c)
         slash = path.endswith("/") and bool(todo)
         if not todo:
             return Reached(here, "", here, "/")
         links = 0
-        while todo:
-            comp = todo.popleft()
-            last = not todo
-            if len(comp.encode()) > NAME_MAX:
-                if last and at_name:
-                    return Reached(here, comp, here.child(comp), slash=slash, too_long=True)
-                raise ModelError(E.ENAMETOOLONG, "pmem.path.enametoolong")
-            if comp in (".", ".."):
-                there = here if comp == "." else self._up(here)
+        try:
+            while todo:
+                comp = todo.popleft()
+                last = not todo
+                size = len(comp.encode())
+                self._edge(NAME_LIMIT, size)
+                if NAME_LIMIT.over(size):
+                    if last and at_name:
+                        return Reached(here, comp, here.child(comp), slash=slash, too_long=True)
+                    raise ModelError(E.ENAMETOOLONG, NAME_LIMIT.rule)
+                if comp in (".", ".."):
+                    there = here if comp == "." else self._up(here)
+                    if last:
+                        return Reached(here, "", there, comp, slash)
+                    here = there
+                    continue
+                kind, target = self._kind(here.child(comp))
+                if kind is None:
+                    if last:
+                        return Reached(here, comp, here.child(comp), slash=slash)
+                    raise ModelError(E.ENOENT, "pmem.path.walk")
+                if kind == "symlink" and (not last or ((follow or slash) and not at_name)):
+                    links += 1
+                    if LINK_LIMIT.over(links):
+                        raise ModelError(E.ELOOP, LINK_LIMIT.rule)
+                    self._fire("pmem.symlink.follow")
+                    if target.startswith("/"):
+                        if here.fs != KERNEL:
+                            self._fire("pmem.symlink.absolute")
+                        here = Place(KERNEL)
+                    todo.extendleft(reversed([c for c in target.split("/") if c] or ["."]))
+                    continue
                 if last:
-                    return Reached(here, "", there, comp, slash)
-                here = there
-                continue
-            kind, target = self._kind(here.child(comp))
-            if kind is None:
-                if last:
-                    return Reached(here, comp, here.child(comp), slash=slash)
-                raise ModelError(E.ENOENT, "pmem.path.walk")
-            if kind == "symlink" and (not last or ((follow or slash) and not at_name)):
-                links += 1
-                if links > MAXSYMLINKS:
-                    raise ModelError(E.ELOOP, "pmem.symlink.follow")
-                self._fire("pmem.symlink.follow")
-                if target.startswith("/"):
-                    if here.fs != KERNEL:
-                        self._fire("pmem.symlink.absolute")
-                    here = Place(KERNEL)
-                todo.extendleft(reversed([c for c in target.split("/") if c] or ["."]))
-                continue
-            if last:
-                if slash and kind != "dir" and not at_name:
-                    raise ModelError(E.ENOTDIR, "pmem.path.trailing-slash")
-                place = self._mounted(here.child(comp)) if kind == "dir" else here.child(comp)
-                return Reached(here, comp, place, "mount" if place.fs != here.fs else "name", slash)
-            if kind != "dir":
-                raise ModelError(E.ENOTDIR, "pmem.path.walk")
-            here = self._mounted(here.child(comp))
+                    if slash and kind != "dir" and not at_name:
+                        raise ModelError(E.ENOTDIR, "pmem.path.trailing-slash")
+                    place = self._mounted(here.child(comp)) if kind == "dir" else here.child(comp)
+                    return Reached(here, comp, place, "mount" if place.fs != here.fs else "name", slash)
+                if kind != "dir":
+                    raise ModelError(E.ENOTDIR, "pmem.path.walk")
+                here = self._mounted(here.child(comp))
+        finally:
+            self._edge(LINK_LIMIT, links)  # the lookup's total, not each count on the way
         raise AssertionError("unreachable")
 
     def _exists(self, reached: Reached) -> bool:
@@ -223,7 +236,7 @@ class RoutingModel:
 
     def _looked_up(self, reached: Reached) -> None:
         if reached.too_long:
-            raise ModelError(E.ENAMETOOLONG, "pmem.path.enametoolong")
+            raise ModelError(E.ENAMETOOLONG, NAME_LIMIT.rule)
 
     # ---- file descriptors ------------------------------------------------------------------------
 

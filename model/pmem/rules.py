@@ -7,11 +7,14 @@ the same path"). What a call then does to the name it reached is the file system
 union model held to a plain POSIX profile: those outcomes cite `union.*` rules too.
 """
 
+from vfslab.model.limits import MAXSYMLINKS, NAME_MAX, PATH_MAX, Limit
+
 RULES: dict[str, str] = {
     # the path walk
     "pmem.path.empty": "pmemfile: an empty path is ENOTDIR (upstream's choice).",
     "pmem.path.empty-posix": "The kernel: an empty path is ENOENT (POSIX).",
-    "pmem.path.enametoolong": "A path of PATH_MAX (4096) or more, or a component longer than 255: ENAMETOOLONG.",
+    "pmem.path.enametoolong": f"A path longer than PATH_MAX ({PATH_MAX}) bytes with its terminating NUL (so "
+    f"{PATH_MAX} bytes or more without it), or a component longer than NAME_MAX ({NAME_MAX}): ENAMETOOLONG.",
     "pmem.path.walk": "Resolution walks one component at a time with lstat; a missing component is ENOENT, a "
     "non-directory used as a directory ENOTDIR.",
     "pmem.path.root-dotdot": "`..` at the kernel's root is the root.",
@@ -28,7 +31,8 @@ RULES: dict[str, str] = {
     "the kernel).",
     "pmem.route.mount-point": "A mount point names its pool's root; removing or renaming it is EBUSY.",
     # symlinks
-    "pmem.symlink.follow": "Symlinks are followed by the router itself, at most 40 (ELOOP beyond).",
+    "pmem.symlink.follow": f"Symlinks are followed by the router itself, at most MAXSYMLINKS ({MAXSYMLINKS}) in "
+    "one lookup (ELOOP beyond).",
     "pmem.symlink.absolute": "An absolute symlink target restarts at the kernel root, even for a link stored in a "
     "pool.",
     "pmem.symlink.last": "Calls that do not follow the last component: lstat, open with O_NOFOLLOW or "
@@ -48,3 +52,11 @@ RULES: dict[str, str] = {
     "pmem.cwd.virtual": "chdir into a pool changes a virtual cwd only; getcwd returns mount point + pool path.",
     "pmem.cwd.notdir": "chdir to a non-directory: ENOTDIR.",
 }
+
+#: the numbers in the rules above, whose edges the generators draw
+LIMITS = (
+    Limit("NAME_MAX", NAME_MAX, "pmem.path.enametoolong", "bytes in one path component"),
+    Limit("PATH_MAX", PATH_MAX, "pmem.path.enametoolong", "bytes in a path, its terminating NUL included"),
+    Limit("MAXSYMLINKS", MAXSYMLINKS, "pmem.symlink.follow", "symlinks followed in one lookup"),
+)
+NAME_LIMIT, PATH_LIMIT, LINK_LIMIT = LIMITS

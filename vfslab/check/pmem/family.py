@@ -16,8 +16,8 @@ from vfslab.check.pmem.crash import CrashProgram
 from vfslab.check.pmem.damage import DamageProgram
 from vfslab.check.pmem.program import FAMILY as NAME
 from vfslab.check.pmem.program import TRANSPARENCY, RouteProgram
-from vfslab.check.pmem.stateful import Pick, calls, check_route_stateful, pool_trees, run_route_program
-from vfslab.model.pmem import PROFILES, RULES
+from vfslab.check.pmem.stateful import check_route_stateful, pool_trees, resolve, run_route_program, steps
+from vfslab.model.pmem import LIMITS, PROFILES, RULES
 from vfslab.model.pmem.calls import CALLS
 
 #: fds a transparency program's calls name: among the first four its opens and dups returned
@@ -83,13 +83,13 @@ def transparent(job: Job) -> None:
 
     def check(drawn, scratch):
         pool, program = drawn
-        program = [[f"#{a.n % TRANSPARENCY_FDS}" if isinstance(a, Pick) else a for a in call] for call in program]
+        program = resolve([call for step in program for call in step], 0, TRANSPARENCY_FDS)
         verdict = transparency.run(program, pool, scratch)
         if verdict.problem is None:
             return None
         return RouteProgram(pool, program, job.subject.name, job.profile, verdict.problem, TRANSPARENCY)
 
-    _generated(job, hs.tuples(pool_trees, hs.lists(calls, min_size=1, max_size=12)), check)
+    _generated(job, hs.tuples(pool_trees, hs.lists(steps, min_size=1, max_size=10)), check)
 
 
 def replay(program: Kept, subject, profile: str, scratch) -> Replay:
@@ -106,4 +106,4 @@ FAMILY = Family(NAME, RULES, PROFILES, "pmemfile",
                 {"stateful": stateful, "program": Job.run_programs, "crash": crash_consistency,
                  "damage": damaged, "transparency": transparent}, settings,
                 program=PmemProgram, replay=replay, operations=tuple(c.name for c in CALLS),
-                default_subject="pmem-router")
+                default_subject="pmem-router", limits=LIMITS)
