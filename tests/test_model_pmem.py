@@ -95,3 +95,16 @@ def test_the_walk_counts_the_edges_of_its_limits(model):
     assert not [r for r in model.lstat("/P/" + "dot/" * 38 + "dot").rules if "@" in r], \
         "lstat leaves the last one: 38 followed, no edge"
 
+
+def test_the_numbers_of_the_pool_rules_are_the_pools():
+    """model/pmem/rules.py writes the pool's format again (impl never imports a model): it must be the same."""
+    from vfslab.check.pmem.family import FAMILY
+    from vfslab.impl.pmem import fs, pool
+    from vfslab.model.pmem import LIMITS, RULES
+    from vfslab.model.pmem import rules as pmem_rules
+
+    model = (pmem_rules.BLOCK, pmem_rules.DIRENT, pmem_rules.DIR_BLOCK, pmem_rules.DIRECT)
+    assert model == (pool.BLOCK, fs.DIRENT.size, fs.PER_BLOCK, fs.DIRECT)
+    limits = tuple(limit.value for limit in LIMITS[:3])
+    assert limits == (fs.NAME_MAX, fs.PATH_MAX, fs.MAX_SYMLINKS)
+    assert FAMILY.limits == LIMITS and all(limit.rule in RULES for limit in LIMITS)

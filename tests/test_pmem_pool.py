@@ -200,3 +200,58 @@ def test_a_directory_of_more_entries_than_a_block_holds_lists_and_finds_them_all
         assert fsck.check(fs) == []
     finally:
         fs.close()
+
+
+def test_a_quick_crash_run_crashes_in_renames_of_every_kind_and_at_the_pools_limits(tmp_path):
+    """The crash scenario's programs in a quick default run (its seed, QUICK's 30): renames that succeed, of every
+    kind (plain, over an existing file, NOREPLACE, EXCHANGE, across directories, of a directory), each crashed at
+    every one of its persist points; directories across a block's end and files at a block's and at the direct
+    blocks' end."""
+    import itertools
+    from collections import Counter
+
+    from vfslab.check.engine.generated import QUICK, check_inputs
+    from vfslab.model.limits import edges_of
+    from vfslab.model.pmem.rules import BLOCK_LIMIT, DIR_BLOCK_LIMIT, DIRECT_LIMIT
+    from vfslab.runner import scenario_seed
+
+    start = tmp_path / "start.pool"
+    PmemFS.mkfs(str(start), crash.POOL_SIZE)
+    renames, fired, count = Counter(), Counter(), itertools.count()
+
+    def check(program):
+        scratch = tmp_path / f"ex{next(count)}"
+        scratch.mkdir()
+        verdict = crash.run(program, start, scratch)
+        renames.update(verdict.renames)
+        fired.update(verdict.fired)
+        shutil.rmtree(scratch)
+        assert verdict.problem is None, verdict.problem
+
+    tally = check_inputs(crash.programs, check, seed=scenario_seed(0, "pmem-crash-consistency"), budget=QUICK)
+    assert tally.failure is None and not tally.error, tally.error
+    assert {kind: renames[kind] > 0 for kind in crash.RENAME_KINDS} == dict.fromkeys(crash.RENAME_KINDS, True)
+    edges = edges_of((DIR_BLOCK_LIMIT, BLOCK_LIMIT, DIRECT_LIMIT))
+    assert {e: fired[e] > 0 for e in edges} == dict.fromkeys(edges, True)
+    assert fired["pmem.pool.dir-block"] and fired["pmem.pool.file-block"], "blocks taken and freed at the limits"
+
+
+def test_a_rename_in_two_transactions_is_caught_crashed_between_them(tmp_path, monkeypatch):
+    """Every persist point of a rename that succeeds is crashed at: a rename made of a link and an unlink (two
+    transactions) shows both names after a crash between them."""
+    start = tmp_path / "start.pool"
+    PmemFS.mkfs(str(start), crash.POOL_SIZE)
+    program = [("create", "/a"), ("mkdir", "/d"), ("rename", "/a", "/d/b", 0)]
+    verdict = crash.run(program, start, tmp_path)
+    assert verdict.problem is None and set(verdict.renames) == {"plain", "across"} and verdict.renames["plain"] > 3
+    real = PmemFS.renameat2
+
+    def two_steps(self, start, old, start2, new, flags=0, cred=None, must_be_dir=False):
+        if flags or not self.fstatat(start, old, follow=False).st_mode & 0o100000:
+            return real(self, start, old, start2, new, flags)
+        self.linkat(start, old, start2, new)
+        self.unlinkat(start, old)
+
+    monkeypatch.setattr(PmemFS, "renameat2", two_steps)
+    verdict = crash.run(program, start, tmp_path)
+    assert verdict.problem is not None and "op 3 ('rename'" in verdict.problem, verdict.problem

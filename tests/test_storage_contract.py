@@ -16,7 +16,7 @@ import pytest
 
 from vfslab import cli
 from vfslab.check.engine.generated import Budget
-from vfslab.check.results import FAIL, PASS
+from vfslab.check.results import FAIL, PASS, Results
 from vfslab.check.storage.checker import run_contract
 from vfslab.check.storage.program import StorageProgram
 from vfslab.impl.ovlfs.storage import method as interface
@@ -145,10 +145,44 @@ def test_a_release_with_no_sync_gives_back_the_last_sync_or_now_never_a_mix(m):
     assert m.choices == []  # nothing changed since what the storage holds
 
 
+def test_names_at_the_edges_of_name_max_are_decided_there(m):
+    """"" is EINVAL, 255 bytes are a name and 256 are ENAMETOOLONG, in Add and in Rename Directory Entry; each
+    outcome names the edge its name was at."""
+    name_max, = model.LIMITS
+    assert (name_max.value, name_max.rule, name_max.edge(0)) == (255, "storage.silent.names", "storage.silent.names@0")
+    assert m.add_inode(Attrs(stat.S_IFREG | 0o644), 2).result == 2
+    for n, result in ((0, Err(errno.EINVAL)), (254, None), (255, None), (256, Err(errno.ENAMETOOLONG))):
+        added = m.add_dirent(ROOT_INO, "n" * n, 2)
+        assert added.result == result and name_max.edge(n) in added.rules, (n, added)
+    assert m.lookup_dirent(ROOT_INO, "n" * 255).result == 2
+    renamed = m.rename_dirent(ROOT_INO, "n" * 255, "m" * 256)
+    assert renamed.result == Err(errno.ENAMETOOLONG) and "storage.silent.names@NAME_MAX+1" in renamed.rules
+    renamed = m.rename_dirent(ROOT_INO, "n" * 255, "n" * 254)
+    assert renamed.result is None and "storage.silent.rename-over-live" in renamed.rules
+    assert "storage.silent.names@NAME_MAX-1" in renamed.rules
+
+
+def test_a_mapping_counts_as_persistent_once_an_init_gives_it_back(m):
+    file_in(m, "a", 2)
+    assert "storage.map.persistent" not in m.map_inode(2, model.BASE, 1, 7).rules, "not yet: no mount has passed"
+    m.sync()
+    m.release()
+    assert "storage.map.persistent" in m.init().rules
+    m.release()
+    assert "storage.map.persistent" in m.init().rules, "Release and Init on the same storage: given back too"
+    fresh = StorageModel.formatted(Attrs(stat.S_IFDIR | 0o755, nlink=2))
+    fresh.release()
+    assert "storage.map.persistent" not in fresh.init().rules, "no mapping to give back"
+
+
 # ---- our methods ------------------------------------------------------------------------------------------------
 
 #: what CI holds each of our methods to: as many programs as scenarios/storage/contract.toml gives them
 CI_PROGRAMS = 500
+#: rules a generated program meets only when it has two live entries, or an unlinked one, or a mapped inode
+SELDOM = ("storage.rename.replaces-unlinked", "storage.rename.same-name", "storage.silent.add-over-live",
+          "storage.silent.rename-over-live", "storage.silent.remap", "storage.lookup.never-deleted",
+          "storage.number_dirent.with-deleted", "storage.map.persistent")
 
 
 @pytest.mark.parametrize("name", sorted(OURS))
@@ -157,6 +191,10 @@ def test_our_methods_keep_the_contract(name, tmp_path):
     record = checked(OURS[name], "contract", tmp_path, CI_PROGRAMS)
     assert record.verdict == PASS, record.counterexample and record.counterexample.message
     assert record.examples == CI_PROGRAMS
+    # the generator alone (no program scenario) meets every edge of NAME_MAX and the directory rules that need
+    # two entries, or an unlinked one, to meet
+    assert all(record.edges.values()), record.edges
+    assert all(record.coverage[rule] for rule in SELDOM), {rule: record.coverage[rule] for rule in SELDOM}
     print(f"{name}: {CI_PROGRAMS / (time.monotonic() - started):.0f} programs/s")
 
 
@@ -183,6 +221,28 @@ class NoDumpDir(DirMethod):
 def test_a_method_with_no_dump_is_seen_through_its_operations(tmp_path):
     record = checked(method("NoDumpDir"), "contract", tmp_path, 100)
     assert record.verdict == PASS, record.counterexample and record.counterexample.message
+
+
+@pytest.mark.parametrize("name_max", [254, 256])
+def test_a_method_off_by_one_at_name_max_fails_the_default_storage_suite(name_max, tmp_path, monkeypatch, capsys):
+    """Our methods' own NAME_MAX (impl/ovlfs/storage/tables.py) one short or one over the contract's: every default
+    run of the storage suite fails it, however the generated programs fell."""
+    from vfslab.impl.ovlfs.storage import tables
+
+    monkeypatch.setattr(tables, "NAME_MAX", name_max)
+    out = tmp_path / "out"
+    suite = Path(__file__).resolve().parents[1] / "scenarios" / "storage"
+    assert cli.main(["run", str(suite), "--subject", "storage-dir", "--out", str(out)]) == 1
+    failed = {r.scenario: r for r in Results.read(out / "results.json").records if r.verdict == FAIL}
+    assert "storage-edges" in failed, sorted(failed)
+    assert "storage.silent.names" in failed["storage-edges"].counterexample.message
+    capsys.readouterr()
+
+
+def test_our_methods_name_max_is_the_contracts():
+    from vfslab.impl.ovlfs.storage import tables
+
+    assert model.LIMITS[0].value == tables.NAME_MAX, "written twice on purpose (impl never imports model)"
 
 
 # ---- classic bugs, caught -----------------------------------------------------------------------------------------

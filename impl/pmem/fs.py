@@ -29,6 +29,8 @@ DIRECT = 24
 PER_INDIRECT = BLOCK // 4
 MAX_FILE = (DIRECT + PER_INDIRECT) * BLOCK
 INODE = struct.Struct("<HHIIIQqqq24II")
+#: an inode's mode, flags and nlink: what tells an orphan
+ORPHAN = struct.Struct("<HHI")
 DIRENT = struct.Struct("<IH258s")
 PER_BLOCK = BLOCK // DIRENT.size
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
@@ -142,8 +144,9 @@ class PmemFS:
         if not 1 <= ino <= self.pool.inodes:
             raise err(E.EIO, f"corrupt pool: inode {ino} out of range")
         node = Inode.unpack(self.pool.view[self._at(ino):self._at(ino) + INODE.size])
-        if node.size > MAX_FILE or any(b and not self.pool.data_start <= b < self.pool.blocks
-                                       for b in (*node.direct, node.indirect)):
+        pointers = (*node.direct, node.indirect)
+        if node.size > MAX_FILE or (any(pointers) and (max(pointers) >= self.pool.blocks
+                                                      or min(b for b in pointers if b) < self.pool.data_start)):
             raise err(E.EIO, f"corrupt pool: inode {ino}")
         return node
 
@@ -168,8 +171,8 @@ class PmemFS:
 
     def _reclaim_orphans(self) -> None:
         for ino in range(1, self.pool.inodes + 1):
-            node = self.inode(ino)
-            if node.mode and node.nlink == 0:
+            mode, _, nlink = ORPHAN.unpack_from(self.pool.view, self._at(ino))  # an inode's first fields
+            if mode and nlink == 0:
                 with self.pool.transaction():
                     self._release(ino)
 

@@ -5,9 +5,20 @@ upstream's code; `pmem.path.*` rules are the kernel's path walk, which the route
 (the seed: "a process should not behave differently whether some files are provided by pmemfile, or the kernel at
 the same path"). What a call then does to the name it reached is the file system's own business, decided by the
 union model held to a plain POSIX profile: those outcomes cite `union.*` rules too.
+
+`pmem.pool.*` rules are the pool's own format (docs/pmem.md), which the routing model does not see: the pool's
+checks (crash, orphans) measure what their programs do against them, so that each check reaches the numbers in
+them (a directory's 16th entry, a file's first byte past a block).
 """
 
 from vfslab.model.limits import MAXSYMLINKS, NAME_MAX, PATH_MAX, Limit
+
+#: the pool's format, written here again on purpose (impl/pmem/pool.py and fs.py never import a model): a block's
+#: bytes, a directory entry's bytes (so a block holds BLOCK // DIRENT of them), a file's direct blocks
+BLOCK = 4096
+DIRENT = 264
+DIR_BLOCK = BLOCK // DIRENT
+DIRECT = 24
 
 RULES: dict[str, str] = {
     # the path walk
@@ -51,6 +62,13 @@ RULES: dict[str, str] = {
     # the working directory
     "pmem.cwd.virtual": "chdir into a pool changes a virtual cwd only; getcwd returns mount point + pool path.",
     "pmem.cwd.notdir": "chdir to a non-directory: ENOTDIR.",
+    # the pool's format
+    "pmem.pool.dir-block": f"A directory is a dense array of {DIRENT}-byte entries (`..` included), {DIR_BLOCK} to a "
+    f"{BLOCK}-byte block and none across two: entry {DIR_BLOCK + 1} starts the next block, and removing the last "
+    "entry of a block frees it (docs/pmem.md).",
+    "pmem.pool.file-block": f"A file's bytes are in {BLOCK}-byte blocks, the first {DIRECT} mapped from its inode, "
+    "the rest through one indirect block: a size past a block's end takes the next block (a hole until written), "
+    "a truncate frees the blocks past the new end (docs/pmem.md).",
 }
 
 #: the numbers in the rules above, whose edges the generators draw
@@ -58,5 +76,9 @@ LIMITS = (
     Limit("NAME_MAX", NAME_MAX, "pmem.path.enametoolong", "bytes in one path component"),
     Limit("PATH_MAX", PATH_MAX, "pmem.path.enametoolong", "bytes in a path, its terminating NUL included"),
     Limit("MAXSYMLINKS", MAXSYMLINKS, "pmem.symlink.follow", "symlinks followed in one lookup"),
+    Limit("DIR_BLOCK", DIR_BLOCK, "pmem.pool.dir-block", "entries in a directory (`..` included) its first block "
+          "holds"),
+    Limit("BLOCK", BLOCK, "pmem.pool.file-block", "bytes of a file its first block holds"),
+    Limit("DIRECT", DIRECT * BLOCK, "pmem.pool.file-block", "bytes of a file its direct blocks hold"),
 )
-NAME_LIMIT, PATH_LIMIT, LINK_LIMIT = LIMITS
+NAME_LIMIT, PATH_LIMIT, LINK_LIMIT, DIR_BLOCK_LIMIT, BLOCK_LIMIT, DIRECT_LIMIT = LIMITS

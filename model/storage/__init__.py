@@ -23,8 +23,8 @@ from vfslab.model.storage.contract import (
     StorageModel,
 )
 from vfslab.model.storage.profiles import PROFILES, Profile
-from vfslab.model.storage.rules import RULES
+from vfslab.model.storage.rules import LIMITS, RULES
 
-__all__ = ["BARE_MINIMUM", "BASE", "FILE_SYSTEMS", "LOOKS", "NO_BASE_REF", "OPERATIONS", "OPTIONAL", "PROFILES",
-           "RELINK", "REQUIRED", "ROOT_INO", "RULES", "STORAGE", "UNLINKED", "Attrs", "Breach", "Entry", "Err",
-           "Outcome", "Profile", "Space", "State", "StorageModel"]
+__all__ = ["BARE_MINIMUM", "BASE", "FILE_SYSTEMS", "LIMITS", "LOOKS", "NO_BASE_REF", "OPERATIONS", "OPTIONAL",
+           "PROFILES", "RELINK", "REQUIRED", "ROOT_INO", "RULES", "STORAGE", "UNLINKED", "Attrs", "Breach", "Entry",
+           "Err", "Outcome", "Profile", "Space", "State", "StorageModel"]

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from functools import wraps
 
 from vfslab.model.outcome import Err, ModelError, Outcome
+from vfslab.model.storage.rules import NAME_LIMIT
 
 # ---- the vocabulary of the interface (impl/ovlfs/storage/method.py writes it again, on purpose) ----------------
 
@@ -57,7 +58,6 @@ LOOKS = ("statfs", "read_inode", "map_lookup", "number_dirent", "read_directory"
 
 #: a mapping's source: (file system, device, inode number)
 Key = tuple[str, int, int]
-NAME_MAX = 255
 
 
 # ---- the records that cross the interface, and outcomes -----------------------------------------------------------
@@ -216,10 +216,14 @@ class StorageModel:
         raise ModelError(E.ENOENT, "storage.silent.enoent")
 
     def _name(self, name: str) -> None:
-        """A name an entry may be given (storage.silent.names)."""
+        """A name an entry may be given (storage.silent.names): the edge of NAME_MAX its length is at fires ("" is
+        the edge at 0)."""
+        size = len(name.encode(errors="surrogateescape"))
+        if (edge := NAME_LIMIT.edge(size)) is not None:
+            self._fire(edge)
         if name in ("", ".", "..") or "/" in name or "\0" in name:
             raise ModelError(E.EINVAL, "storage.silent.names")
-        if len(name.encode(errors="surrogateescape")) > NAME_MAX:
+        if NAME_LIMIT.over(size):
             raise ModelError(E.ENAMETOOLONG, "storage.silent.names")
 
     def _store(self, ino: int, data: bytes) -> None:
@@ -254,6 +258,8 @@ class StorageModel:
         found = self.recoveries()
         if len(found) > 1:
             self._fire("storage.silent.unsynced-release")
+        if all(state.maps for _, state in found):  # mappings of an earlier mount, which the comparison now looks up
+            self._fire("storage.map.persistent")
         self.choices, self._recovering = found, True
         if len(found) == 1:  # no choice: what the storage holds is what the last Sync wrote
             self.choose(0)
@@ -372,7 +378,7 @@ class StorageModel:
         ovlfs inode given", "whether the mapping is for the base or storage filesystem", "in both directions", and
         "for later mounts". An inode has one mapping per file system (storage.silent.remap)."""
         attrs = self._inode(ino)
-        self._fire("storage.map.both-ways", "storage.map.fs", "storage.map.persistent")
+        self._fire("storage.map.both-ways", "storage.map.fs")
         key, maps = (fs, dev, src_ino), self.state.maps
         old = attrs.mapping(fs)
         if old is not None and old != (dev, src_ino):

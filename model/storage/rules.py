@@ -5,6 +5,8 @@ operation. Where the seed is silent, or says "TO BE DETERMINED", vfslab chose, a
 under `storage.silent.*`, saying why (docs/storage.md, "Where the seed is silent").
 """
 
+from vfslab.model.limits import NAME_MAX, Limit
+
 RULES: dict[str, str] = {
     # Init, Sync, Release
     "storage.init.root": "Init \"must ensure that the root directory for the filesystem exists\": after Init, Read "
@@ -50,7 +52,8 @@ RULES: dict[str, str] = {
     "storage.map.fs": "Map Inode \"must remember whether the mapping is for the base or storage filesystem\": a "
     "mapping of one is not found in the other.",
     "storage.map.persistent": "Map Inode \"must make certain that this mapping will be remembered for later "
-    "mounts\".",
+    "mounts\": after Sync, Release and Init, Map Lookup finds what was mapped (counted at an Init that gives "
+    "mappings back).",
     "storage.map_lookup.found": "Map Lookup \"must find the ovlfs inode that matches the device number and inode "
     "number of the given reference inode from the specified filesystem (base or storage)\".",
     "storage.map_lookup.enoent": "Map Lookup \"must return an error ( < 0 ) if the inode number is not updated\": a "
@@ -130,3 +133,10 @@ RULES: dict[str, str] = {
     "storage.silent.content-persists": "vfslab's choice: file contents and symlink targets kept by the method persist "
     "as inodes do (Sync).",
 }
+
+#: the numbers in the rules above, whose edges the generator draws
+LIMITS = (
+    Limit("NAME_MAX", NAME_MAX, "storage.silent.names", "bytes of a directory entry's name (Add and Rename "
+          "Directory Entry)", zero=True),
+)
+NAME_LIMIT, = LIMITS

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+from collections import Counter
 
 from hypothesis import strategies as hs
 
@@ -43,8 +44,9 @@ def stateful(job: Job) -> None:
                                         scratch_root=job.scratch, database=job.database))
 
 
-def _generated(job: Job, strategy, check) -> None:
-    """Generated inputs, each checked in a scratch directory of its own."""
+def _generated(job: Job, strategy, check, fired: Counter | None = None) -> None:
+    """Generated inputs, each checked in a scratch directory of its own; `fired`: the rules and edges the checks
+    met, counted in the record's coverage."""
     count = itertools.count()
 
     def each(value):
@@ -54,17 +56,21 @@ def _generated(job: Job, strategy, check) -> None:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    job.from_tally(check_inputs(strategy, each, seed=job.seed, budget=job.budget, database=job.database))
+    tally = check_inputs(strategy, each, seed=job.seed, budget=job.budget, database=job.database)
+    tally.coverage.update(fired or {})
+    job.from_tally(tally)
 
 
 def crash_consistency(job: Job) -> None:
     """Programs on a pool crashed at every persist point: each recovery consistent, and all or nothing."""
+    fired: Counter = Counter()
 
     def check(ops, scratch):
         found = crash.replay(CrashProgram(ops), scratch)
+        fired.update(found.coverage)
         return None if found.failure is None else CrashProgram(ops, job.subject.name, job.profile, found.failure)
 
-    _generated(job, crash.programs, check)
+    _generated(job, crash.programs, check, fired)
 
 
 def damaged(job: Job) -> None:

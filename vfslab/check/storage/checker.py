@@ -37,9 +37,11 @@ from vfslab.check.storage.program import (
     CHANGES,
     CONTRACT,
     CRASH,
+    EDGE_NAMES,
     EVICT,
     KINDS,
     LIFECYCLE,
+    NAME_PICKS,
     NAMES,
     READ_ONLY,
     SOURCES,
@@ -334,19 +336,11 @@ class Lockstep:
         return out
 
     def _pick(self, p: Pick, before: list) -> str:
-        """What `p` stands for now. The odd cases take the middle of its range (3, 4): Hypothesis draws the ends
-        of a range often, and those should be the common case."""
+        """What `p` stands for now. The odd cases take the middle of its range (3 to 7), a name's edges the top of a
+        new name's (8 to 11): Hypothesis draws the ends of a range often, and the low end should be the common case."""
         s = self.model.state
-        if p.kind in ("live", "new"):
-            entries = s.dirs.get(self.number(before[1]), [])
-            live = sorted({e.name for e in entries if not e.unlinked})
-            if p.kind == "live":
-                return live[p.n % len(live)] if live and p.n != 4 else NAMES[p.n % len(NAMES)]
-            unlinked = sorted({e.name for e in entries if e.unlinked} - set(live))
-            if p.n == 3:
-                return "."
-            free = [name for name in NAMES if name not in live] or list(NAMES)
-            return unlinked[p.n % len(unlinked)] if unlinked and p.n in (1, 6) else free[p.n % len(free)]
+        if p.kind in NAME_PICKS:
+            return self._name(p, s.dirs.get(self.number(before[1]), []), before)
         held = [k for k, n in enumerate(self.inodes) if n in s.inodes]
         if p.kind == "held":  # the root now and then: its inode is the one least like the others
             added = held[1:]
@@ -361,6 +355,30 @@ class Lockstep:
         if p.n == 3:
             return STRANGER
         return inode_ref(len(self.inodes) - 1 - p.n % len(self.inodes))  # the latest first
+
+    @staticmethod
+    def _name(p: Pick, entries: list[Entry], before: list) -> str:
+        """A name for a step in a directory of `entries`: "live" mostly one of its live names, now and then an
+        unlinked one's (which Lookup must not find); "new" mostly a free name, now and then an unlinked one's (to be
+        replaced), a live one (EEXIST), "." or a name at an edge of NAME_MAX (0, NAME_MAX-1, NAME_MAX, NAME_MAX+1
+        bytes); "to", a rename's new name, as "new", or the old name itself, or another live one (replaced)."""
+        live = sorted({e.name for e in entries if not e.unlinked})
+        unlinked = sorted({e.name for e in entries if e.unlinked} - set(live))
+        if p.kind == "live":
+            if p.n == 6 and unlinked:
+                return unlinked[0]
+            return live[p.n % len(live)] if live and p.n != 4 else NAMES[p.n % len(NAMES)]
+        if p.n in EDGE_NAMES:
+            return EDGE_NAMES[p.n]
+        if p.n == 3:
+            return "."
+        if p.kind == "to" and p.n == 7:
+            return before[2]  # the old name: nothing changes
+        others = [name for name in live if p.kind != "to" or name != before[2]]
+        if others and (p.n == 5 or (p.kind == "to" and p.n == 2)):
+            return others[p.n % len(others)]
+        free = [name for name in NAMES if name not in live] or list(NAMES)
+        return unlinked[p.n % len(unlinked)] if unlinked and p.n in (1, 6) else free[p.n % len(free)]
 
     def number(self, ref: str) -> int:
         k = slot(ref)

@@ -16,6 +16,7 @@ from vfslab.check.storage.checker import run, which_check
 from vfslab.check.storage.program import CRASH, READ_ONLY, StorageProgram, kinds, programs
 from vfslab.check.storage.program import FAMILY as NAME
 from vfslab.model.storage import OPERATIONS, PROFILES, RULES
+from vfslab.model.storage.rules import LIMITS
 from vfslab.subjects.storage import DIR, StorageSubject
 
 
@@ -74,4 +75,4 @@ def replay(program: Kept, subject: StorageSubject, profile: str, scratch: Path) 
 FAMILY = Family(NAME, RULES, PROFILES, "ovlfs", {"contract": contract, "crash": crash, "program": Job.run_programs},
                 settings, program=StorageProgram, replay=replay,
                 operations=tuple(k for k in kinds(frozenset(OPERATIONS)) if k not in ("init", "release")),
-                default_subject=DIR.name)
+                default_subject=DIR.name, limits=LIMITS)

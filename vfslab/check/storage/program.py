@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from vfslab.check.engine.kept import Kept, toml_value
 from vfslab.model.storage import FILE_SYSTEMS, LOOKS, Attrs
+from vfslab.model.storage.rules import NAME_LIMIT
 
 FAMILY = "storage"
 #: what a program is checked by: in lockstep with the model; crashed at every persist point of its run; written by
@@ -52,6 +53,9 @@ CHANGES: dict[str, Callable[[Attrs], Attrs]] = {
     "unmap": lambda a: replace(a, base=None, storage=(9, 9), flags=frozenset()),
 }
 NAMES = ("a", "b", "c")
+#: names at the edges of NAME_MAX (the empty name, NAME_MAX-1, NAME_MAX and NAME_MAX+1 bytes), by the pick that
+#: stands for them
+EDGE_NAMES = {8: "", **{9 + o: "n" * (NAME_LIMIT.value - 1 + o) for o in range(3)}}
 
 
 def inode_ref(k: int | None) -> str:
@@ -74,7 +78,16 @@ def looks(step: list) -> bool:
 
 def show(step: list) -> str:
     name, *args = step
-    return f"{name}({', '.join(a if isinstance(a, str) and a[:1] == '#' else repr(a) for a in args)})"
+    return f"{name}({', '.join(_shown(a) for a in args)})"
+
+
+def _shown(arg: object) -> str:
+    """An argument as a message shows it: an inode as the program names it, a long name by its length."""
+    if isinstance(arg, str) and arg[:1] == "#":
+        return arg
+    if isinstance(arg, str) and len(arg) > 40 and len(set(arg)) == 1:
+        return f"{arg[0]!r}*{len(arg)}"
+    return repr(arg)
 
 
 @dataclass
@@ -122,15 +135,20 @@ class Pick:
     - inodes: "dir" (mostly the root, else a directory), "file", "symlink" (mostly one of that type), "held" (one
       the storage holds), "unlinked" (mostly one whose link count is 0), "mapped" (mostly one with a mapping),
       "any" (any, now and then a number never handed out);
-    - names, in the step's directory: "live" (mostly the name of a live entry), "new" (mostly a name with no live
-      entry: now and then an unlinked one's, or one no entry may have)."""
+    - names, in the step's directory: "live" (mostly the name of a live entry, now and then an unlinked one's),
+      "new" (mostly a name with no live entry: now and then an unlinked one's, a live one's, one no entry may have,
+      or one at an edge of NAME_MAX), "to" (a rename's new name: as "new", or now and then the old name itself)."""
 
     n: int
     kind: str = "any"
 
 
+#: the kinds of Pick that stand for names
+NAME_PICKS = ("live", "new", "to")
+
+
 def _pick(kind: str = "any") -> st.SearchStrategy[Pick]:
-    return st.integers(0, 7).map(lambda n: Pick(n, kind))
+    return st.integers(0, 11 if kind in ("new", "to") else 7).map(lambda n: Pick(n, kind))
 
 
 #: the sources a program maps: (file system, device, inode number), a few so that they meet
@@ -149,7 +167,7 @@ ARGUMENTS: dict[str, tuple[st.SearchStrategy, ...]] = {
     "read_directory": (_pick("dir"), st.integers(0, 4)),
     "lookup_dirent": (_pick("dir"), _pick("live")),
     "add_dirent": (_pick("dir"), _pick("new"), _pick("held")),
-    "rename_dirent": (_pick("dir"), _pick("live"), _pick("new")),
+    "rename_dirent": (_pick("dir"), _pick("live"), _pick("to")),
     "unlink_dirent": (_pick("dir"), _pick("live")),
     "read_file": (_pick("file"), st.sampled_from((0, 2)), st.sampled_from((1, 100))),
     "write_file": (_pick("file"), st.sampled_from((0, 2, 6)), st.sampled_from(("", "x", "hello"))),
@@ -160,8 +178,8 @@ ARGUMENTS: dict[str, tuple[st.SearchStrategy, ...]] = {
 }
 #: draws per step, relative to the others: the directory operations are where the contract is richest, and an
 #: inode is released only by an Update Inode to no links and a Clear Inode after it
-WEIGHT = {"add_inode": 3, "add_dirent": 5, "unlink_dirent": 3, "rename_dirent": 3, "lookup_dirent": 2,
-          "update_inode": 2, "clear_inode": 2, "map_inode": 2, EVICT: 2}
+WEIGHT = {"add_inode": 3, "add_dirent": 6, "unlink_dirent": 3, "rename_dirent": 4, "lookup_dirent": 2,
+          "number_dirent": 2, "update_inode": 2, "clear_inode": 2, "map_inode": 3, EVICT: 2}
 
 
 def kinds(operations: frozenset[str], lifecycle: bool = True) -> list[str]:
