@@ -66,6 +66,9 @@ RULES: dict[str, str] = {
     "pmem.pool.dir-block": f"A directory is a dense array of {DIRENT}-byte entries (`..` included), {DIR_BLOCK} to a "
     f"{BLOCK}-byte block and none across two: entry {DIR_BLOCK + 1} starts the next block, and removing the last "
     "entry of a block frees it (docs/pmem.md).",
+    "pmem.pool.orphan": "An unlinked file still open (an orphan: nlink 0) keeps its inode and blocks until its last "
+    "close frees them; a pool closed with orphans (a crash, a killed daemon or process) frees them at its next "
+    "open (docs/pmem.md).",
     "pmem.pool.file-block": f"A file's bytes are in {BLOCK}-byte blocks, the first {DIRECT} mapped from its inode, "
     "the rest through one indirect block: a size past a block's end takes the next block (a hole until written), "
     "a truncate frees the blocks past the new end (docs/pmem.md).",

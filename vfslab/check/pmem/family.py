@@ -12,9 +12,10 @@ from hypothesis import strategies as hs
 from vfslab.check.engine.family import Family, Job
 from vfslab.check.engine.generated import check_inputs
 from vfslab.check.engine.kept import Kept, Replay
-from vfslab.check.pmem import crash, damage, transparency
+from vfslab.check.pmem import crash, damage, orphans, transparency
 from vfslab.check.pmem.crash import CrashProgram
 from vfslab.check.pmem.damage import DamageProgram
+from vfslab.check.pmem.orphans import OrphanProgram
 from vfslab.check.pmem.program import FAMILY as NAME
 from vfslab.check.pmem.program import TRANSPARENCY, RouteProgram
 from vfslab.check.pmem.stateful import check_route_stateful, pool_trees, resolve, run_route_program, steps
@@ -30,7 +31,8 @@ class PmemProgram:
 
     @staticmethod
     def from_json(data: dict) -> Kept:
-        kept = {"crash": CrashProgram, damage.CHECK: DamageProgram}.get(data.get("check"), RouteProgram)
+        kept = {"crash": CrashProgram, damage.CHECK: DamageProgram, orphans.CHECK: OrphanProgram}.get(
+            data.get("check"), RouteProgram)
         return kept.from_json(data)
 
 
@@ -84,6 +86,20 @@ def damaged(job: Job) -> None:
     _generated(job, damage.damages, check)
 
 
+def orphan_reclaim(job: Job) -> None:
+    """Programs leaving orphans (files held open, unlinked) through the subject, whose pool is then closed
+    uncleanly (its FUSE daemon, or the program's process with the router, SIGKILLed) and reopened: every orphan
+    reclaimed, fsck clean, the tree and the free counts those of the same program closed cleanly."""
+    fired: Counter = Counter()
+
+    def check(ops, scratch):
+        found = orphans.run(ops, job.subject, scratch)
+        fired.update(found.fired)
+        return None if found.problem is None else OrphanProgram(ops, job.subject.name, job.profile, found.problem)
+
+    _generated(job, orphans.programs, check, fired)
+
+
 def transparent(job: Job) -> None:
     """Programs through the router and on the kernel, side by side: the same results but named deviations."""
 
@@ -103,6 +119,8 @@ def replay(program: Kept, subject, profile: str, scratch) -> Replay:
         return crash.replay(program, scratch)
     if isinstance(program, DamageProgram):
         return damage.replay(program, scratch)
+    if isinstance(program, OrphanProgram):
+        return orphans.replay(program, subject, scratch)
     if program.check == TRANSPARENCY:
         return transparency.replay(program, scratch)
     return run_route_program(program, subject, profile, scratch)
@@ -110,6 +128,6 @@ def replay(program: Kept, subject, profile: str, scratch) -> Replay:
 
 FAMILY = Family(NAME, RULES, PROFILES, "pmemfile",
                 {"stateful": stateful, "program": Job.run_programs, "crash": crash_consistency,
-                 "damage": damaged, "transparency": transparent}, settings,
+                 "damage": damaged, "orphans": orphan_reclaim, "transparency": transparent}, settings,
                 program=PmemProgram, replay=replay, operations=tuple(c.name for c in CALLS),
                 default_subject="pmem-router", limits=LIMITS)
