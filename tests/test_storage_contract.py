@@ -25,6 +25,7 @@ from vfslab.impl.ovlfs.storage.file import FileMethod, _split
 from vfslab.impl.ovlfs.storage.method import UNLINKED, storage_error
 from vfslab.impl.ovlfs.storage.tables import Directory
 from vfslab.model import storage as model
+from vfslab.model.limits import edges_of
 from vfslab.model.storage import RELINK, ROOT_INO, Attrs, Entry, Err, StorageModel
 from vfslab.runner import Options, run_one
 from vfslab.subjects.storage import SUBJECTS, user
@@ -193,7 +194,7 @@ def test_our_methods_keep_the_contract(name, tmp_path):
     assert record.examples == CI_PROGRAMS
     # the generator alone (no program scenario) meets every edge of NAME_MAX and the directory rules that need
     # two entries, or an unlinked one, to meet
-    assert all(record.edges.values()), record.edges
+    assert record.edges.keys() == set(edges_of(model.LIMITS)) and all(record.edges.values()), record.edges
     assert all(record.coverage[rule] for rule in SELDOM), {rule: record.coverage[rule] for rule in SELDOM}
     print(f"{name}: {CI_PROGRAMS / (time.monotonic() - started):.0f} programs/s")
 
