@@ -77,7 +77,15 @@ class Background:
         """The call in a child: it makes the one system call and writes what it got into a pipe, nothing else (a
         child of a process with threads may take no lock another thread held)."""
         r, w = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as e:  # no child to be had: the call's result is why
+            os.close(r)
+            os.close(w)
+            self._result = Err(e.errno)
+            self._started.set()
+            self._done.set()
+            return
         if pid == 0:  # pragma: no cover (the child)
             try:
                 low = 3
