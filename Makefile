@@ -10,7 +10,7 @@ APT_PACKAGES := fuse3 fuse-overlayfs unionfs-fuse attr erofs-utils squashfs-tool
 VMBLOCK_CACHE := /var/cache/vfslab/open-vm-tools
 VMWARE_VMBLOCK := $(VMBLOCK_CACHE)/usr/bin/vmware-vmblock-fuse
 
-.PHONY: run test bench lint deps install-helpers vmware-vmblock clean
+.PHONY: run test bench mutants lint deps install-helpers vmware-vmblock clean
 
 run: $(VENV)/.installed deps install-helpers vmware-vmblock
 	$(BIN)/vfslab run --out $(OUT) $(if $(FULL),--full)
@@ -25,6 +25,15 @@ bench: $(VENV)/.installed deps install-helpers
 	$(BIN)/python bench/bench_vmblock.py
 	$(BIN)/python bench/bench_sim.py
 	$(BIN)/python bench/bench_pmem.py
+
+# make mutants (not part of make test): mutation testing of impl/, each mutant judged by vfslab run on its area's
+# scenarios, in a copy of this checkout's HEAD (docs/mutants.md); out/mutants/report.md has the kill rates
+MUTANTS_SEED ?= 0
+MUTANTS_SAMPLE ?= 10
+MUTANTS_BUDGET ?= 300
+mutants: $(VENV)/.installed deps install-helpers vmware-vmblock
+	$(BIN)/python bench/mutants.py --seed $(MUTANTS_SEED) --sample $(MUTANTS_SAMPLE) --budget $(MUTANTS_BUDGET) \
+	  --out $(OUT)/mutants
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
