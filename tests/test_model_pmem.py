@@ -108,3 +108,12 @@ def test_the_numbers_of_the_pool_rules_are_the_pools():
     limits = tuple(limit.value for limit in LIMITS[:3])
     assert limits == (fs.NAME_MAX, fs.PATH_MAX, fs.MAX_SYMLINKS)
     assert FAMILY.limits == LIMITS and all(limit.rule in RULES for limit in LIMITS)
+
+
+def test_a_slash_after_a_rename_onto_the_mount_point_asks_for_a_directory(model):
+    """As the kernel: a `/` after either name of a rename asks the old one to be a directory (ENOTDIR), before the
+    names' types (EISDIR) and the mount point (EBUSY) are looked at (found by the mount-point sequences)."""
+    assert model.rename("/k/f", "P/").result == Err(errno.ENOTDIR)
+    assert model.rename("k/toP/", "P").result == Err(errno.ENOTDIR), "a symlink, not followed, is no directory"
+    assert model.rename("/k/f", "P").result == Err(errno.EISDIR)
+    assert model.rename("/k", "P/").result == Err(errno.EBUSY)

@@ -80,3 +80,17 @@ def test_a_quick_run_fires_every_routing_rule_and_reaches_every_edge(scratch, ne
     assert [r for r in rules if not tally.coverage[r]] == []
     routing = tuple(limit for limit in LIMITS if limit.rule in rules)
     assert len(routing) == 3 and [e for e in edges_of(routing) if not tally.coverage[e]] == []
+
+
+def test_the_edges_scenario_replays_every_edge_on_both_subjects(tmp_path):
+    """scenarios/pmem/edges.toml: names, paths and symlink chains at each edge of NAME_MAX, PATH_MAX and
+    MAXSYMLINKS, in lockstep with the model on the router and on pmem-fuse, and the router beside the kernel."""
+    from pathlib import Path
+
+    scenario = Path(__file__).resolve().parent.parent / "scenarios" / "pmem" / "edges.toml"
+    assert main(["run", str(scenario), "--out", str(tmp_path / "out")]) == 0
+    records = Results.read(tmp_path / "out" / "results.json").records
+    assert {r.subject for r in records} == {"pmem-router", "pmem-fuse"}
+    for record in records:
+        routing = {e: n for e, n in record.edges.items() if not e.startswith("pmem.pool.")}
+        assert len(routing) == 9 and all(routing.values()), (record.subject, routing)

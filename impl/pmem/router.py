@@ -376,8 +376,8 @@ class Router:
 
     def rename(self, old: str, new: str) -> None:
         """As the kernel: the parents' file systems are compared before either name is looked up; `.`, `..` and
-        `/` are refused next; then the old name and the new one are looked up; a mount point is refused after the
-        checks of the names' types."""
+        `/` are refused next; then the old name and the new one are looked up; a `/` after either asks the old one
+        to be a directory; a mount point is refused after the checks of the names' types."""
         a = self.resolve(old, follow=False, at_name=True)
         b = self.resolve(new, follow=False, at_name=True)
         if a.where.pool is not b.where.pool:
@@ -388,6 +388,8 @@ class Router:
             raise err(E.ENOENT)
         _looked_up(b)
         if a.mount or b.mount:
+            if (a.slash or b.slash) and self._kind(a) != st.S_IFDIR:  # as Linux: before the types and EBUSY
+                raise err(E.ENOTDIR)
             if a.where == b.where and a.name == b.name:
                 return
             ka, kb = self._kind(a), self._kind(b)

@@ -391,8 +391,9 @@ class RoutingModel:
     @operation
     def rename(self, old: str, new: str) -> None:
         """As the kernel: both parents are walked and their file systems compared before either name is looked
-        up; `.`, `..` and `/` are refused next; then the old name, then the new one, is looked up; a mount point
-        is refused after the checks of the names' types."""
+        up; `.`, `..` and `/` are refused next; then the old name, then the new one, is looked up; a `/` after
+        either asks the old one to be a directory; a mount point is refused after the checks of the names'
+        types."""
         src = self._walk(old, follow=False, at_name=True)
         dst = self._walk(new, follow=False, at_name=True)
         if src.where.fs != dst.where.fs:
@@ -403,10 +404,10 @@ class RoutingModel:
         if not self._exists(src):
             raise ModelError(E.ENOENT, "pmem.path.walk")
         self._looked_up(dst)
+        if (src.slash or dst.slash) and self._kind(src.place)[0] != "dir":  # before the types and the mount point
+            raise ModelError(E.ENOTDIR, "pmem.path.trailing-slash")
         if "mount" not in (src.how, dst.how):
             fs = self.fs[src.where.fs]
-            if (src.slash or dst.slash) and self._kind(src.place)[0] != "dir":
-                raise ModelError(E.ENOTDIR, "pmem.path.trailing-slash")
             self._settle(fs.rename("/".join(src.place.path), "/".join(dst.place.path)))
             return
         kinds = [self._kind(r.where.child(r.name))[0] for r in (src, dst)]

@@ -18,7 +18,7 @@ from vfslab.check.pmem.damage import DamageProgram
 from vfslab.check.pmem.orphans import OrphanProgram
 from vfslab.check.pmem.program import FAMILY as NAME
 from vfslab.check.pmem.program import TRANSPARENCY, RouteProgram
-from vfslab.check.pmem.stateful import check_route_stateful, pool_trees, resolve, run_route_program, steps
+from vfslab.check.pmem.stateful import alike_steps, check_route_stateful, pool_trees, resolve, run_route_program
 from vfslab.model.pmem import LIMITS, PROFILES, RULES
 from vfslab.model.pmem.calls import CALLS
 
@@ -101,17 +101,21 @@ def orphan_reclaim(job: Job) -> None:
 
 
 def transparent(job: Job) -> None:
-    """Programs through the router and on the kernel, side by side: the same results but named deviations."""
+    """Programs through the router and on the kernel, side by side: the same results but named deviations; the
+    rules and edges the compared calls met (as the routing model decides them) are the record's coverage."""
+    fired: Counter = Counter()
 
     def check(drawn, scratch):
         pool, program = drawn
         program = resolve([call for step in program for call in step], 0, TRANSPARENCY_FDS)
         verdict = transparency.run(program, pool, scratch)
+        fired.update(transparency.met(program[:verdict.steps], pool))
         if verdict.problem is None:
             return None
         return RouteProgram(pool, program, job.subject.name, job.profile, verdict.problem, TRANSPARENCY)
 
-    _generated(job, hs.tuples(pool_trees, hs.lists(steps, min_size=1, max_size=10)), check)
+    _generated(job, hs.tuples(pool_trees, hs.lists(alike_steps, min_size=1, max_size=job.budget.steps)), check,
+               fired)
 
 
 def replay(program: Kept, subject, profile: str, scratch) -> Replay:

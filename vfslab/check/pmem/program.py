@@ -4,11 +4,12 @@ The kernel's tree is always `KERNEL`: `/k` holding a file `f` and a symlink `toP
 `/P`, where the pool is mounted (`POOL_AT`). A call is `[name, *args]` as `process.py` runs it, with paths
 relative to the cwd (`/` at the start) or absolute from the kernel's root; `"#i"` stands for the fd that the
 i-th successful open, dup or dup2 returned (an fd never returned is -1: EBADF). Open flags may be written as
-text (`"O_WRONLY|O_CREAT"`).
+text (`"O_WRONLY|O_CREAT"`), and a long string short: `{N*TEXT}` is TEXT N times (`"/P/{255*m}"`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from vfslab.check.engine.kept import Kept
@@ -24,15 +25,26 @@ KERNEL = (Node("k", DIR, 0o755), Node("k/f", FILE, 0o644, data=b"kernel file\n")
           Node("k/toP", SYMLINK, 0o777, target="../P"), Node(POOL_AT, DIR, 0o755))
 
 
+#: `{N*TEXT}` in a written program's string stands for TEXT N times: a name of 255 bytes, a path of 4095, a chain of
+#: 41 symlinks, written short
+REPEAT = re.compile(r"\{(\d+)\*([^{}]*)\}")
+
+
+def expand(value: object) -> object:
+    """A written argument with its `{N*TEXT}` repeated out."""
+    return REPEAT.sub(lambda m: m.group(2) * int(m.group(1)), value) if isinstance(value, str) else value
+
+
 def parse_call(data: list) -> list:
     if not isinstance(data, list) or not data or data[0] not in BY_NAME:
         raise ValueError(f"not a routing call: {data!r} (calls: {', '.join(BY_NAME)})")
     low, high = BY_NAME[data[0]].arity
     if not low <= len(data) - 1 <= high:
         raise ValueError(f"{data[0]} takes {low if low == high else f'{low} to {high}'} arguments: {data!r}")
+    data = [data[0], *map(expand, data[1:])]
     if data[0] == "open":
         return ["open", data[1], flags_value(data[2]), *data[3:]]
-    return list(data)
+    return data
 
 
 def show_call(call: list) -> str:

@@ -104,9 +104,10 @@ def pad(path: str, size: int, filler: str = "./") -> str:
 
 
 def _at_limit(limit: Limit) -> st.SearchStrategy:
-    """Some of limit-1, limit and limit+1, in order: a sequence drawn reaches one to all three of a limit's edges,
-    and a failure shrinks to one of them."""
-    return st.sets(st.sampled_from([limit.value - 1, limit.value, limit.value + 1]), min_size=1).map(sorted)
+    """Some of limit-1, limit and limit+1, in order: half the draws all three (a sequence drawn reaches all of a
+    limit's edges), the others some of them (what a failure shrinks to: one)."""
+    edges = [limit.value - 1, limit.value, limit.value + 1]
+    return st.one_of(st.sets(st.sampled_from(edges), min_size=1).map(sorted), st.just(edges))
 
 
 #: directories the names at NAME_MAX are made and looked up in: the pool's and the kernel's (whose own answers
@@ -137,13 +138,20 @@ link_edges = st.builds(
                                       *([call, f"{where}/" + "dot/" * n + tail] for n in sizes)],
     st.sampled_from(["/P", "/k", "/P/d"]), st.sampled_from(["stat", "lstat", "readdir"]),
     st.sampled_from([".", "a", "f", "b"]), _at_limit(LINK_LIMIT))
-#: the cwd moved into the pool (or out of it, or onto a file), a name relative to it, and maybe back to `/`
+#: the cwd moved into the pool (or out of it, or onto a file: ENOTDIR), a name relative to it, and maybe back to `/`
 cwd_moves = st.builds(
     lambda where, call, back: [["chdir", where], ["getcwd"], call, *([["chdir", back]] if back else [])],
-    st.sampled_from(["P", "/P/d", "k/toP", "P/ld", "/P/d/up", "P/a", "/P/e"]),
+    st.sampled_from(["P", "/P/d", "k/toP", "P/ld", "/P/d/up", "/P/e", "P/a", "/k/f", "P/lk"]),
     st.sampled_from([["stat", "b"], ["open", "a", os.O_RDONLY], ["readdir", "."], ["stat", "../k/f"],
                      ["mkdir", "sub"], ["chdir", ".."]]),
     st.sampled_from(["/", "..", ""]))
+#: a symlink in the pool to an absolute target, made and then followed (pmem.symlink.absolute: the walk restarts
+#: at the kernel's root, even from inside a pool)
+absolute_links = st.builds(
+    lambda target, then: [["symlink", target, "/P/abs"], [*then[:1], "/P/abs" + then[1], *then[2:]]],
+    st.sampled_from(["/k/f", "/k", "/P/d", "/", "/P"]),
+    st.sampled_from([["stat", ""], ["readdir", ""], ["open", "", os.O_RDONLY], ["stat", "/toP"], ["chdir", ""],
+                     ["stat", "/f"], ["lstat", "/"]]))
 #: a call on the mount point itself, named directly, through the kernel's symlink to it, or with a `/` after it
 #: (pmem.route.mount-point: the kernel's answers, EBUSY to remove or rename it)
 mount_points = st.builds(
@@ -179,12 +187,53 @@ _shared = {
                                   ["lseek", Last(), 0, os.SEEK_SET], ["read", Last(), 100], ["fstat", Last()],
                                   ["close", Last()]],
 }
-#: what two fds of one process share (docs/pmem.md, what is shared), each seen through the other fd
-shared = st.builds(lambda how, f, other: _shared[how](f, other), st.sampled_from(sorted(_shared)),
-                   st.sampled_from(SHARED_FILES), st.sampled_from(["/P/moved", "/P/d/moved", "/k/moved"]))
-SEQUENCES = (name_edges, path_edges, link_edges, cwd_moves, mount_points, empty_paths, dir_seeks, shared)
-#: one step of a program: one call, or (about one step in four) a sequence; a list of calls either way
-steps = st.one_of(*(c.map(lambda call: [call]) for c in _singles), *SEQUENCES)
+#: what two fds of one process share (docs/pmem.md, what is shared), each seen through the other fd; a rename
+#: stays in the file's file system (across, it is EXDEV: pmem.xdev's business)
+shared = st.builds(lambda how, f, other: _shared[how](f, "/k/moved" if f == "/k/f" else other),
+                   st.sampled_from(sorted(_shared)), st.sampled_from(SHARED_FILES),
+                   st.sampled_from(["/P/moved", "/P/d/moved"]))
+#: calls that each decide by one of the routing rules single calls seldom meet, whatever the pool's tree (they name
+#: the kernel's tree, the mount point and names that are never made): rule -> its sequences of calls
+SELDOM = {
+    "pmem.path.walk": [[["stat", "/P/nope/x"]], [["stat", "/k/f/x"]], [["open", "/k/nope/x", os.O_RDONLY]]],
+    "pmem.path.root-dotdot": [[["stat", "/../k"]], [["readdir", "/.."]], [["lstat", "/../../P"]]],
+    "pmem.path.trailing-slash": [[["stat", "/k/f/"]], [["unlink", "/k/f/"]], [["symlink", "x", "/k/nope/"]],
+                                 [["open", "/P/nope/", os.O_WRONLY | os.O_CREAT]]],
+    "pmem.path.dot-last": [[["mkdir", "/P/."]], [["rmdir", "/P/.."]], [["unlink", "/k/."]], [["rmdir", "/k/."]],
+                           [["rename", "/k/.", "/k/x"]], [["symlink", "x", "/P/.."]], [["link", "/k/f", "/"]]],
+    "pmem.route.dotdot": [[["stat", "/P/../k/f"]], [["readdir", "/P/.."]], [["lstat", "/k/toP/../k"]]],
+    "pmem.route.mount-point": [[["rmdir", "/P"]], [["rename", "/P", "/k/x"]], [["mkdir", "/k/toP/"]]],
+    "pmem.symlink.follow": [[["stat", "/k/toP"]], [["readdir", "/k/toP/"]]],
+    "pmem.symlink.absolute": [[["symlink", "/k", "/P/kabs"], ["stat", "/P/kabs/f"]]],
+    "pmem.xdev": [[["rename", "/k/f", "/P/kf"]], [["link", "/k/f", "/P/kf"]], [["rename", "/P/nope", "/k/x"]]],
+    "pmem.fd.dup": [[["open", "/k/f", os.O_RDONLY], ["dup", Last()], ["read", Last(1), 3], ["read", Last(), 100],
+                     ["close", Last()], ["close", Last(1)]]],
+    "pmem.fd.dir-offset": [[["open", "/P", os.O_RDONLY | os.O_DIRECTORY], ["lseek", Last(), 0, os.SEEK_SET],
+                            ["close", Last()]]],
+    "pmem.cwd.virtual": [[["chdir", "/P"], ["getcwd"], ["chdir", "/"]]],
+    "pmem.cwd.notdir": [[["chdir", "/k/f"]]],
+}
+#: where the router and a plain kernel directory at /P answer differently by design (the transparency check's named
+#: deviations, which end its comparison)
+DEVIATING = ("pmem.xdev", "pmem.route.mount-point")
+
+
+def _seldom(rules: list[str]) -> st.SearchStrategy:
+    """Some of the seldom `rules`, each decided once (a failure shrinks to one)."""
+    return st.sets(st.sampled_from(rules), min_size=1).flatmap(
+        lambda chosen: st.tuples(*(st.sampled_from(SELDOM[r]) for r in sorted(chosen)))).map(
+        lambda calls: [call for sequence in calls for call in sequence])
+
+
+SEQUENCES = (name_edges, path_edges, link_edges, cwd_moves, absolute_links, dir_seeks, shared)
+#: one step of a program: one call, or (about one step in three) a sequence; a list of calls either way
+steps = st.one_of(*(c.map(lambda call: [call]) for c in _singles), *SEQUENCES, mount_points, empty_paths,
+                  _seldom(sorted(SELDOM)))
+#: the same, but for the sequences that end a transparency check at a named deviation, and with the limits' edges
+#: three times as often (its programs are fewer and shorter): what the router and the kernel are compared on
+alike_steps = st.one_of(*(c.map(lambda call: [call]) for c in _singles), *SEQUENCES, *(name_edges, path_edges,
+                                                                                       link_edges) * 2,
+                        _seldom(sorted(set(SELDOM) - set(DEVIATING))))
 
 
 def resolve(step: list[list], returned: int, slots: int | None = None) -> list[list]:
