@@ -78,14 +78,16 @@ SIZED = hs.one_of(*(hs.builds(lambda path, how, sizes: [("create", path),
                               hs.permutations([limit.value + d for d in (-1, 0, 1)]))
                     # a file's direct blocks are 96 KiB: reached by a truncate (a hole), not crashed in block by block
                     for limit, hows in ((BLOCK_LIMIT, sorted(_sizing)), (DIRECT_LIMIT, ["truncate", "across"]))))
-#: what follows a fill of directory D: adding to it, taking from it, moving names into and out of it
+#: what follows a fill of directory D: adding to it, taking from it, moving names into and out of it, up and
+#: down across the block's end
 _AFTER_FILL = {
     "create": lambda d: [("create", f"{d}/a")],
-    "create-two": lambda d: [("create", f"{d}/a"), ("mkdir", f"{d}/b")],
+    "grow": lambda d: [("create", f"{d}/a"), ("mkdir", f"{d}/b"), ("create", f"{d}/e")],
     "unlink": lambda d: [("unlink", f"{d}/f00")],
-    "unlink-two": lambda d: [("unlink", f"{d}/f00"), ("unlink", f"{d}/f01")],
+    "shrink": lambda d: [("unlink", f"{d}/f00"), ("unlink", f"{d}/f01"), ("unlink", f"{d}/f02")],
+    "across": lambda d: [("create", f"{d}/a"), ("create", f"{d}/b"), ("unlink", f"{d}/a"), ("unlink", f"{d}/b")],
     "move-in": lambda d: [("create", "/e"), ("rename", "/e", f"{d}/a", 0)],
-    "move-out": lambda d: [("rename", f"{d}/f00", "/e", 0)],
+    "move-out": lambda d: [("rename", f"{d}/f00", "/e", 0), ("rename", f"{d}/f01", "/b", 0)],
 }
 #: a directory filled up to around one block's entries first (pmem.pool.dir-block; not crashed in), then the
 #: program's first operations in it, across the block's end
