@@ -49,8 +49,13 @@ class Limit:
         return f"{self.rule}{EDGE_MARK}{at}"
 
 
-def is_edge(fired: str) -> bool:
-    return EDGE_MARK in fired
+@dataclass(frozen=True)
+class Least(Limit):
+    """A limit from below: `value` is the fewest of what it `measures` that `rule` allows; one fewer and the rule
+    refuses (the edges are the same: value-1, value, value+1)."""
+
+    def over(self, n: int) -> bool:
+        return n < self.value
 
 
 def edges_of(limits: tuple[Limit, ...]) -> tuple[str, ...]:

@@ -4,9 +4,8 @@ Texts quote the vmblock-fuse design (seed 001, docs/seeds.md) or what upstream o
 vmblock 1-16).
 """
 
-from dataclasses import dataclass
 
-from vfslab.model.limits import PATH_MAX, Limit
+from vfslab.model.limits import PATH_MAX, Least, Limit
 
 RULES: dict[str, str] = {
     "vmblock.tree": "The mount point contains /blockdir/, /dev, /notifydir/ (and /version, proposed in the "
@@ -60,15 +59,6 @@ RULES: dict[str, str] = {
     "vmblock.perm.per-user": "Unprivileged mode: any user may add blocks, but a user's blocks apply to that "
     "user's accesses only.",
 }
-
-
-@dataclass(frozen=True)
-class Least(Limit):
-    """A limit from below: `value` is the fewest of what it `measures` that `rule` allows; one fewer and the rule
-    refuses (the edges are the same: value-1, value, value+1)."""
-
-    def over(self, n: int) -> bool:
-        return n < self.value
 
 
 #: what a read of /dev returns (upstream's VMBLOCK_FUSE_READ_RESPONSE, with its NUL)
