@@ -3,6 +3,7 @@ into a FUSE-mounted pool (`pmem-fuse`)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 
@@ -94,3 +95,65 @@ def test_the_edges_scenario_replays_every_edge_on_both_subjects(tmp_path):
     for record in records:
         routing = {e: n for e, n in record.edges.items() if not e.startswith("pmem.pool.")}
         assert len(routing) == 9 and all(routing.values()), (record.subject, routing)
+
+
+def test_an_eloop_from_the_kernels_recount_is_asked_again_and_a_steady_one_fails(tmp_path):
+    """The kernel counts again the symlinks a lookup followed before it restarted (an RCU walk that could not finish:
+    a mount made anywhere meanwhile), so a lookup of 30 symlinks is now and then ELOOP. The lockstep and the
+    transparency check ask such a call again; a subject whose ELOOP is no accident still fails."""
+    from vfslab.check.engine.race import Mismatch
+    from vfslab.check.pmem import transparency
+    from vfslab.check.pmem.lockstep import RouteLockstep
+    from vfslab.check.pmem.program import KERNEL
+    from vfslab.impl.pmem.fs import PmemFS
+    from vfslab.impl.pmem.router import Router
+    from vfslab.subjects import process
+    from vfslab.subjects.pmem import fill_pool
+    from vfslab.subjects.tree import SYMLINK, Node, build_layer
+
+    pool = (*POOL_NODES[:3], Node("dot", SYMLINK, 0o777, target="."))
+    build_layer(KERNEL, tmp_path)
+    PmemFS.mkfs(str(tmp_path / "tree.pool"), 1 << 20)
+    fs = PmemFS.open(str(tmp_path / "tree.pool"))
+    fill_pool(fs, pool)
+    router = Router()
+    router.mount(str(tmp_path / "P"), fs)
+    router.chdir(str(tmp_path))
+
+    class Flaky:
+        """The program's process, in this one: its first `loops` answers to a stat are ELOOP (only stats are asked:
+        nothing changes a tree)."""
+
+        taken = (0, 1, 2)
+
+        def __init__(self, loops):
+            self.loops, self.asked = loops, 0
+
+        def call(self, call):
+            self.asked += 1
+            if call == ["state"]:  # the trees are another test's business: not a walk of this machine's /
+                return {"value": []}
+            if call[0] == "stat" and self.loops:
+                self.loops -= 1
+                return {"errno": errno.ELOOP}
+            return process.run(router, call)
+
+    class Routed:
+        def __init__(self, loops):
+            self.process = Flaky(loops)
+
+        def teardown(self):
+            pass
+
+    chain = "P/" + "dot/" * 30 + "a"
+    once = RouteLockstep(Routed(1), "kernel", pool)
+    assert once.step(["stat", chain])[:2] == ("stat", "file") and once.routed.process.asked == 2
+    steady = RouteLockstep(Routed(99), "kernel", pool)
+    with pytest.raises(Mismatch, match="ELOOP"):
+        steady.step(["stat", chain])
+    kernel_side, router_side = transparency.Side(Routed(1)), transparency.Side(Routed(0))
+    assert transparency._compare([["stat", chain]], router_side, kernel_side).problem is None
+    assert transparency._compare([["stat", chain]], transparency.Side(Routed(0)), transparency.Side(Routed(99))
+                                 ).problem is not None
+    router.close_all()
+    fs.close()
