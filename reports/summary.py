@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vfslab.check import reach
-from vfslab.check.reach import Blind
+from vfslab.check.reach import DESIGN_ONLY, UNREACHED, Blind, blind
 from vfslab.check.results import PASS, UNAVAILABLE, Record, Results
 
 
@@ -33,7 +32,7 @@ class Summary:
         rules = {rule for r in ran for rule in r.coverage}
         never = sorted(rule for rule in rules if not any(r.coverage.get(rule) for r in ran))
         return cls(scenarios, subjects, cells, problems, never, _totals(results.records, "coverage"),
-                   _totals(results.records, "edges"), reach.blind(results.records))
+                   _totals(results.records, "edges"), blind(results.records))
 
 
 def _totals(records: list[Record], counted: str) -> dict[str, dict[str, int]]:
@@ -47,9 +46,9 @@ def _totals(records: list[Record], counted: str) -> dict[str, dict[str, int]]:
 
 def exception(rule: str) -> str:
     """Why `rule` may go unfired on the subjects (reach.py), or empty."""
-    if rule in reach.DESIGN_ONLY:
-        return f"design only (fires on the model): {reach.DESIGN_ONLY[rule]}"
-    return f"unreached: {reach.UNREACHED[rule]}" if rule in reach.UNREACHED else ""
+    if rule in DESIGN_ONLY:
+        return f"design only (fires on the model): {DESIGN_ONLY[rule]}"
+    return f"unreached: {UNREACHED[rule]}" if rule in UNREACHED else ""
 
 
 def blind_lines(blind: Blind) -> list[str]:

@@ -30,7 +30,8 @@ def allowed(module: str, prefixes: tuple[str, ...]) -> bool:
 
 @pytest.mark.parametrize(("folder", "prefixes"), [
     ("model", ("vfslab.model",)),
-    ("reports", ("vfslab.reports", "vfslab.check.results", "rich")),
+    # reports read results, and which rules a run may leave unfired
+    ("reports", ("vfslab.reports", "vfslab.check.results", "vfslab.check.reach", "rich")),
     ("impl", ("vfslab.impl", "mfusepy")),
     ("sim", ("vfslab.sim", "vfslab.model", "simpy", "networkx", "hypothesis")),
     # subjects drive systems under test; the checking engine is built on them, never the other way

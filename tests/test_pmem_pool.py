@@ -87,6 +87,24 @@ def test_data_holes_truncate_and_permissions(fs):
     assert fsck.check(fs) == []
 
 
+def test_a_setgid_directory_hands_down_its_group_and_to_directories_its_setgid_bit(fs):
+    r = fs.pool.root
+    fs.mkdirat(r, "/g", 0o777)
+    g = fs.lookup(r, "/g")
+    fs.chown(g, 0, 1000)
+    fs.chmod(g, 0o2777)
+    fs.mkdirat(r, "/g/sub", 0o755, Cred(1001, 1001))
+    fs.close_file(fs.openat(r, "/g/f", os.O_CREAT | os.O_WRONLY, 0o644, Cred(1001, 1001)))
+    fs.symlinkat("f", r, "/g/l", Cred(1001, 1001))
+    sub, f, link = (fs.fstatat(r, p, follow=False) for p in ("/g/sub", "/g/f", "/g/l"))
+    assert (sub.st_gid, sub.st_mode & 0o7777) == (1000, 0o2755)
+    assert (f.st_gid, f.st_mode & 0o7777) == (1000, 0o644) and link.st_gid == 1000
+    fs.chmod(g, 0o777)
+    fs.mkdirat(r, "/g/plain", 0o755, Cred(1001, 1001))
+    assert fs.fstatat(r, "/g/plain").st_gid == 1001
+    assert fsck.check(fs) == []
+
+
 def test_an_open_unlinked_file_lives_until_its_last_close_or_the_next_open(pool):
     fs = PmemFS.open(str(pool))
     f = fs.openat(fs.pool.root, "/f", os.O_CREAT | os.O_RDWR)

@@ -153,11 +153,17 @@ class PmemFS:
     def _put(self, ino: int, node: Inode) -> None:
         self.pool.store(self._at(ino), node.pack())
 
-    def _alloc_inode(self, mode: int, cred: Cred, nlink: int) -> int:
+    def _alloc_inode(self, mode: int, cred: Cred, nlink: int, parent: int) -> int:
+        """A new inode in directory `parent`, owned by the caller; in a setgid directory it takes the directory's
+        group, and a new directory its setgid bit too (as Linux's inode_init_owner)."""
+        gid, pnode = cred.gid, self.inode(parent)
+        if pnode.mode & st.S_ISGID:
+            gid = pnode.gid
+            mode |= st.S_ISGID if st.S_ISDIR(mode) else 0
         for ino in range(1, self.pool.inodes + 1):
             if self.inode(ino).mode == 0:
                 now = _now()
-                self._put(ino, Inode(mode, 0, nlink, cred.uid, cred.gid, 0, now, now, now))
+                self._put(ino, Inode(mode, 0, nlink, cred.uid, gid, 0, now, now, now))
                 return ino
         raise err(E.ENOSPC, "no free inode")
 
@@ -415,7 +421,7 @@ class PmemFS:
                 raise err(E.EISDIR)
             self._check(parent, os.W_OK | os.X_OK, cred)
             with self.pool.transaction():
-                ino = self._alloc_inode(st.S_IFREG | (mode & 0o7777), cred, 1)
+                ino = self._alloc_inode(st.S_IFREG | (mode & 0o7777), cred, 1, parent)
                 self._add_entry(parent, name, ino)
         else:
             node = self.inode(ino)
@@ -492,7 +498,7 @@ class PmemFS:
     def mkdirat(self, start: int, path: str, mode: int = 0o777, cred: Cred = ROOT) -> None:
         parent, name = self._new(start, path.rstrip("/") or path, mode, cred)
         with self.pool.transaction():
-            ino = self._alloc_inode(st.S_IFDIR | (mode & 0o7777), cred, 2)
+            ino = self._alloc_inode(st.S_IFDIR | (mode & 0o7777), cred, 2, parent)
             self._add_entry(ino, "..", parent)
             self._add_entry(parent, name, ino)
             pnode = self.inode(parent)
@@ -507,7 +513,7 @@ class PmemFS:
         if len(raw) >= PATH_MAX:
             raise err(E.ENAMETOOLONG)
         with self.pool.transaction():  # the link and its target in one: never an empty symlink after a crash
-            ino = self._alloc_inode(st.S_IFLNK | 0o777, cred, 1)
+            ino = self._alloc_inode(st.S_IFLNK | 0o777, cred, 1, parent)
             node = self.inode(ino)
             b = self._block(node, 0, alloc=True)
             self.pool.store(b * BLOCK, raw)

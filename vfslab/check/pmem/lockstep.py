@@ -12,7 +12,7 @@ import errno as E
 from collections import Counter
 from pathlib import Path
 
-from vfslab.check.engine.race import Hang, Mismatch, Race
+from vfslab.check.engine.race import RECOUNTS, Hang, Mismatch, Race
 from vfslab.check.engine.state import diff_states, show
 from vfslab.check.pmem.program import KERNEL, POOL_AT, show_call
 from vfslab.model.outcome import Err, Outcome
@@ -34,11 +34,6 @@ def start(subject, scratch: Path, profile: str, pool: tuple[Node, ...],
     return RouteLockstep(routed, profile, pool)
 
 
-#: how often a call refused with ELOOP that no profile allows, after following symlinks, is asked again: the kernel
-#: counts again the symlinks a lookup followed before it restarted (an RCU walk that could not finish, a mount made
-#: anywhere meanwhile), so a lookup of more than MAXSYMLINKS / 2 of them is now and then ELOOP; a refused lookup
-#: changed nothing, and a subject whose ELOOP is no accident gives it every time
-RECOUNTS = 3
 
 
 def _view(result: object) -> object:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vfslab.check.engine.kept import Replay
-from vfslab.check.pmem.lockstep import RECOUNTS
+from vfslab.check.engine.race import RECOUNTS
 from vfslab.check.pmem.program import KERNEL, POOL_AT, RouteProgram, show_call
 from vfslab.model.pmem import PROFILES, RoutingModel
 from vfslab.model.pmem.calls import FD_CALLS
@@ -83,7 +83,7 @@ def _compare(program: list[list], a: Side, b: Side) -> Verdict:
     try:
         for i, call in enumerate(program):
             ra, rb = a.run(call), b.run(call)
-            for _ in range(RECOUNTS):  # the kernel's recount of a restarted lookup's symlinks (lockstep.py)
+            for _ in range(RECOUNTS):  # the kernel's recount of a restarted lookup's symlinks (engine/race.py)
                 if ra == rb or {"errno": E.ELOOP} not in (ra, rb):
                     break
                 ra, rb = (a.run(call), rb) if ra == {"errno": E.ELOOP} else (ra, b.run(call))
