@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno as _errno
 from dataclasses import dataclass
 
+from vfslab.model.limits import Limit
+
 
 @dataclass(frozen=True)
 class Err:
@@ -42,3 +44,23 @@ class ModelError(Exception):
         self.errno = errno
         self.rule = rule
         self.also = also  # other errnos the spec allows here
+
+
+class Fires:
+    """What the operation a model is running has fired so far: rule ids and edges of limits, in order, each once
+    (the operation's wrapper empties `_fired` before it and puts it in the Outcome after)."""
+
+    _fired: list[str]
+
+    def _fire(self, *rules: str) -> None:
+        self._fired += [r for r in rules if r not in self._fired]
+
+    def _edge(self, limit: Limit, n: int) -> None:
+        if (edge := limit.edge(n)) is not None:
+            self._fire(edge)
+
+    def _measure(self, limit: Limit, n: int, errno: int) -> None:
+        """Count `n` against `limit`: the edge it is at fires, and over it the limit's rule fails the call."""
+        self._edge(limit, n)
+        if limit.over(n):
+            raise ModelError(errno, limit.rule)

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from functools import wraps
 
 from vfslab.model.block.rules import BANNER, BANNER_LIMIT, PATH_LIMIT
-from vfslab.model.limits import Limit
-from vfslab.model.outcome import Err, ModelError, Outcome
+from vfslab.model.outcome import Err, Fires, ModelError, Outcome
 
 #: what /version holds (the seed's proposal: the control protocol's version)
 VERSION = b"1\n"
@@ -86,7 +85,7 @@ def operation(method: Callable) -> Callable:
     return run
 
 
-class BlockModel:
+class BlockModel(Fires):
     def __init__(self, options: Options | None = None, target_names: tuple[str, ...] = ()) -> None:
         self.options = options or Options()
         self.target_names: set[str] = set(target_names)
@@ -101,17 +100,6 @@ class BlockModel:
         self._also: list[object] = []  # other results the operation being run allows
 
     # ---- rules machinery and helpers -----------------------------------------------------------------
-
-    def _fire(self, rule: str) -> None:
-        if rule not in self._fired:
-            self._fired.append(rule)
-
-    def _measure(self, limit: Limit, n: int, errno: int) -> None:
-        """Count `n` against `limit`: the edge it is at fires, and past it the limit's rule fails the call."""
-        if (edge := limit.edge(n)) is not None:
-            self._fire(edge)
-        if limit.over(n):
-            raise ModelError(errno, limit.rule)
 
     def _next(self) -> int:
         self._ids += 1

@@ -19,8 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import wraps
 
-from vfslab.model.limits import Limit
-from vfslab.model.outcome import Err, ModelError, Outcome
+from vfslab.model.outcome import Err, Fires, ModelError, Outcome
 from vfslab.model.pmem.profiles import Profile
 from vfslab.model.pmem.rules import LINK_LIMIT, NAME_LIMIT, PATH_LIMIT
 from vfslab.model.state import State
@@ -85,7 +84,7 @@ def operation(method: Callable) -> Callable:
     return run
 
 
-class RoutingModel:
+class RoutingModel(Fires):
     """The kernel's tree `kernel` with the pools `pools` (mount point's kernel path -> its tree) mounted, for a
     process whose fds `taken` are open already; trees are iterables of nodes as `UnionModel` reads them."""
 
@@ -101,20 +100,6 @@ class RoutingModel:
         self._fired: list[str] = []
 
     # ---- rules machinery -------------------------------------------------------------------------
-
-    def _fire(self, rule: str) -> None:
-        if rule not in self._fired:
-            self._fired.append(rule)
-
-    def _measure(self, limit: Limit, n: int, errno: int) -> None:
-        """Count `n` against `limit`: the edge it is at fires, and over it the limit's rule fails the call."""
-        self._edge(limit, n)
-        if limit.over(n):
-            raise ModelError(errno, limit.rule)
-
-    def _edge(self, limit: Limit, n: int) -> None:
-        if (edge := limit.edge(n)) is not None:
-            self._fire(edge)
 
     def _call(self, place: Place, name: str, *args: object) -> object:
         """One operation of the file system holding `place`, on its path there (or on an fd of it)."""

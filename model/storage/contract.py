@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import wraps
 
-from vfslab.model.outcome import Err, ModelError, Outcome
+from vfslab.model.outcome import Err, Fires, ModelError, Outcome
 from vfslab.model.storage.rules import NAME_LIMIT
 
 # ---- the vocabulary of the interface (impl/ovlfs/storage/method.py writes it again, on purpose) ----------------
@@ -159,7 +159,7 @@ def is_dir(attrs: Attrs) -> bool:
     return stat.S_ISDIR(attrs.mode)
 
 
-class StorageModel:
+class StorageModel(Fires):
     """The storage of one ovlfs, as the contract says a method keeps it."""
 
     def __init__(self, state: State) -> None:
@@ -194,9 +194,6 @@ class StorageModel:
 
     # ---- helpers ---------------------------------------------------------------------------------------------------
 
-    def _fire(self, *rules: str) -> None:
-        self._fired += [r for r in rules if r not in self._fired]
-
     def _inode(self, ino: int) -> Attrs:
         if ino not in self.state.inodes:
             raise ModelError(E.ENOENT, "storage.silent.enoent")
@@ -219,8 +216,7 @@ class StorageModel:
         """A name an entry may be given (storage.silent.names): the edge of NAME_MAX its length is at fires ("" is
         the edge at 0)."""
         size = len(name.encode(errors="surrogateescape"))
-        if (edge := NAME_LIMIT.edge(size)) is not None:
-            self._fire(edge)
+        self._edge(NAME_LIMIT, size)
         if name in ("", ".", "..") or "/" in name or "\0" in name:
             raise ModelError(E.EINVAL, "storage.silent.names")
         if NAME_LIMIT.over(size):

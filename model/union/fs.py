@@ -14,8 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import wraps
 
-from vfslab.model.limits import Limit
-from vfslab.model.outcome import Err, ModelError, Outcome
+from vfslab.model.outcome import Err, Fires, ModelError, Outcome
 from vfslab.model.state import Entry, State
 from vfslab.model.union.layers import DIR, FALLTHRU, FILE, OPAQUE, REDIRECT, SYMLINK, WHITEOUT, Inode, Store, entry
 from vfslab.model.union.ops import LOOKS_ONLY
@@ -100,7 +99,7 @@ def operation(method: Callable) -> Callable:
     return run
 
 
-class UnionModel:
+class UnionModel(Fires):
     """A union mount over `lowers` (topmost first), each an iterable of spec nodes with the attributes of
     `vfslab.subjects.tree.Node`, held to `profile`; `one_fs` when every layer is on one file system (the
     `same` placement)."""
@@ -138,20 +137,6 @@ class UnionModel:
             self.store.link(parent, name, inode)
 
     # ---- rules machinery -------------------------------------------------------------------------
-
-    def _fire(self, rule: str) -> None:
-        if rule not in self._fired:
-            self._fired.append(rule)
-
-    def _measure(self, limit: Limit, n: int, errno: int) -> None:
-        """Count `n` against `limit`: the edge it is at fires, and over it the limit's rule fails the call."""
-        self._edge(limit, n)
-        if limit.over(n):
-            raise ModelError(errno, limit.rule)
-
-    def _edge(self, limit: Limit, n: int) -> None:
-        if (edge := limit.edge(n)) is not None:
-            self._fire(edge)
 
     def _need(self, inode: Inode, want: int, rule: str = "union.perm.access") -> None:
         if not self._may(inode, want):
