@@ -22,8 +22,8 @@ from pathlib import Path
 
 from hypothesis import strategies as hs
 
-from vfslab.check.engine.kept import Kept, Replay
-from vfslab.check.pmem.program import FAMILY
+from vfslab.check.engine.kept import Replay
+from vfslab.check.pmem.program import PoolProgram
 from vfslab.impl.pmem import fsck
 from vfslab.impl.pmem.fs import RENAME_EXCHANGE, RENAME_NOREPLACE, PmemFS
 from vfslab.impl.pmem.pool import BLOCK, Crash
@@ -308,25 +308,10 @@ def _crashes(program, setup, image, work, out, states, marks, fired, renames) ->
     return Verdict(marks[-1], None, fired, renames)
 
 
-@dataclass
-class CrashProgram(Kept):
-    """A program on an empty pool, crashed at each of its persist points (kept for `vfslab replay`)."""
+class CrashProgram(PoolProgram):
+    """A program on an empty pool, crashed at each of its persist points."""
 
-    family = FAMILY
-
-    ops: list[Op]
-    subject: str = ""
-    profile: str = ""
-    message: str = ""
-
-    def to_json(self) -> dict:
-        return {"family": FAMILY, "check": "crash", "subject": self.subject, "profile": self.profile,
-                "message": self.message, "layers": [], "ops": [list(op) for op in self.ops]}
-
-    @classmethod
-    def from_json(cls, data: dict) -> CrashProgram:
-        return cls([tuple(op) for op in data["ops"]], data.get("subject", ""), data.get("profile", ""),
-                   data.get("message", ""))
+    check = "crash"
 
 
 def replay(program: CrashProgram, scratch: Path) -> Replay:

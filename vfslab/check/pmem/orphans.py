@@ -27,9 +27,9 @@ from pathlib import Path
 
 from hypothesis import strategies as hs
 
-from vfslab.check.engine.kept import Kept, Replay
+from vfslab.check.engine.kept import Replay
 from vfslab.check.pmem import crash
-from vfslab.check.pmem.program import FAMILY, KERNEL, POOL_AT
+from vfslab.check.pmem.program import KERNEL, POOL_AT, PoolProgram
 from vfslab.impl.pmem import fsck
 from vfslab.impl.pmem.fs import PmemFS
 from vfslab.model.pmem.rules import BLOCK_LIMIT
@@ -250,25 +250,10 @@ def _gone(pid: int | None) -> None:
         time.sleep(0.002)
 
 
-@dataclass
-class OrphanProgram(Kept):
-    """A program that leaves orphans in a pool closed uncleanly (kept for `vfslab replay`)."""
+class OrphanProgram(PoolProgram):
+    """A program that leaves orphans in a pool closed uncleanly."""
 
-    family = FAMILY
-
-    ops: list[Op]
-    subject: str = ""
-    profile: str = ""
-    message: str = ""
-
-    def to_json(self) -> dict:
-        return {"family": FAMILY, "check": CHECK, "subject": self.subject, "profile": self.profile,
-                "message": self.message, "layers": [], "ops": [list(op) for op in self.ops]}
-
-    @classmethod
-    def from_json(cls, data: dict) -> OrphanProgram:
-        return cls([tuple(op) for op in data["ops"]], data.get("subject", ""), data.get("profile", ""),
-                   data.get("message", ""))
+    check = CHECK
 
 
 def replay(program: OrphanProgram, subject, scratch: Path) -> Replay:

@@ -79,3 +79,26 @@ class RouteProgram(Kept):
             raise ValueError(f"a routing program is checked by {ROUTING} or {TRANSPARENCY}, not {check!r}")
         return cls(pool[0], [parse_call(c) for c in data["ops"]], data.get("subject", ""),
                    data.get("profile", "pmemfile"), data.get("message", ""), check)
+
+
+@dataclass
+class PoolProgram(Kept):
+    """A program of pool operations (`(op, *args)` tuples) checked by `check` rather than in lockstep: crashed at
+    each persist point, or left with orphans and closed uncleanly (kept for `vfslab replay`)."""
+
+    family = FAMILY
+    check = ""
+
+    ops: list[tuple]
+    subject: str = ""
+    profile: str = ""
+    message: str = ""
+
+    def to_json(self) -> dict:
+        return {"family": FAMILY, "check": self.check, "subject": self.subject, "profile": self.profile,
+                "message": self.message, "layers": [], "ops": [list(op) for op in self.ops]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> PoolProgram:
+        return cls([tuple(op) for op in data["ops"]], data.get("subject", ""), data.get("profile", ""),
+                   data.get("message", ""))
