@@ -13,6 +13,8 @@ to the model and to any subject whatever fd numbers they hand out.
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 from dataclasses import dataclass
 
@@ -84,13 +86,15 @@ ALL_OPS = tuple(o.name for o in OPERATIONS)
 OPEN_FLAGS = {
     "O_RDONLY": os.O_RDONLY, "O_WRONLY": os.O_WRONLY, "O_RDWR": os.O_RDWR, "O_CREAT": os.O_CREAT,
     "O_EXCL": os.O_EXCL, "O_TRUNC": os.O_TRUNC, "O_APPEND": os.O_APPEND, "O_NOFOLLOW": os.O_NOFOLLOW,
-    "O_DIRECTORY": os.O_DIRECTORY,
+    "O_DIRECTORY": os.O_DIRECTORY, "O_SYNC": os.O_SYNC, "O_DSYNC": os.O_DSYNC,
 }
 
 
 def flags_text(flags: int) -> str:
     acc = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}[flags & 3]
-    rest = [n for n, v in OPEN_FLAGS.items() if v & ~3 and flags & v]
+    rest = [n for n, v in OPEN_FLAGS.items() if v & ~3 and flags & v == v]
+    if "O_SYNC" in rest:  # O_SYNC's bits hold O_DSYNC's
+        rest.remove("O_DSYNC")
     return "|".join([acc, *rest])
 
 
@@ -98,7 +102,7 @@ def flags_value(text: str | int) -> int:
     if isinstance(text, int):
         return text
     try:
-        return sum(OPEN_FLAGS[p.strip()] for p in text.split("|"))
+        return functools.reduce(operator.or_, (OPEN_FLAGS[p.strip()] for p in text.split("|")))
     except KeyError as e:
         raise ValueError(f"unknown open flag {e.args[0]!r} in {text!r}") from None
 

@@ -126,8 +126,8 @@ chmod_modes = st.sampled_from((0o644, 0o600, 0o755, 0o000, 0o777, 0o555, 0o700, 
 @st.composite
 def open_flags(draw: st.DrawFn) -> int:
     flags = draw(st.sampled_from((OPEN_FLAGS["O_RDONLY"], OPEN_FLAGS["O_WRONLY"], OPEN_FLAGS["O_RDWR"])))
-    extra = draw(st.sets(st.sampled_from(("O_CREAT", "O_EXCL", "O_TRUNC", "O_APPEND", "O_NOFOLLOW", "O_DIRECTORY")),
-                         max_size=3))
+    extra = draw(st.sets(st.sampled_from(("O_CREAT", "O_EXCL", "O_TRUNC", "O_APPEND", "O_NOFOLLOW", "O_DIRECTORY",
+                                          "O_SYNC", "O_DSYNC")), max_size=3))
     if "O_CREAT" in extra:
         extra.discard("O_DIRECTORY")  # O_CREAT|O_DIRECTORY is EINVAL since Linux 6.4: not a union question
     for name in extra:

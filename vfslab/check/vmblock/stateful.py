@@ -34,8 +34,10 @@ MAX_WAITING = 4
 
 names = st.sampled_from(NAMES)
 _forms = st.sampled_from(("{{target}}/{n}", "{{target}}//{n}/", "{{target}}/{n}/"))
+#: the operation letters, with unknown ones on both sides of `a` and `d` (a daemon comparing letters, not matching
+#: them, mistakes one for the other)
 texts = st.one_of(
-    st.builds(lambda op, form, n: op + form.format(n=n), st.sampled_from("aaddlx"), _forms, names),
+    st.builds(lambda op, form, n: op + form.format(n=n), st.sampled_from("aaddlxb!"), _forms, names),
     st.sampled_from(("a", "l", "afoo", "a{target}/foo\0junk", "a" + "/z" * 2048)),
 )
 tree_paths = st.one_of(st.sampled_from(("", "dev", "blockdir", "notifydir", "version", "nothing")),
