@@ -83,7 +83,9 @@ class _Pipe:
     def _until(self, found, what: str) -> dict:
         while (got := found()) is None:
             left = self.deadline - time.monotonic()
-            if left <= 0 or not select.select([self.from_browser], [], [], left)[0]:
+            waiting = select.poll()  # not select: a test process may hold more than select's 1024 fds
+            waiting.register(self.from_browser, select.POLLIN)
+            if left <= 0 or not waiting.poll(left * 1000):
                 raise BrowserError(f"chromium did not answer {what} in time", self.pid)
             chunk = os.read(self.from_browser, 1 << 16)
             if not chunk:

@@ -351,6 +351,9 @@ class ReadOnlyDir:
     def read_directory(self, dir_ino: int, pos: int) -> interface.Dirent | None:
         return self.dir.read_directory(dir_ino, pos)
 
+    def release(self) -> None:  # beyond the bare minimum, and what gives the storage's fds back
+        self.dir.release()
+
 
 class SkippingReader(ReadOnlyDir):
     """Read Directory skips unlinked entries: the seed's "generally easier to just return" them, not done."""

@@ -55,7 +55,8 @@ def test_a_union_file_system_launched_by_command_runs_the_union_suite(tmp_path, 
     path = _write(tmp_path, "mine.toml", UNION)
     out = tmp_path / "out"
     suite = str(Path(__file__).parent.parent / "scenarios/union/overlayfs.toml")
-    assert main(["run", suite, "--subject-file", str(path), "--examples", "40", "--out", str(out)]) == 0
+    assert main(["run", suite, "--subject-file", str(path), "--examples", "40", "--budget", "300", "--out",
+                 str(out)]) == 0
     record = _records(out)[("union-stateful-overlayfs", "my-union")]
     assert record["verdict"] == "pass" and record["examples"] >= 40, record["reason"]
     assert record["coverage"]["union.copyup.file"] > 0, "programs reached the file system"

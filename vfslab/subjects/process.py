@@ -198,7 +198,10 @@ class Process:
         return f": {tail[0]}" if tail else ""
 
     def _answer(self) -> dict:
-        ready, _, _ = select.select([self.conn], [], [], self.timeout)
+        # poll, not select: the bench's own process may hold more than select's 1024 fds
+        waiting = select.poll()
+        waiting.register(self.conn, select.POLLIN)
+        ready = bool(waiting.poll(self.timeout * 1000))
         line = self.wire.readline() if ready else ""
         if not line:
             why = "died" if ready else f"gave no answer in {self.timeout:g} s"
