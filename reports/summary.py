@@ -41,7 +41,7 @@ def _totals(records: list[Record], counted: str) -> dict[str, dict[str, int]]:
         family = totals.setdefault(r.family, {})
         for key, n in getattr(r, counted).items():
             family[key] = family.get(key, 0) + n
-    return {family: keys for family, keys in totals.items() if keys or counted == "coverage"}
+    return totals
 
 
 def exception(rule: str) -> str:

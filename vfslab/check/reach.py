@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from vfslab.check.results import Record
+from vfslab.subjects.model import ModelSubject
 
 #: the subject that is the model itself: what fires there alone proves the model, not a file system
-MODEL_SUBJECT = "model"
+MODEL_SUBJECT = ModelSubject.name
 
 DESIGN_ONLY: dict[str, str] = {
     "union.lookup.fallthru": "union mounts' fallthrus: no real union file system writes them",
