@@ -35,6 +35,14 @@ dir_modes = st.sampled_from((0o755, 0o700, 0o777, 0o555, 0o711))
 owners = st.sampled_from((0, USER))
 xattr_names = st.sampled_from(("user.k", "user.m"))
 xattr_values = st.sampled_from((b"1", b"two", b""))
+xattr_sets = st.dictionaries(xattr_names, xattr_values, max_size=1)
+
+# Strategies a composite draws from are built once, here: one built at each draw is validated and labelled again,
+# which cost more than the draw itself.
+#: what a name of a layer is, by whether a directory there may hold more and whether a file to link to exists
+_KINDS = {(deeper, linkable): st.sampled_from(["none", "none", FILE, SYMLINK] + [DIR, DIR] * deeper
+                                              + [HARDLINK] * linkable)
+          for deeper in (False, True) for linkable in (False, True)}
 
 
 @st.composite
@@ -45,11 +53,9 @@ def layer(draw: st.DrawFn) -> tuple[Node, ...]:
     def fill(prefix: str, depth: int) -> None:
         for name in NAMES:
             path = f"{prefix}{name}"
-            kinds = ["none", "none", FILE, SYMLINK] + ([DIR, DIR] if depth < MAX_DEPTH else [])
-            kinds += [HARDLINK] if files else []
-            kind = draw(st.sampled_from(kinds))
+            kind = draw(_KINDS[depth < MAX_DEPTH, bool(files)])
             owner = draw(owners)
-            xattrs = tuple(draw(st.dictionaries(xattr_names, xattr_values, max_size=1)).items())
+            xattrs = tuple(draw(xattr_sets).items())
             if kind == FILE:
                 nodes.append(Node(path, FILE, draw(file_modes), owner, owner, draw(file_data), xattrs=xattrs))
                 files.append(path)
@@ -102,17 +108,23 @@ def at_edge(limit: Limit, n: int, path: str) -> str:
     return f"{LOOP.path}/" * n + path
 
 
+_ONE_IN_TEN, _ONE_IN_FOUR = st.integers(0, 9), st.integers(0, 3)
+_DEPTHS = st.sampled_from((1, 1, 1, 2, 2, 3))
+_LIMITS, _EDGES = st.sampled_from(LIMITS), st.sampled_from((-1, 0, 1))
+_EXISTING = st.none() | st.integers(0, 63)
+
+
 @st.composite
 def paths(draw: st.DrawFn, root: bool = False, long: bool = False) -> PathChoice:
     """A path in the tree; sometimes the root (`.`) or, if `long`, a path at an edge of one of the limits."""
-    if root and draw(st.integers(0, 9)) == 0:
+    if root and draw(_ONE_IN_TEN) == 0:
         return PathChoice(".", None)
     # mostly shallow: a random deep path rarely exists
-    path = "/".join(draw(op_names) for _ in range(draw(st.sampled_from((1, 1, 1, 2, 2, 3)))))
-    if long and draw(st.integers(0, 3)) == 0:
-        limit = draw(st.sampled_from(LIMITS))
-        return PathChoice(at_edge(limit, limit.value + draw(st.sampled_from((-1, 0, 1))), path), None)
-    return PathChoice(path, draw(st.none() | st.integers(0, 63)))
+    path = "/".join(draw(op_names) for _ in range(draw(_DEPTHS)))
+    if long and draw(_ONE_IN_FOUR) == 0:
+        limit = draw(_LIMITS)
+        return PathChoice(at_edge(limit, limit.value + draw(_EDGES), path), None)
+    return PathChoice(path, draw(_EXISTING))
 
 
 callers = st.sampled_from((0, 0, 0, USER))
@@ -123,11 +135,15 @@ chmod_modes = st.sampled_from((0o644, 0o600, 0o755, 0o000, 0o777, 0o555, 0o700, 
                                0o1777, 0o3777, 0o2745))
 
 
+_ACCESS = st.sampled_from((OPEN_FLAGS["O_RDONLY"], OPEN_FLAGS["O_WRONLY"], OPEN_FLAGS["O_RDWR"]))
+_EXTRA = st.sets(st.sampled_from(("O_CREAT", "O_EXCL", "O_TRUNC", "O_APPEND", "O_NOFOLLOW", "O_DIRECTORY", "O_SYNC",
+                                  "O_DSYNC")), max_size=3)
+
+
 @st.composite
 def open_flags(draw: st.DrawFn) -> int:
-    flags = draw(st.sampled_from((OPEN_FLAGS["O_RDONLY"], OPEN_FLAGS["O_WRONLY"], OPEN_FLAGS["O_RDWR"])))
-    extra = draw(st.sets(st.sampled_from(("O_CREAT", "O_EXCL", "O_TRUNC", "O_APPEND", "O_NOFOLLOW", "O_DIRECTORY",
-                                          "O_SYNC", "O_DSYNC")), max_size=3))
+    flags = draw(_ACCESS)
+    extra = draw(_EXTRA)
     if "O_CREAT" in extra:
         extra.discard("O_DIRECTORY")  # O_CREAT|O_DIRECTORY is EINVAL since Linux 6.4: not a union question
     for name in extra:
