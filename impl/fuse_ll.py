@@ -51,7 +51,7 @@ class fuse_ctx(ctypes.Structure):
 
 
 FI = POINTER(fuse_file_info)
-#: struct fuse_lowlevel_ops up to releasedir, in libfuse's order; libfuse zero-fills the rest (op_size)
+#: struct fuse_lowlevel_ops, in libfuse's order; the requests nobody here serves are opaque slots left NULL
 PROTOTYPES = {
     "init": CFUNCTYPE(None, c_void_p, c_void_p),
     "destroy": CFUNCTYPE(None, c_void_p),
@@ -76,7 +76,27 @@ PROTOTYPES = {
     "opendir": CFUNCTYPE(None, req_t, ino_t, FI),
     "readdir": CFUNCTYPE(None, req_t, ino_t, c_size_t, c_int64, FI),
     "releasedir": CFUNCTYPE(None, req_t, ino_t, FI),
+    "fsyncdir": CFUNCTYPE(None, req_t, ino_t, c_int, FI),
+    "statfs": CFUNCTYPE(None, req_t, ino_t),
+    "setxattr": CFUNCTYPE(None, req_t, ino_t, c_char_p, c_void_p, c_size_t, c_int),
+    "getxattr": CFUNCTYPE(None, req_t, ino_t, c_char_p, c_size_t),
+    "listxattr": CFUNCTYPE(None, req_t, ino_t, c_size_t),
+    "removexattr": CFUNCTYPE(None, req_t, ino_t, c_char_p),
+    "access": CFUNCTYPE(None, req_t, ino_t, c_int),
+    "create": CFUNCTYPE(None, req_t, ino_t, c_char_p, c_uint32, FI),
+    "getlk": c_void_p,
+    "setlk": c_void_p,
+    "bmap": c_void_p,
+    "ioctl": c_void_p,
+    "poll": c_void_p,
+    "write_buf": c_void_p,
+    "retrieve_reply": c_void_p,
+    "forget_multi": c_void_p,
+    "flock": c_void_p,
+    "fallocate": CFUNCTYPE(None, req_t, ino_t, c_int, c_int64, c_int64, FI),
+    "readdirplus": CFUNCTYPE(None, req_t, ino_t, c_size_t, c_int64, FI),
 }
+SERVED = [name for name, kind in PROTOTYPES.items() if kind is not c_void_p and name not in ("init", "destroy")]
 
 
 class fuse_lowlevel_ops(ctypes.Structure):
@@ -101,6 +121,12 @@ lib.fuse_reply_readlink.argtypes = [req_t, c_char_p]
 lib.fuse_reply_open.argtypes = [req_t, FI]
 lib.fuse_reply_write.argtypes = [req_t, c_size_t]
 lib.fuse_reply_buf.argtypes = [req_t, c_void_p, c_size_t]
+lib.fuse_reply_create.argtypes = [req_t, POINTER(fuse_entry_param), FI]
+lib.fuse_reply_statfs.argtypes = [req_t, POINTER(mfusepy.c_statvfs)]
+lib.fuse_reply_xattr.argtypes = [req_t, c_size_t]
+lib.fuse_add_direntry_plus.restype = c_size_t
+lib.fuse_add_direntry_plus.argtypes = [req_t, c_void_p, c_size_t, c_char_p, POINTER(fuse_entry_param), c_int64]
+lib.fuse_lowlevel_notify_inval_inode.argtypes = [c_void_p, ino_t, c_int64, c_int64]
 lib.fuse_add_direntry.restype = c_size_t
 lib.fuse_add_direntry.argtypes = [req_t, c_void_p, c_size_t, c_char_p, POINTER(c_stat), c_int64]
 lib.fuse_req_ctx.restype = POINTER(fuse_ctx)
@@ -115,6 +141,18 @@ def stat(mode: int, nlink: int = 1, size: int = 0, ino: int = 0, uid: int = 0, g
     return s
 
 
+def attr(s: os.stat_result, ino: int, nlink: int) -> c_stat:
+    """The attributes a reply carries: a real file's lstat, shown under inode number `ino` with `nlink` links."""
+    a = c_stat()
+    a.st_mode, a.st_ino, a.st_nlink, a.st_uid, a.st_gid = s.st_mode, ino, nlink, s.st_uid, s.st_gid
+    a.st_size, a.st_rdev, a.st_blocks, a.st_blksize = s.st_size, s.st_rdev, s.st_blocks, s.st_blksize
+    for field, ns in (("st_atimespec", s.st_atime_ns), ("st_mtimespec", s.st_mtime_ns),
+                      ("st_ctimespec", s.st_ctime_ns)):
+        t = getattr(a, field)
+        t.tv_sec, t.tv_nsec = divmod(ns, 1_000_000_000)
+    return a
+
+
 def caller(req: int) -> fuse_ctx:
     return lib.fuse_req_ctx(req).contents
 
@@ -124,8 +162,38 @@ def reply_err(req: int, errno: int) -> None:
 
 
 def reply_entry(req: int, ino: int, attr: c_stat, timeout: float = 0.0) -> None:
+    """A lookup's answer; inode 0 is a negative entry (no such name), cached for `timeout` seconds."""
     e = fuse_entry_param(ino, 0, attr, timeout, timeout)
     lib.fuse_reply_entry(req, ctypes.byref(e))
+
+
+def reply_create(req: int, ino: int, attr: c_stat, timeout: float, fi) -> None:
+    e = fuse_entry_param(ino, 0, attr, timeout, timeout)
+    lib.fuse_reply_create(req, ctypes.byref(e), fi)
+
+
+def reply_statfs(req: int, s: os.statvfs_result) -> None:
+    out = mfusepy.c_statvfs()
+    for name in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree", "f_favail",
+                 "f_namemax"):
+        setattr(out, name, getattr(s, name))
+    lib.fuse_reply_statfs(req, ctypes.byref(out))
+
+
+def reply_xattr(req: int, value: bytes, size: int) -> None:
+    """getxattr and listxattr: the value's size when asked for 0 bytes, else the value if it fits."""
+    if size == 0:
+        lib.fuse_reply_xattr(req, len(value))
+    elif len(value) > size:
+        lib.fuse_reply_err(req, E.ERANGE)
+    else:
+        lib.fuse_reply_buf(req, value, len(value))
+
+
+def notify_inval_attr(session: int, ino: int) -> None:
+    """Tell the kernel its cached attributes of `ino` are stale (pages and entries stay). This takes no kernel
+    lock, so it is safe from inside a request's handler, before its reply."""
+    lib.fuse_lowlevel_notify_inval_inode(session, ino, -1, 0)
 
 
 def reply_attr(req: int, attr: c_stat, timeout: float = 0.0) -> None:
@@ -161,9 +229,30 @@ def reply_dir(req: int, entries: list[tuple[str, int, int]], size: int, off: int
     lib.fuse_reply_buf(req, buf, pos)
 
 
+def reply_dir_plus(req: int, entries: list[tuple[str, int, c_stat]], size: int, off: int,
+                   timeout: float) -> int:
+    """Reply to readdirplus with `entries` (name, node id, attributes), the directory's from index `off` on, as
+    many as fit in `size` bytes; the number replied. The kernel takes each with a node id as a lookup."""
+    buf = ctypes.create_string_buffer(size)
+    pos = done = 0
+    for i, (name, ino, a) in enumerate(entries, start=off + 1):
+        e = fuse_entry_param(ino, 0, a, timeout, timeout)
+        need = lib.fuse_add_direntry_plus(req, ctypes.byref(buf, pos), size - pos, os.fsencode(name),
+                                          ctypes.byref(e), i)
+        if need > size - pos:
+            break
+        pos += need
+        done += 1
+    lib.fuse_reply_buf(req, buf, pos)
+    return done
+
+
 class Operations:
     """Subclass and define methods named after requests (lookup, getattr, readlink, ...), taking the
-    request handle and the request's arguments as libfuse passes them; each replies (now or later)."""
+    request handle and the request's arguments as libfuse passes them; each replies (now or later).
+    `session` is the libfuse session once mounted, for notifications to the kernel."""
+
+    session: int = 0
 
     def forget(self, req: int, ino: int, nlookup: int) -> None:
         lib.fuse_reply_none(req)
@@ -185,8 +274,8 @@ class Operations:
     def table(self) -> fuse_lowlevel_ops:
         ops = fuse_lowlevel_ops()
         self._keep = []  # the callbacks must outlive the session
-        for name in PROTOTYPES:
-            if name in ("init", "destroy") or not hasattr(self, name):
+        for name in SERVED:
+            if not hasattr(self, name):
                 continue
             cb = self._callback(name)
             self._keep.append(cb)
@@ -203,6 +292,7 @@ def serve(ops: Operations, mountpoint: str, options: list[str], foreground: bool
     se = lib.fuse_session_new(ctypes.byref(args), ctypes.byref(table), ctypes.sizeof(table), None)
     if not se:
         raise OSError(E.EINVAL, "fuse_session_new failed (bad options?)")
+    ops.session = se
     try:
         if lib.fuse_set_signal_handlers(se) != 0:
             raise OSError(E.EIO, "cannot set signal handlers")

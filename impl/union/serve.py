@@ -1,258 +1,499 @@
-"""The union served through FUSE: mfusepy on libfuse3, each callback one `Union` call under its lock.
+"""The union served through FUSE: libfuse's low-level API (our ctypes binding), one kernel inode per union inode.
 
-Caching (what the kernel may keep without asking us) is chosen so it is never wrong for a union whose
-layers change only through this mount:
-- entries are cached (entry_timeout): every name change goes through the kernel, which updates its dentries;
-- attributes are not (attr_timeout 0): libfuse's high-level API gives each name its own kernel inode, so a
-  change through one name of a hard-linked file, or a copy-up that merges a parent directory, changes
-  attributes the kernel holds under other inodes;
-- file pages are kept across opens while mtime and size are unchanged (auto_cache).
+The kernel knows a union inode by a node id of ours, from the reply that named it until it forgets it. We keep
+what it holds: each node id's names (parent node id, name), lookups not yet forgotten and open handles, so a
+request on a node id is a `Union` call on one of its current names. The names of one union inode (`Union.key`)
+share a node id, as they share an overlayfs inode, with one exception: a request says which inode it is on, not
+through which name, and a change through a lower name of an indexed hard-link group copies up that name. So each
+such name keeps a node id of its own, and the node ids of one union inode are told of each other's changes.
 
-libfuse's high-level API cannot find the path of an open file whose last name was unlinked (fstat gives
-ESTALE), so we keep its `hard_remove` off: libfuse then renames such a file to `.fuse_hiddenXXXX` and
-unlinks that at the last close. We take that rename for the unlink it stands for, and serve the hidden
-name from the open file, which is how an open, unlinked file keeps working and reports nlink 0.
+Caching: every change of the union goes through this mount, so the kernel may keep entries, negative entries,
+attributes and file pages (keep_cache) as long as it likes (TIMEOUT), if it is told what it cannot see:
+- a copy-up changes what the copied directories show (a merged directory has one link) though no name changed;
+- a change through one node id of a union inode shows through its others.
+Those node ids have their cached attributes dropped before the request is answered (a caller woken by the answer
+must not see them); a file with several node ids is read and written without the page cache (direct_io), since
+pages cannot be dropped safely while the kernel may hold them locked for a request.
 
-libfuse also hides an open file that a rename is about to replace, before it asks for the rename; but a
-rename between two names of one inode must do nothing, and the hide would already have unlinked the target.
-So a hide is done at the next callback instead, unless that callback is, on the same thread, the rename the
-hide was for: that rename then learns whether it replaces anything at all. Every observation of the union
-is a callback, so none sees the hide undone.
+An open file whose last name is unlinked or renamed over keeps its node id; its attributes then come from an open
+handle (nlink 0 for an upper file, the lower file's own count for a lower one), as overlayfs gives them.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno as E
 import itertools
 import logging
 import os
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import wraps
 
-from vfslab.impl.mfuse import FUSE, HIDDEN, mfusepy, serialised
+from vfslab.impl import fuse_ll as ll
 from vfslab.impl.union.options import MountOptions
-from vfslab.impl.union.union import Cred, Handle, Union
+from vfslab.impl.union.union import UTIME_NOW, UTIME_OMIT, Attrs, Cred, Handle, Node, Union, fail
 
 log = logging.getLogger("vfslab-union")
-ENTRY_TIMEOUT = 1.0
+#: seconds the kernel may keep entries and attributes without asking: what changes behind its back is dropped
+TIMEOUT = 3600.0
+#: setattr's bits (fuse_lowlevel.h FUSE_SET_ATTR_*)
+SET_MODE, SET_UID, SET_GID, SET_SIZE, SET_ATIME, SET_MTIME, SET_ATIME_NOW, SET_MTIME_NOW = (
+    1, 2, 4, 8, 16, 32, 128, 256)
+Name = tuple[int, str]  # (parent node id, name)
+Reply = Callable[[], None]
 
 
-def _serialised(method: Callable) -> Callable:
-    """One callback at a time, under the union's lock, once the hide libfuse asked for is done (unless this is
-    the rename it was for)."""
-    return serialised(lambda ops: ops.turn(renaming=method.__name__ == "rename"), log)(method)
+@dataclass
+class Inode:
+    """What the kernel holds of one node id."""
+
+    #: the union inode it is (None: a directory, which has one name)
+    key: tuple | None
+    #: a lower name of an indexed hard-link group: it holds that one name, whose copy-up a change makes
+    alone: bool = False
+    names: set[Name] = field(default_factory=set)
+    lookups: int = 0
+    handles: set[int] = field(default_factory=set)
 
 
-@dataclass(frozen=True)
-class Hide:
-    """An open file libfuse renamed to a hidden name, to unlink or to rename onto: not yet unlinked."""
+@dataclass
+class Listing:
+    """An open directory: its entries as read at offset 0, which later offsets index."""
 
-    name: str
-    hidden: str
-    key: tuple
-    thread: int
+    node_id: int
+    entries: list[tuple[str, int, int]] = field(default_factory=list)
 
 
-def _caller() -> Cred:
-    uid, gid, _pid = mfusepy.fuse_get_context()
-    return Cred(uid, gid)
+def _serialised(method: Callable[..., Reply]) -> Callable[..., None]:
+    """A request handled under the union's lock: the handler returns its reply, which is sent once the kernel
+    has been told what the request copied up (also when the handler fails: a failed rename may have copied up)."""
+
+    @wraps(method)
+    def run(self: UnionOps, req: int, *args) -> None:
+        with self.union.lock:
+            try:
+                reply = method(self, req, *args)
+            finally:
+                self._tell()
+            reply()
+
+    return run
 
 
-class UnionOps(mfusepy.Operations):
-    use_ns = True
+def _caller(req: int) -> Cred:
+    ctx = ll.caller(req)
+    return Cred(ctx.uid, ctx.gid)
 
+
+class UnionOps(ll.Operations):
     def __init__(self, union: Union) -> None:
         self.union = union
+        self.inodes: dict[int, Inode] = {ll.ROOT: Inode(None, lookups=1)}
+        self.entries: dict[Name, int] = {}
+        #: the node ids of each union inode the kernel holds a name or an open file of (an inode that has
+        #: neither may have its number reused by a new file)
+        self.groups: dict[tuple, set[int]] = {}
+        #: node ids a request changed (their groups are told before the reply), and whose attributes it changed
+        self.touched: set[int] = set()
+        self.stale: set[int] = set()
         self.files: dict[int, Handle] = {}
-        self.hidden: dict[str, tuple] = {}  # hidden name -> the key of the open file it stands for
-        self.hiding: Hide | None = None
-        self._ids = itertools.count(1)  # next() on it is atomic: file handles need no lock of their own
+        self.dirs: dict[int, Listing] = {}
+        self._node_ids = itertools.count(ll.ROOT + 1)
+        self._handles = itertools.count(1)  # next() on it is atomic: file handles need no lock of their own
 
-    def init_with_config(self, conn, config) -> None:
-        if config is None:
-            return
-        config.use_ino = 1
-        config.hard_remove = 0
-        config.entry_timeout = ENTRY_TIMEOUT
-        config.attr_timeout = 0.0
-        config.negative_timeout = 0.0
-        config.auto_cache = 1
+    # ---- what the kernel holds ---------------------------------------------------------------------
 
-    @contextmanager
-    def turn(self, renaming: bool) -> Iterator[None]:
+    def _path(self, node_id: int) -> str:
+        """A current name of `node_id` as a path from the root; ENOENT if it has none left."""
+        if node_id == ll.ROOT:
+            return "/"
+        inode = self.inodes.get(node_id)
+        if inode is None or not inode.names:
+            raise fail(E.ENOENT)
+        return self._child(*min(inode.names))
+
+    def _child(self, parent: int, name: str) -> str:
+        head = self._path(parent)
+        return head + name if head == "/" else f"{head}/{name}"
+
+    def _name(self, node_id: int, where: Name) -> None:
+        if self.entries.get(where, node_id) != node_id:
+            self._unname(where)
+        self.entries[where] = node_id
+        inode = self.inodes[node_id]
+        inode.names.add(where)
+        if inode.key is not None:
+            self.groups.setdefault(inode.key, set()).add(node_id)
+
+    def _unname(self, where: Name) -> None:
+        node_id = self.entries.pop(where, None)
+        if node_id is not None:
+            self.inodes[node_id].names.discard(where)
+            self._leave(node_id)
+
+    def _leave(self, node_id: int) -> None:
+        """Take a node id out of its group once it has neither a name nor an open file."""
+        inode = self.inodes[node_id]
+        if inode.key is not None and not inode.names and not inode.handles:
+            group = self.groups.get(inode.key, set())
+            group.discard(node_id)
+            if not group:
+                self.groups.pop(inode.key, None)
+
+    def _rekey(self, node_id: int, node: Node) -> None:
+        """A copy-up may change which union inode a name is (a lower hard link without an index becomes its
+        upper copy, which links may share)."""
+        inode = self.inodes[node_id]
+        key = None if node.is_dir else self.union.key(node)
+        if key != inode.key:
+            self._leave(node_id)
+            inode.key = key
+            if key is not None:
+                self.groups.setdefault(key, set()).add(node_id)
+
+    def _known(self, where: Name, node: Node) -> int:
+        """The node id of `node`, named `where`: the one the kernel holds for that name, or one another name of
+        the same union inode shares (unless this name must be alone), or a new one."""
+        node_id = self.entries.get(where)
+        if node_id is None:
+            key = None if node.is_dir else self.union.key(node)
+            alone = key is not None and node.stack[0].layer is not self.union.upper and self.union.indexed_links(node)
+            shared = [] if key is None or alone else [n for n in self.groups.get(key, ()) if not self.inodes[n].alone
+                                                        and self.inodes[n].names]
+            if shared:
+                node_id = min(shared)
+            else:
+                node_id = next(self._node_ids)
+                self.inodes[node_id] = Inode(key, alone)
+            self._name(node_id, where)
+        return node_id
+
+    def _siblings(self, node_id: int) -> list[int]:
+        inode = self.inodes.get(node_id)
+        group = self.groups.get(inode.key, ()) if inode is not None and inode.key is not None else ()
+        return [n for n in group if n != node_id]
+
+    def _looked_up(self, where: Name, node: Node) -> tuple[int, ll.c_stat]:
+        """A name the kernel is given, with its node id and attributes: one more lookup for it to forget."""
+        node_id = self._known(where, node)
+        self.inodes[node_id].lookups += 1
+        return node_id, self._stat(self.union.attrs(node))
+
+    def _entry(self, req: int, parent: int, name: str) -> Reply:
+        where = (parent, name)
+        node_id, attr = self._looked_up(where, self.union.existing(self._child(*where)))
+        return lambda: ll.reply_entry(req, node_id, attr, TIMEOUT)
+
+    @staticmethod
+    def _stat(a: Attrs) -> ll.c_stat:
+        return ll.attr(a.st, a.ino, a.nlink)
+
+    def _open_handle(self, node_id: int) -> Handle:
+        inode = self.inodes.get(node_id)
+        if inode is None or not inode.handles:
+            raise fail(E.ENOENT)
+        return self.files[min(inode.handles)]
+
+    def _target(self, node_id: int) -> tuple[str | None, Handle | None]:
+        """What a change of attributes acts on: a name while the inode has one (which copies it up where it must),
+        else an open handle of it."""
+        inode = self.inodes.get(node_id)
+        if node_id == ll.ROOT or (inode is not None and inode.names):
+            return self._path(node_id), None
+        return None, self._open_handle(node_id)
+
+    def _attrs(self, node_id: int) -> ll.c_stat:
+        path, h = self._target(node_id)
+        return self._stat(self.union.attrs(self.union.existing(path)) if h is None else self.union.handle_attrs(h))
+
+    def _removed(self, where: Name) -> None:
+        """A name the union no longer has: the inode it named changed (its link count)."""
+        if where in self.entries:
+            self.touched.add(self.entries[where])
+            self._unname(where)
+
+    def _tell(self) -> None:
+        """Before a reply: drop the kernel's attributes of every node id a copy-up changed, and of the other node
+        ids of the union inodes the request changed."""
+        self._copied()
+        stale, self.stale = self.stale, set()
+        touched, self.touched = self.touched, set()
+        for node_id in touched:
+            stale.update(self._siblings(node_id))
+        for node_id in stale:
+            ll.notify_inval_attr(self.session, node_id)
+
+    def _copied(self) -> None:
+        """The node ids of what the union copied up: stale, and maybe another union inode than they were."""
+        copied, self.union.copied = self.union.copied, []
+        for path in copied:
+            node_id: int | None = ll.ROOT
+            for name in path:
+                node_id = self.entries.get((node_id, name))
+                if node_id is None:
+                    break
+            if node_id is not None:
+                node = self.union.resolve("/" + "/".join(path))
+                if node is not None:
+                    self._rekey(node_id, node)
+                self.stale.add(node_id)
+                self.touched.add(node_id)
+
+    def forget(self, req: int, node_id: int, nlookup: int) -> None:
         with self.union.lock:
-            if self.hiding is not None and not (renaming and self.hiding.thread == threading.get_ident()):
-                self._hide()
-            yield
-
-    def _hide(self) -> None:
-        hide, self.hiding = self.hiding, None
-        try:
-            self.union.unlink(hide.name)
-        except OSError as e:  # the caller's unlink or rename has returned: all we can do is say so
-            log.error("unlink %s, hidden as %s: %s", hide.name, hide.hidden, e)
-
-    def destroy(self, path: str) -> None:
-        with self.turn(renaming=False):
-            self.union.close()
+            inode = self.inodes.get(node_id)
+            if inode is not None and node_id != ll.ROOT:
+                inode.lookups -= nlookup
+                if inode.lookups <= 0:
+                    for where in [*inode.names, *(w for w in self.entries if w[0] == node_id)]:
+                        self._unname(where)
+                    del self.inodes[node_id]
+        ll.lib.fuse_reply_none(req)
 
     # ---- names -------------------------------------------------------------------------------------
 
-    def _hidden_handle(self, path: str) -> Handle | None:
-        key = self.hidden.get(path)
-        return next((h for h in self.files.values() if h.key == key), None) if key is not None else None
-
-    def _by_handle(self, path: str | None, fh: int | None) -> Handle | None:
-        """The open file to act on: only when its name is gone (hidden, or no path at all); a name that is
-        there is acted on by name, which copies it up where it has to."""
-        if path is not None and path not in self.hidden:
-            return None
-        h = self.files.get(fh) if fh is not None else self._hidden_handle(path)
-        if h is None:
-            raise mfusepy.FuseOSError(E.ENOENT)
-        return h
+    @_serialised
+    def lookup(self, req: int, parent: int, name: bytes) -> Reply:
+        where = (parent, os.fsdecode(name))
+        node = self.union.resolve(self._child(*where))
+        if node is None:
+            self._unname(where)
+            return lambda: ll.reply_entry(req, 0, ll.c_stat(), TIMEOUT)
+        node_id, attr = self._looked_up(where, node)
+        return lambda: ll.reply_entry(req, node_id, attr, TIMEOUT)
 
     @_serialised
-    def getattr(self, path: str | None, fh: int | None = None) -> dict:
-        h = self._by_handle(path, fh)
-        return self.union.handle_attrs(h) if h is not None else self.union.attrs(self.union.existing(path))
+    def mkdir(self, req: int, parent: int, name: bytes, mode: int) -> Reply:
+        name = os.fsdecode(name)
+        self.union.mkdir(self._child(parent, name), mode, _caller(req))
+        return self._entry(req, parent, name)
 
     @_serialised
-    def readlink(self, path: str) -> str:
-        return self.union.readlink(path)
+    def mknod(self, req: int, parent: int, name: bytes, mode: int, rdev: int) -> Reply:
+        name = os.fsdecode(name)
+        self.union.mknod(self._child(parent, name), mode, rdev, _caller(req))
+        return self._entry(req, parent, name)
 
     @_serialised
-    def mkdir(self, path: str, mode: int) -> None:
-        self.union.mkdir(path, mode, _caller())
+    def symlink(self, req: int, target: bytes, parent: int, name: bytes) -> Reply:
+        name = os.fsdecode(name)
+        self.union.symlink(self._child(parent, name), os.fsdecode(target), _caller(req))
+        return self._entry(req, parent, name)
 
     @_serialised
-    def mknod(self, path: str, mode: int, dev: int) -> None:
-        self.union.mknod(path, mode, dev, _caller())
+    def link(self, req: int, node_id: int, parent: int, name: bytes) -> Reply:
+        where = (parent, os.fsdecode(name))
+        new = self._child(*where)
+        self.union.link(self._path(node_id), new)
+        node = self.union.existing(new)
+        if self.inodes[node_id].alone:  # the new name is an upper one: it joins the inode's shared node id
+            node_id = self._known(where, node)
+        else:
+            self._name(node_id, where)
+        self.inodes[node_id].lookups += 1
+        self.touched.add(node_id)
+        attr = self._stat(self.union.attrs(node))
+        return lambda: ll.reply_entry(req, node_id, attr, TIMEOUT)
 
     @_serialised
-    def symlink(self, path: str, target: str) -> None:
-        self.union.symlink(path, target, _caller())
+    def unlink(self, req: int, parent: int, name: bytes) -> Reply:
+        where = (parent, os.fsdecode(name))
+        self.union.unlink(self._child(*where))
+        self._removed(where)
+        return lambda: ll.reply_err(req, 0)
 
     @_serialised
-    def link(self, new: str, old: str) -> None:
-        self.union.link(old, new)
+    def rmdir(self, req: int, parent: int, name: bytes) -> Reply:
+        where = (parent, os.fsdecode(name))
+        self.union.rmdir(self._child(*where))
+        self._removed(where)
+        return lambda: ll.reply_err(req, 0)
 
     @_serialised
-    def unlink(self, path: str) -> None:
-        if self.hidden.pop(path, None) is None:
-            self.union.unlink(path)
+    def rename(self, req: int, parent: int, name: bytes, new_parent: int, new_name: bytes, flags: int) -> Reply:
+        old, new = (parent, os.fsdecode(name)), (new_parent, os.fsdecode(new_name))
+        self.union.rename(self._child(*old), self._child(*new), flags)
+        self._copied()  # while the copied names are where they were
+        moved = self.entries.get(old)
+        if moved != self.entries.get(new):  # else two names of one inode: the rename did nothing
+            self._removed(new)
+            self._unname(old)
+            if moved is not None:
+                self._name(moved, new)
+                self.touched.add(moved)
+        return lambda: ll.reply_err(req, 0)
 
     @_serialised
-    def rmdir(self, path: str) -> None:
-        self.union.rmdir(path)
-
-    @_serialised
-    def rename(self, old: str, new: str, flags: int = 0) -> None:
-        if HIDDEN.search(new) and self.union.resolve(new) is None and new not in self.hidden:
-            key = self.union.key(self.union.existing(old))
-            if self.hiding is not None:
-                self._hide()
-            self.hiding = Hide(old, new, key, threading.get_ident())
-            self.hidden[new] = key
-            return
-        if self.hiding is not None:
-            if self.hiding.name == new and self.union.key(self.union.existing(old)) == self.hiding.key:
-                self.hiding = None
-                return  # two names of one inode: nothing to rename (the hidden name is the open file's)
-            self._hide()
-        self.union.rename(old, new, flags)
+    def readlink(self, req: int, node_id: int) -> Reply:
+        target = self.union.readlink(self._path(node_id))
+        return lambda: ll.reply_readlink(req, target)
 
     # ---- attributes ------------------------------------------------------------------------------------
 
     @_serialised
-    def chmod(self, path: str | None, mode: int, fh: int | None = None) -> None:
-        self.union.chmod(path, mode, self._by_handle(path, fh))
+    def getattr(self, req: int, node_id: int, fi) -> Reply:
+        attr = self._attrs(node_id)
+        return lambda: ll.reply_attr(req, attr, TIMEOUT)
 
     @_serialised
-    def chown(self, path: str | None, uid: int, gid: int, fh: int | None = None) -> None:
-        self.union.chown(path, uid, gid, self._by_handle(path, fh))
-
-    @_serialised
-    def utimens(self, path: str | None, times: tuple[int, int] | None = None, fh: int | None = None) -> None:
-        self.union.utimens(path, times, self._by_handle(path, fh))
-
-    @_serialised
-    def truncate(self, path: str | None, length: int, fh: int | None = None) -> None:
-        self.union.truncate(path, length, self._by_handle(path, fh))
+    def setattr(self, req: int, node_id: int, wanted, to_set: int, fi) -> Reply:
+        """The parts of a setattr, in the order libfuse's high-level API makes them: mode, owner, size, times."""
+        path, h = self._target(node_id)
+        self.touched.add(node_id)
+        s = wanted.contents
+        if to_set & SET_MODE:
+            self.union.chmod(path, s.st_mode, h)
+        if to_set & (SET_UID | SET_GID):
+            self.union.chown(path, s.st_uid if to_set & SET_UID else -1, s.st_gid if to_set & SET_GID else -1, h)
+        if to_set & SET_SIZE:
+            self.union.truncate(path, s.st_size, h)
+        if to_set & (SET_ATIME | SET_MTIME | SET_ATIME_NOW | SET_MTIME_NOW):
+            times = tuple(UTIME_NOW if to_set & now else (t.tv_sec * 1_000_000_000 + t.tv_nsec) if to_set & given
+                          else UTIME_OMIT for t, given, now in ((s.st_atimespec, SET_ATIME, SET_ATIME_NOW),
+                                                                (s.st_mtimespec, SET_MTIME, SET_MTIME_NOW)))
+            self.union.utimens(path, times, h)
+        attr = self._attrs(node_id)
+        return lambda: ll.reply_attr(req, attr, TIMEOUT)
 
     # ---- xattrs ----------------------------------------------------------------------------------------
 
     @_serialised
-    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
-        return self.union.getxattr(path, name)
+    def getxattr(self, req: int, node_id: int, name: bytes, size: int) -> Reply:
+        value = self.union.getxattr(self._path(node_id), os.fsdecode(name))
+        return lambda: ll.reply_xattr(req, value, size)
 
     @_serialised
-    def listxattr(self, path: str) -> list[str]:
-        return self.union.listxattr(path)
+    def listxattr(self, req: int, node_id: int, size: int) -> Reply:
+        names = b"".join(os.fsencode(n) + b"\0" for n in self.union.listxattr(self._path(node_id)))
+        return lambda: ll.reply_xattr(req, names, size)
 
     @_serialised
-    def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> None:
-        self.union.setxattr(path, name, value, options)
+    def setxattr(self, req: int, node_id: int, name: bytes, value: int, size: int, flags: int) -> Reply:
+        self.union.setxattr(self._path(node_id), os.fsdecode(name), ctypes.string_at(value, size), flags)
+        self.touched.add(node_id)
+        return lambda: ll.reply_err(req, 0)
 
     @_serialised
-    def removexattr(self, path: str, name: str) -> None:
-        self.union.removexattr(path, name)
+    def removexattr(self, req: int, node_id: int, name: bytes) -> Reply:
+        self.union.removexattr(self._path(node_id), os.fsdecode(name))
+        self.touched.add(node_id)
+        return lambda: ll.reply_err(req, 0)
+
+    # ---- directories -----------------------------------------------------------------------------------
 
     @_serialised
-    def readdir(self, path: str, fh: int) -> list[tuple[str, dict, int]]:
-        node = self.union.existing(path)
-        return [(name, {"st_mode": mode, "st_ino": ino}, 0) for name, mode, ino in self.union.entries(node)]
+    def opendir(self, req: int, node_id: int, fi) -> Reply:
+        self.union.existing(self._path(node_id))
+        fh = next(self._handles)
+        self.dirs[fh] = Listing(node_id)
+        fi.contents.fh = fh
+        return lambda: ll.reply_open(req, fi)
+
+    def _listing(self, fi, off: int) -> Listing:
+        listing = self.dirs[fi.contents.fh]
+        if off == 0:  # the start, or a rewind: read the directory again
+            listing.entries = self.union.entries(self.union.existing(self._path(listing.node_id)))
+        return listing
+
+    @_serialised
+    def readdir(self, req: int, node_id: int, size: int, off: int, fi) -> Reply:
+        entries = [(name, ino, mode) for name, mode, ino in self._listing(fi, off).entries]
+        return lambda: ll.reply_dir(req, entries, size, off)
+
+    @_serialised
+    def readdirplus(self, req: int, node_id: int, size: int, off: int, fi) -> Reply:
+        """readdir with each entry's node id and attributes, so that a listing followed by a stat of every name
+        (`ls -l`, a walk) asks no more; an entry the kernel takes is a lookup it will forget."""
+        entries = []
+        for name, mode, ino in self._listing(fi, off).entries[off:]:
+            node = None if name in (".", "..") or not mode else self.union.resolve(self._child(node_id, name))
+            if node is None:  # the kernel takes nothing from `.`, `..` and a name that cannot be looked up
+                entries.append((name, 0, ll.stat(mode, ino=ino)))
+            else:
+                entries.append((name, self._known((node_id, name), node), self._stat(self.union.attrs(node))))
+
+        def reply() -> None:
+            done = ll.reply_dir_plus(req, entries, size, off, TIMEOUT)
+            for _, taken, _ in entries[:done]:
+                if taken:
+                    self.inodes[taken].lookups += 1
+
+        return reply
+
+    @_serialised
+    def releasedir(self, req: int, node_id: int, fi) -> Reply:
+        self.dirs.pop(fi.contents.fh, None)
+        return lambda: ll.reply_err(req, 0)
 
     # ---- files -----------------------------------------------------------------------------------------
 
-    def _register(self, h: Handle) -> int:
-        fh = next(self._ids)
+    def _register(self, node_id: int, h: Handle, fi) -> None:
+        fh = next(self._handles)
         self.files[fh] = h
-        return fh
+        inode = self.inodes[node_id]
+        inode.handles.add(fh)
+        fi.contents.fh = fh
+        if inode.key is not None and self.union.indexed_links(self.union.existing(self._path(node_id))):
+            fi.contents.direct_io = 1  # its other node ids' pages would go stale
+        else:
+            fi.contents.keep_cache = 1  # nobody changes it behind the kernel: its pages stay true across opens
+        if fi.contents.flags & (os.O_ACCMODE | os.O_TRUNC) != os.O_RDONLY:
+            self.touched.add(node_id)
 
     @_serialised
-    def open(self, path: str, flags: int) -> int:
-        return self._register(self.union.open(path, flags))
+    def open(self, req: int, node_id: int, fi) -> Reply:
+        self._register(node_id, self.union.open(self._path(node_id), fi.contents.flags), fi)
+        return lambda: ll.reply_open(req, fi)
 
     @_serialised
-    def create(self, path: str, mode: int, flags: int = os.O_WRONLY) -> int:
-        return self._register(self.union.create(path, mode, flags, _caller()))
+    def create(self, req: int, parent: int, name: bytes, mode: int, fi) -> Reply:
+        where = (parent, os.fsdecode(name))
+        path = self._child(*where)
+        h = self.union.create(path, mode, fi.contents.flags, _caller(req))
+        node_id, attr = self._looked_up(where, self.union.existing(path))
+        self._register(node_id, h, fi)
+        return lambda: ll.reply_create(req, node_id, attr, TIMEOUT, fi)
 
-    def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
-        return self.union.read(self.files[fh], size, offset)
+    # no union lock on the data path: a request holding it may wait on pages a read has locked
+    def read(self, req: int, node_id: int, size: int, off: int, fi) -> None:
+        ll.reply_buf(req, self.union.read(self.files[fi.contents.fh], size, off))
 
-    def write(self, path: str | None, data: bytes, offset: int, fh: int) -> int:
-        return os.pwrite(self.files[fh].fd, data, offset)
+    def write(self, req: int, node_id: int, buf: int, size: int, off: int, fi) -> None:
+        done = os.pwrite(self.files[fi.contents.fh].fd, ctypes.string_at(buf, size), off)
+        for other in self._siblings(node_id):  # dropping attributes takes no lock, in the kernel or here
+            ll.notify_inval_attr(self.session, other)
+        ll.reply_write(req, done)
 
-    def fsync(self, path: str | None, datasync: int, fh: int) -> None:
-        (os.fdatasync if datasync else os.fsync)(self.files[fh].fd)
+    def fsync(self, req: int, node_id: int, datasync: int, fi) -> None:
+        (os.fdatasync if datasync else os.fsync)(self.files[fi.contents.fh].fd)
+        ll.reply_err(req, 0)
 
     @_serialised
-    def release(self, path: str | None, fh: int) -> None:
-        self.union.release(self.files.pop(fh))
+    def release(self, req: int, node_id: int, fi) -> Reply:
+        fh = fi.contents.fh
+        h = self.files.pop(fh)
+        self.inodes[node_id].handles.discard(fh)
+        self._leave(node_id)
+        self.union.release(h)
+        return lambda: ll.reply_err(req, 0)
 
     @_serialised
-    def statfs(self, path: str) -> dict:
+    def statfs(self, req: int, node_id: int) -> Reply:
         s = self.union.statfs()
-        return {k: getattr(s, k) for k in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files",
-                                           "f_ffree", "f_favail", "f_namemax")}
+        return lambda: ll.reply_statfs(req, s)
 
 
 def serve(opts: MountOptions, mountpoint: str, foreground: bool) -> None:
     """Mount the union at `mountpoint` and serve it until it is unmounted (daemonized unless `foreground`)."""
     os.umask(0)  # modes come from the caller, already masked by the kernel
     union = Union(opts)
-    fuse_options: dict = {"fsname": "vfslab-union", "subtype": "vfslab-union", "default_permissions": True}
+    options = ["fsname=vfslab-union", "subtype=vfslab-union", "default_permissions", *opts.fuse]
     if os.geteuid() == 0:
-        fuse_options["allow_other"] = True
-    for name in opts.fuse:
-        fuse_options[name] = True
+        options.append("allow_other")
     if opts.read_only:
-        fuse_options["ro"] = True
-    if opts.max_threads == 1:
-        fuse_options["nothreads"] = True
-    else:
-        fuse_options["max_threads"] = opts.max_threads
-    FUSE(UnionOps(union), mountpoint, foreground=foreground, **fuse_options)
+        options.append("ro")
+    try:
+        ll.serve(UnionOps(union), mountpoint, list(dict.fromkeys(options)), foreground, opts.max_threads)
+    finally:
+        union.close()

@@ -132,6 +132,15 @@ class Node:
         return len(self.stack) > 1
 
 
+@dataclass(frozen=True)
+class Attrs:
+    """What stat shows of a union inode: the real file's lstat, under the union's inode number and link count."""
+
+    st: os.stat_result
+    ino: int
+    nlink: int
+
+
 @dataclass
 class OvlFile:
     """overlayfs's in-memory inode for a non-directory: open files on it follow its copy-up."""
@@ -175,6 +184,9 @@ class Union:
         devs = dict.fromkeys(os.fstat(layer.root).st_dev for layer in self.layers)
         self._fsid = {dev: i for i, dev in enumerate(devs)}
         self._range_copy = True  # until copy_file_range refuses a pair of our files
+        #: names copied up since the caller last emptied this: what they show changed (a directory's link
+        #: count, once merged) though no name did, which a cache of attributes must be told
+        self.copied: list[Rel] = []
 
     # ---- work directory ---------------------------------------------------------------------------
 
@@ -443,31 +455,31 @@ class Union:
             return ("upper", top.st.st_dev, top.st.st_ino)
         return ("path", node.path)
 
+    def indexed_links(self, node: Node) -> bool:
+        """Whether a non-directory's lower inode has several names that the index keeps one file: what is done
+        through one of them, the others show."""
+        if node.is_dir or self.index is None:
+            return False
+        lower = self._lower(node)
+        return lower is not None and lower.st_nlink > 1
+
     # ---- attributes ----------------------------------------------------------------------------------
 
-    def attrs(self, node: Node) -> dict:
+    def attrs(self, node: Node) -> Attrs:
         s = node.shown.fresh()
         ino, index = self._identity(node)
         if node.is_dir:
             nlink = 1 if node.merged else s.st_nlink
         else:
             nlink = self._union_nlink(index) if index is not None else s.st_nlink
-        return self._attrs(s, ino, nlink)
+        return Attrs(s, ino, nlink)
 
-    @staticmethod
-    def _attrs(s: os.stat_result, ino: int, nlink: int) -> dict:
-        return {
-            "st_mode": s.st_mode, "st_ino": ino, "st_nlink": nlink, "st_uid": s.st_uid, "st_gid": s.st_gid,
-            "st_size": s.st_size, "st_rdev": s.st_rdev, "st_blocks": s.st_blocks, "st_blksize": s.st_blksize,
-            "st_atime": s.st_atime_ns, "st_mtime": s.st_mtime_ns, "st_ctime": s.st_ctime_ns,
-        }
-
-    def handle_attrs(self, h: Handle) -> dict:
+    def handle_attrs(self, h: Handle) -> Attrs:
         """fstat: the file the handle reads now (its copy-up, if it was copied up since it was opened)."""
         self._follow(h)
         s = os.fstat(h.fd)
         ino, index = self._by_origin(self._fd_origin(h.fd), s) if h.on_upper else (self._number(s), None)
-        return self._attrs(s, ino, self._union_nlink(index) if index is not None else s.st_nlink)
+        return Attrs(s, ino, self._union_nlink(index) if index is not None else s.st_nlink)
 
     @staticmethod
     def _fd_origin(fd: int) -> bytes | None:
@@ -515,6 +527,7 @@ class Union:
         real = Real(upper, rel, os.stat(name, dir_fd=pfd, follow_symlinks=False))
         node.stack.insert(0, real) if top.is_dir else node.stack.__setitem__(0, real)
         node.shown = real
+        self.copied.append(node.path)
         if not top.is_dir:
             self._copied(node, real)
         return real
