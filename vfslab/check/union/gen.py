@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from itertools import product
 
 from hypothesis import strategies as st
 
@@ -27,18 +28,20 @@ LOOP = Node("s", SYMLINK, 0o777, target=".")
 
 names = st.sampled_from(NAMES)
 #: operations also use a name no generated tree holds, so that creations are not mostly EEXIST
-op_names = st.sampled_from(("d", *NAMES))
+OP_NAMES = ("d", *NAMES)
 link_targets = st.sampled_from(("a", "b", "c", "a/b", "b/c", ".", "x", "a/x"))
 file_data = st.sampled_from((b"", b"x", b"hello\n", b"0123456789" * 500))
 file_modes = st.sampled_from((0o644, 0o600, 0o666, 0o444, 0o755, 0o000))
 dir_modes = st.sampled_from((0o755, 0o700, 0o777, 0o555, 0o711))
 owners = st.sampled_from((0, USER))
-xattr_names = st.sampled_from(("user.k", "user.m"))
-xattr_values = st.sampled_from((b"1", b"two", b""))
-xattr_sets = st.dictionaries(xattr_names, xattr_values, max_size=1)
+XATTR_NAMES, XATTR_VALUES = ("user.k", "user.m"), (b"1", b"two", b"")
+xattr_names, xattr_values = st.sampled_from(XATTR_NAMES), st.sampled_from(XATTR_VALUES)
+#: a node's user xattrs: none half the time, else one
+xattr_sets = st.sampled_from(((),) * 6 + tuple(((n, v),) for n, v in product(XATTR_NAMES, XATTR_VALUES)))
 
-# Strategies a composite draws from are built once, here: one built at each draw is validated and labelled again,
-# which cost more than the draw itself.
+# Each choice Hypothesis makes costs about as much as a step's comparisons, so a thing drawn is one choice where it
+# can be (a table to sample, not a loop of draws) and only what is used is drawn. Strategies are built once, here:
+# one built at each draw is validated and labelled again, which costs more than the draw itself.
 #: what a name of a layer is, by whether a directory there may hold more and whether a file to link to exists
 _KINDS = {(deeper, linkable): st.sampled_from(["none", "none", FILE, SYMLINK] + [DIR, DIR] * deeper
                                               + [HARDLINK] * linkable)
@@ -54,18 +57,19 @@ def layer(draw: st.DrawFn) -> tuple[Node, ...]:
         for name in NAMES:
             path = f"{prefix}{name}"
             kind = draw(_KINDS[depth < MAX_DEPTH, bool(files)])
-            owner = draw(owners)
-            xattrs = tuple(draw(xattr_sets).items())
-            if kind == FILE:
-                nodes.append(Node(path, FILE, draw(file_modes), owner, owner, draw(file_data), xattrs=xattrs))
-                files.append(path)
-            elif kind == SYMLINK:
-                nodes.append(Node(path, SYMLINK, 0o777, owner, owner, target=draw(link_targets)))
-            elif kind == HARDLINK:
+            if kind == HARDLINK:
                 nodes.append(Node(path, HARDLINK, target=draw(st.sampled_from(files))))
-            elif kind == DIR:
-                nodes.append(Node(path, DIR, draw(dir_modes), owner, owner, xattrs=xattrs))
-                fill(f"{path}/", depth + 1)
+            elif kind != "none":
+                owner = draw(owners)
+                if kind == SYMLINK:
+                    nodes.append(Node(path, SYMLINK, 0o777, owner, owner, target=draw(link_targets)))
+                elif kind == FILE:
+                    nodes.append(Node(path, FILE, draw(file_modes), owner, owner, draw(file_data),
+                                      xattrs=draw(xattr_sets)))
+                    files.append(path)
+                else:
+                    nodes.append(Node(path, DIR, draw(dir_modes), owner, owner, xattrs=draw(xattr_sets)))
+                    fill(f"{path}/", depth + 1)
 
     fill("", 1)
     return tuple(nodes)
@@ -109,9 +113,13 @@ def at_edge(limit: Limit, n: int, path: str) -> str:
 
 
 _ONE_IN_TEN, _ONE_IN_FOUR = st.integers(0, 9), st.integers(0, 3)
-_DEPTHS = st.sampled_from((1, 1, 1, 2, 2, 3))
+#: mostly shallow, as a random deep path rarely exists: each path of one name 48 times (half of all), of two
+#: names 8 times (a third), of three once (a sixth)
+_RANDOM_PATHS = st.sampled_from(tuple("/".join(names) for depth, times in ((1, 48), (2, 8), (3, 1))
+                                      for names in product(OP_NAMES, repeat=depth) for _ in range(times)))
 _LIMITS, _EDGES = st.sampled_from(LIMITS), st.sampled_from((-1, 0, 1))
-_EXISTING = st.none() | st.integers(0, 63)
+#: which of the paths the model shows, or (a negative number) none of them
+_EXISTING = st.integers(-64, 63)
 
 
 @st.composite
@@ -119,12 +127,12 @@ def paths(draw: st.DrawFn, root: bool = False, long: bool = False) -> PathChoice
     """A path in the tree; sometimes the root (`.`) or, if `long`, a path at an edge of one of the limits."""
     if root and draw(_ONE_IN_TEN) == 0:
         return PathChoice(".", None)
-    # mostly shallow: a random deep path rarely exists
-    path = "/".join(draw(op_names) for _ in range(draw(_DEPTHS)))
+    path = draw(_RANDOM_PATHS)
     if long and draw(_ONE_IN_FOUR) == 0:
         limit = draw(_LIMITS)
         return PathChoice(at_edge(limit, limit.value + draw(_EDGES), path), None)
-    return PathChoice(path, draw(_EXISTING))
+    existing = draw(_EXISTING)
+    return PathChoice(path, existing if existing >= 0 else None)
 
 
 callers = st.sampled_from((0, 0, 0, USER))

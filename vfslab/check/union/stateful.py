@@ -1,56 +1,48 @@
 """Hypothesis stateful checking: generated trees and programs, run on a subject in lockstep with the model.
 
 Each example draws an initial tree of 1-3 lower layers and a random subset of the operations (swarm
-testing: a run that never unlinks explores renames more deeply), mounts the subject, and applies rules,
-comparing every outcome and, after every step that may write (and at the end), the whole state. A failing
-example is shrunk by Hypothesis to a minimal program, which is kept (the last failing run Hypothesis makes is
-the minimal one).
+testing: a run that never unlinks explores renames more deeply), mounts the subject, and applies steps, each an
+operation drawn from that subset with its arguments, comparing every outcome and, after every step that may write
+(and at the end), the whole state. A failing example is shrunk by Hypothesis to a minimal program, which is kept
+(the last failing run Hypothesis makes is the minimal one).
 """
 
 from __future__ import annotations
 
 import shutil
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from vfslab.check.engine.generated import Budget, Tally, check_generated
 from vfslab.check.engine.race import WATCHDOG_SECONDS, Hang, Mismatch
 from vfslab.check.union import gen
 from vfslab.check.union.program import Program
 from vfslab.check.union.session import Session
-from vfslab.model.union.ops import ALL_OPS, BENCH_OPS, BY_NAME, FD, Op
+from vfslab.model.union.ops import ALL_OPS, BENCH_OPS, BY_NAME, FD, ROOT_UID, Op
 from vfslab.subjects.placement import SAME
 from vfslab.subjects.tree import Layers
 
 MAX_PUSHES = 2
 
 
-def _op_rule(name: str, arg_strategies: tuple, fd: bool):
-    """One Hypothesis rule per operation; fd rules pick one of the open slots."""
+def _calls(long_names: bool) -> dict[str, st.SearchStrategy[tuple]]:
+    """What a call of each operation draws besides its name: the caller, for an fd operation which open slot (taken
+    modulo how many are open when it runs), then its arguments (paths still choices)."""
+    slot = st.integers(0, 7)
+    calls = {name: st.tuples(gen.callers, *([slot] if BY_NAME[name].kind == FD else []), *strategies)
+             for name, strategies in gen.arguments(long_names).items()}
+    return calls | dict.fromkeys(BENCH_OPS, st.just((ROOT_UID,)))
 
-    def run(self, args, uid, pick=0):
-        if self.session is None:
-            return
-        if fd:
-            slots = sorted(self.session.driver.slots)
-            if not slots:
-                return
-            slot = slots[pick % len(slots)]
-            if not BY_NAME[name].dirs and self.session.lock.holds_dir(slot):
-                return
-            args = (slot, *args)
-        visible = self.session.lock.visible_paths()
-        args = tuple(a.resolve(visible) if isinstance(a, gen.PathChoice) else a for a in args)
-        self._do(Op(name, args, uid))
 
-    run.__name__ = name
-    strategies = {"args": st.tuples(*arg_strategies), "uid": gen.callers}
-    if fd:
-        strategies["pick"] = st.integers(0, 7)
-    return precondition(lambda self: self._enabled(name))(rule(**strategies)(run))
+@lru_cache
+def _menu(enabled: tuple[str, ...], opened: bool, pushes_left: bool) -> st.SearchStrategy[str]:
+    """What a step may draw: the example's operations, but no fd operation before an open was drawn (it could only
+    find no file open) and no push once MAX_PUSHES were. Cached: a new strategy is labelled again at each draw."""
+    return st.sampled_from(tuple(name for name in enabled if (opened or BY_NAME[name].kind != FD)
+                                 and (pushes_left or name != "push")))
 
 
 def supported(subject, ops: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
@@ -64,6 +56,7 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
                  ops: tuple[str, ...] = ALL_OPS, long_names: bool = True,
                  placement: str = SAME) -> type[RuleBasedStateMachine]:
     """A state machine class checking `subject` held to `profile`, recording into `tally`."""
+    calls = _calls(long_names)
 
     class UnionMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -71,14 +64,9 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
             self.session: Session | None = None
             self.program: list[Op] = []
             self.layers = Layers()
-            self.enabled: frozenset[str] = frozenset()
+            self.enabled: tuple[str, ...] = ()
+            self.opened = False
             self.pushes = 0
-
-        # What is drawn must not depend on what ran: an example Hypothesis draws again after the time budget is
-        # spent, or a step whose fd rule finds no open file, does nothing, but draws as it did (else Hypothesis
-        # finds its data generation flaky)
-        def _enabled(self, name: str) -> bool:
-            return name in self.enabled
 
         # a subject with no layers of its own (a pool) is given one layer: a name hidden by an upper layer
         # would still count in a lower file's nlink, which no plain file system shows
@@ -87,7 +75,7 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
         def setup(self, layers: Layers, enabled: set[str]) -> None:
             # some path operation always runs, and fd operations need open
             enabled |= {"stat"} | ({"open"} if any(BY_NAME[op].kind == FD for op in enabled) else set())
-            self.layers, self.enabled = layers, frozenset(enabled)
+            self.layers, self.enabled = layers, tuple(op for op in ops if op in enabled)
             if tally.over(deadline):
                 return
             tally.examples += 1
@@ -96,20 +84,31 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
             self.session = Session(subject, profile, layers, scratch, watchdog_seconds, placement)
             self._guard(self.session.check)
 
-        @precondition(lambda self: self._enabled("remount"))
-        @rule()
-        def remount(self) -> None:
-            self._do(Op("remount"))
-
-        @precondition(lambda self: self._enabled("push") and self.pushes < MAX_PUSHES)
-        @rule()
-        def push(self) -> None:
-            self.pushes += 1
-            self._do(Op("push"))
-
-        def _do(self, op: Op) -> None:
+        # One rule draws the operation from the example's subset, then its call: Hypothesis choosing among a rule
+        # per operation, each with a precondition, cost more than running the steps. What is drawn depends only on
+        # what was drawn before, never on what ran: an example Hypothesis draws again after the time budget is
+        # spent, or a step whose fd operation finds no open file, does nothing, but draws as it did (else
+        # Hypothesis finds its data generation flaky)
+        @rule(data=st.data())
+        def step(self, data: st.DataObject) -> None:
+            name = data.draw(_menu(self.enabled, self.opened, self.pushes < MAX_PUSHES))
+            uid, *args = data.draw(calls[name])
+            self.opened |= name == "open"
+            self.pushes += name == "push"
             if self.session is None:
                 return  # the time budget is spent: examples from now on do nothing
+            if BY_NAME[name].kind == FD:
+                pick, *args = args
+                slots = sorted(self.session.driver.slots)
+                if not slots:
+                    return
+                slot = slots[pick % len(slots)]
+                if not BY_NAME[name].dirs and self.session.lock.holds_dir(slot):
+                    return
+                args = (slot, *args)
+            visible = self.session.lock.visible_paths()
+            args = tuple(a.resolve(visible) if isinstance(a, gen.PathChoice) else a for a in args)
+            op = Op(name, args, uid)
             self.program.append(op)
             tally.steps += 1
             self._guard(lambda: self.session.step(op))
@@ -134,9 +133,6 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
                                                    lock.why[profile], placement))
                 self.session.close()
 
-    for name, strategies in gen.arguments(long_names).items():
-        if name in ops:
-            setattr(UnionMachine, f"op_{name}", _op_rule(name, strategies, fd=BY_NAME[name].kind == FD))
     return UnionMachine
 
 
