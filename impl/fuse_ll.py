@@ -13,6 +13,7 @@ import ctypes
 import errno as E
 import logging
 import os
+import threading
 from ctypes import (
     CFUNCTYPE,
     POINTER,
@@ -247,6 +248,19 @@ def reply_dir_plus(req: int, entries: list[tuple[str, int, c_stat]], size: int, 
     return done
 
 
+_worker = threading.local()
+lib_python = ctypes.pythonapi
+lib_python.PyGILState_Ensure.restype = ctypes.c_int
+
+
+def _keep_thread_state() -> None:
+    """Give a libfuse worker thread a Python thread state for good. ctypes makes one for each callback from a
+    thread Python did not start and drops it on return, which doubled the cost of a request; libfuse keeps its
+    idle workers (3.12 on), so what is kept here is one thread state per worker, until the daemon exits."""
+    lib_python.PyGILState_Ensure()
+    _worker.python = True
+
+
 class Operations:
     """Subclass and define methods named after requests (lookup, getattr, readlink, ...), taking the
     request handle and the request's arguments as libfuse passes them; each replies (now or later).
@@ -261,6 +275,8 @@ class Operations:
         method = getattr(self, name)
 
         def call(req, *args):
+            if not getattr(_worker, "python", False):
+                _keep_thread_state()
             try:
                 method(req, *args)
             except OSError as e:

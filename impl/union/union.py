@@ -184,6 +184,7 @@ class Union:
         devs = dict.fromkeys(os.fstat(layer.root).st_dev for layer in self.layers)
         self._fsid = {dev: i for i, dev in enumerate(devs)}
         self._range_copy = True  # until copy_file_range refuses a pair of our files
+        self._tmpfile = True  # until the upper file system refuses O_TMPFILE
         #: names copied up since the caller last emptied this: what they show changed (a directory's link
         #: count, once merged) though no name did, which a cache of attributes must be told
         self.copied: list[Rel] = []
@@ -546,22 +547,23 @@ class Union:
         return Real(self.index, (name,), os.stat(name, dir_fd=self.index.root, follow_symlinks=False))
 
     def _copy(self, src: Real, dest_fd: int, dest: str, origin: bytes | None = None) -> None:
-        """Copy a lower entry (not a directory's contents) to `dest` in `dest_fd`: built in the work
-        directory with every attribute, made durable, then renamed into place in one step."""
+        """Copy a lower entry (not a directory's contents) to `dest` in `dest_fd`: built in the work directory
+        with every attribute, made durable, then put in place in one step."""
         sfd, sname = src.layer.at(src.rel)
         origin = origin or encode_origin(sfd, sname)
-        wfd, tmp = self.work.root, self._tmpname()
         s = src.st
+        if st.S_ISREG(s.st_mode):
+            self._copy_file(sfd, sname, s, dest_fd, dest, origin)
+            return
+        wfd, tmp = self.work.root, self._tmpname()
         if st.S_ISDIR(s.st_mode):
             os.mkdir(tmp, 0o700, dir_fd=wfd)
         elif st.S_ISLNK(s.st_mode):
             os.symlink(os.readlink(sname, dir_fd=sfd), tmp, dir_fd=wfd)
-        elif st.S_ISREG(s.st_mode):
-            self._copy_data(sfd, sname, wfd, tmp, s.st_size)
         else:
             os.mknod(tmp, s.st_mode, s.st_rdev, dir_fd=wfd)
         try:
-            self._copy_xattrs(src.layer.xpath(src.rel), proc(wfd, tmp))
+            self._copy_xattrs(src.layer.xpath(src.rel), proc(wfd, tmp), follow_symlinks=False)
             os.setxattr(proc(wfd, tmp), ORIGIN, origin, follow_symlinks=False)
             self._set_owner_mode_times(wfd, tmp, s)
             renameat2(wfd, tmp, dest_fd, dest, RENAME_NOREPLACE)
@@ -569,35 +571,66 @@ class Union:
             self._purge(wfd, tmp)
             raise
 
-    def _copy_data(self, sfd: int, sname: str, wfd: int, tmp: str, size: int) -> None:
-        """Copy the data extents only, so holes stay holes."""
-        src = os.open(sname, _READ, dir_fd=sfd)
+    def _copy_file(self, sfd: int, sname: str, s: os.stat_result, dest_fd: int, dest: str, origin: bytes) -> None:
+        """A regular file's copy-up, as overlayfs makes it: an unnamed file (O_TMPFILE) given the data, fsync'ed,
+        given the attributes, then linked into place; a crash leaves nothing behind. On an upper layer without
+        O_TMPFILE, a file under a temporary name in the work directory, renamed into place."""
+        source = os.open(sname, _READ, dir_fd=sfd)
         try:
-            dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                          dir_fd=wfd)
+            copy, tmp = self._work_file()
             try:
-                pos = 0
-                while pos < size:
-                    try:
-                        data = os.lseek(src, pos, os.SEEK_DATA)
-                    except OSError as e:
-                        if e.errno == E.ENXIO:
-                            break
-                        raise
-                    end = os.lseek(src, data, os.SEEK_HOLE)
-                    pos = data
-                    while pos < end:
-                        n = self._copy_range(src, dst, end - pos, pos)
-                        if n == 0:
-                            break
-                        pos += n
-                os.ftruncate(dst, size)
+                self._copy_data(source, copy, s.st_size)
                 if not self.opts.volatile:
-                    os.fsync(dst)
+                    os.fsync(copy)
+                self._copy_xattrs(source, copy)
+                os.setxattr(copy, ORIGIN, origin)
+                os.fchown(copy, s.st_uid, s.st_gid)
+                os.fchmod(copy, st.S_IMODE(s.st_mode))  # after chown, which clears set-id bits
+                os.utime(copy, ns=(s.st_atime_ns, s.st_mtime_ns))
+                if tmp is None:
+                    os.link(proc(copy), dest, dst_dir_fd=dest_fd, follow_symlinks=True)
+                else:
+                    renameat2(self.work.root, tmp, dest_fd, dest, RENAME_NOREPLACE)
+            except BaseException:
+                if tmp is not None:
+                    os.unlink(tmp, dir_fd=self.work.root)
+                raise
             finally:
-                os.close(dst)
+                os.close(copy)
         finally:
-            os.close(src)
+            os.close(source)
+
+    def _work_file(self) -> tuple[int, str | None]:
+        """A new file in the work directory to build a copy-up in, and its name (None: it has none)."""
+        if self._tmpfile:
+            try:
+                return os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600, dir_fd=self.work.root), None
+            except OSError as e:
+                if e.errno not in (E.EOPNOTSUPP, E.EISDIR):
+                    raise
+                self._tmpfile = False
+        tmp = self._tmpname()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        return os.open(tmp, flags, 0o600, dir_fd=self.work.root), tmp
+
+    def _copy_data(self, src: int, dst: int, size: int) -> None:
+        """Copy the data extents only, so holes stay holes."""
+        pos = 0
+        while pos < size:
+            try:
+                data = os.lseek(src, pos, os.SEEK_DATA)
+            except OSError as e:
+                if e.errno == E.ENXIO:
+                    break
+                raise
+            end = os.lseek(src, data, os.SEEK_HOLE)
+            pos = data
+            while pos < end:
+                n = self._copy_range(src, dst, end - pos, pos)
+                if n == 0:
+                    break
+                pos += n
+        os.ftruncate(dst, size)
 
     def _copy_range(self, src: int, dst: int, count: int, pos: int) -> int:
         """Copy up to `count` bytes at `pos`: in the kernel where it can (copy_file_range), else through a buffer
@@ -613,16 +646,17 @@ class Union:
         return os.pwrite(dst, data, pos) if data else 0
 
     @staticmethod
-    def _copy_xattrs(src: str, dst: str) -> None:
+    def _copy_xattrs(src: str | int, dst: str | int, **how) -> None:
+        """Every xattr but overlayfs's own, between two paths (`how`: follow_symlinks=False) or two fds."""
         try:
-            names = os.listxattr(src, follow_symlinks=False)
+            names = os.listxattr(src, **how)
         except OSError as e:
             if e.errno == E.EOPNOTSUPP:
                 return
             raise
         for name in names:
             if not name.startswith(PREFIX):
-                os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
+                os.setxattr(dst, name, os.getxattr(src, name, **how), **how)
 
     @staticmethod
     def _set_owner_mode_times(dfd: int, name: str, s: os.stat_result) -> None:
@@ -949,16 +983,25 @@ class Union:
         return self._open(node, node.shown, flags)
 
     def create(self, path: str, mode: int, flags: int, cred: Cred) -> Handle:
+        """A new file, opened as it is made (the fd the caller gets is the one that made it)."""
         parent, name = self._free(path)
-        self._add(parent, name, lambda fd, n: os.close(os.open(n, os.O_CREAT | os.O_EXCL | os.O_WRONLY
-                                                               | os.O_NOFOLLOW, mode & 0o7777, dir_fd=fd)), cred)
-        node = self.existing(path)
-        return self._open(node, node.shown, flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC))
+        flags &= ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC)
+        made: list[int] = []
+        how = (flags & _REAL_OPEN) | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            self._add(parent, name, lambda fd, n: made.append(os.open(n, how, mode & 0o7777, dir_fd=fd)), cred)
+            node = self.existing(path)
+        except BaseException:
+            for fd in made:
+                os.close(fd)
+            raise
+        return self._open(node, node.shown, flags, made[0])
 
-    def _open(self, node: Node, real: Real, flags: int) -> Handle:
-        # the kernel sends each write's offset, O_APPEND ones included: the real fd must not move them
-        dfd, name = real.layer.at(real.rel)
-        fd = os.open(name, (flags & _REAL_OPEN) | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    def _open(self, node: Node, real: Real, flags: int, fd: int | None = None) -> Handle:
+        if fd is None:
+            # the kernel sends each write's offset, O_APPEND ones included: the real fd must not move them
+            dfd, name = real.layer.at(real.rel)
+            fd = os.open(name, (flags & _REAL_OPEN) | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
         key = self.key(node)
         ovl = self._ovl.setdefault(key, OvlFile())
         ovl.refs += 1
