@@ -28,21 +28,22 @@ from vfslab.subjects.tree import Layers
 MAX_PUSHES = 2
 
 
+@lru_cache
 def _calls(long_names: bool) -> dict[str, st.SearchStrategy[tuple]]:
-    """What a call of each operation draws besides its name: the caller, for an fd operation which open slot (taken
-    modulo how many are open when it runs), then its arguments (paths still choices)."""
+    """What a call of each operation draws: its name, the caller, for an fd operation which open slot (taken modulo
+    how many are open when it runs), then its arguments (paths still choices)."""
     slot = st.integers(0, 7)
-    calls = {name: st.tuples(gen.callers, *([slot] if BY_NAME[name].kind == FD else []), *strategies)
+    calls = {name: st.tuples(st.just(name), gen.callers, *([slot] if BY_NAME[name].kind == FD else []), *strategies)
              for name, strategies in gen.arguments(long_names).items()}
-    return calls | dict.fromkeys(BENCH_OPS, st.just((ROOT_UID,)))
+    return calls | {name: st.just((name, ROOT_UID)) for name in BENCH_OPS}
 
 
 @lru_cache
-def _menu(enabled: tuple[str, ...], opened: bool, pushes_left: bool) -> st.SearchStrategy[str]:
-    """What a step may draw: the example's operations, but no fd operation before an open was drawn (it could only
-    find no file open) and no push once MAX_PUSHES were. Cached: a new strategy is labelled again at each draw."""
-    return st.sampled_from(tuple(name for name in enabled if (opened or BY_NAME[name].kind != FD)
-                                 and (pushes_left or name != "push")))
+def _menu(enabled: tuple[str, ...], opened: bool, pushes_left: bool, long_names: bool) -> st.SearchStrategy[tuple]:
+    """A step's call: of one of the example's operations, but of no fd operation before an open was drawn (it could
+    only find no file open) and no push once MAX_PUSHES were. Cached: a new strategy is labelled again at each draw."""
+    names = tuple(name for name in enabled if (opened or BY_NAME[name].kind != FD) and (pushes_left or name != "push"))
+    return st.sampled_from(names).flatmap(_calls(long_names).__getitem__)
 
 
 def supported(subject, ops: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
@@ -56,7 +57,6 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
                  ops: tuple[str, ...] = ALL_OPS, long_names: bool = True,
                  placement: str = SAME) -> type[RuleBasedStateMachine]:
     """A state machine class checking `subject` held to `profile`, recording into `tally`."""
-    calls = _calls(long_names)
 
     class UnionMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -89,10 +89,9 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
         # what was drawn before, never on what ran: an example Hypothesis draws again after the time budget is
         # spent, or a step whose fd operation finds no open file, does nothing, but draws as it did (else
         # Hypothesis finds its data generation flaky)
-        @rule(data=st.data())
-        def step(self, data: st.DataObject) -> None:
-            name = data.draw(_menu(self.enabled, self.opened, self.pushes < MAX_PUSHES))
-            uid, *args = data.draw(calls[name])
+        @rule(call=st.runner().flatmap(lambda machine: machine.menu()))
+        def step(self, call: tuple) -> None:
+            name, uid, *args = call
             self.opened |= name == "open"
             self.pushes += name == "push"
             if self.session is None:
@@ -112,6 +111,9 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
             self.program.append(op)
             tally.steps += 1
             self._guard(lambda: self.session.step(op))
+
+        def menu(self) -> st.SearchStrategy[tuple]:
+            return _menu(self.enabled, self.opened, self.pushes < MAX_PUSHES, long_names)
 
         def _guard(self, call) -> None:
             try:
