@@ -160,6 +160,70 @@ class Union:
         self.mount()
 
 
+#: every name the caching workload touches; looked at by stat alone (a readdir would refresh the kernel's caches)
+LOOKED_AT = ("dir", "dir/file", "dir/sub", "dir/sub/deep", "dir/below", "link1", "link2", "link3", "empty", "sym")
+
+
+def _look(mnt: Path) -> dict:
+    """What stat shows of every name, read through the kernel's caches; an inode number as the first name seen
+    with it (the numbers are each layer's own)."""
+    out: dict = {}
+    first: dict[int, str] = {}
+    for name in LOOKED_AT:
+        try:
+            s = os.lstat(mnt / name)
+        except FileNotFoundError:
+            out[name] = None
+            continue
+        out[name] = (s.st_mode, s.st_nlink, s.st_size, s.st_uid, first.setdefault(s.st_ino, name))
+    return out
+
+
+def caching_workload(mnt: Path) -> list:
+    """Changes the kernel cannot see in its caches, each followed by a look at what it changed through another
+    name: copy-ups that merge directories, and changes through one name of a lower hard link seen through the
+    other (open before the change, and after)."""
+    seen = [_look(mnt)]
+    with open(mnt / "link2", "rb") as reader:
+        reader.read()
+        os.chmod(mnt / "dir/sub/deep", 0o640)  # copies up dir and dir/sub: merged now, one link each
+        seen.append(_look(mnt))
+        with open(mnt / "link1", "ab") as f:
+            f.write(b" and more")
+        reader.seek(0)
+        seen.append(reader.read())
+    seen.append((mnt / "link2").read_bytes())
+    os.chmod(mnt / "link1", 0o604)
+    os.link(mnt / "link2", mnt / "link3")
+    seen.append(_look(mnt))
+    os.unlink(mnt / "link1")
+    os.rename(mnt / "dir/file", mnt / "link3")
+    seen.append(_look(mnt))
+    return seen
+
+
+@pytest.mark.parametrize("profile", sorted(OPTIONS))
+def test_what_the_kernel_caches_stays_true(need, scratch, profile):
+    """union-fuse lets the kernel cache entries, attributes and pages, and tells it what changed behind its back:
+    after every change, what every name shows is what kernel overlayfs shows after the same change."""
+    need("union-fuse")
+    need("kernel-overlay")
+    seen = {}
+    for who in ("kernel", "ours"):
+        root = scratch / who
+        root.mkdir()
+        lowers = _layers(root, LOWER, MIDDLE)
+        upper, work, mnt = _dirs(root, "upper", "work", "mnt")
+        mount = mount_kernel if who == "kernel" else mount_ours
+        pid = mount(lowers, upper, work, mnt, OPTIONS[profile])
+        try:
+            seen[who] = caching_workload(mnt)
+        finally:
+            mounts.unmount(mnt, pid)
+    for step, (ours, kernel) in enumerate(zip(seen["ours"], seen["kernel"], strict=True)):
+        assert ours == kernel, f"step {step}"
+
+
 @pytest.fixture
 def union(need, scratch) -> Iterator[Union]:
     """A union-fuse mount with its defaults (redirect_dir=on, index=on) over LOWER and MIDDLE."""

@@ -12,8 +12,10 @@ attributes and file pages (keep_cache) as long as it likes (TIMEOUT), if it is t
 - a copy-up changes what the copied directories show (a merged directory has one link) though no name changed;
 - a change through one node id of a union inode shows through its others.
 Those node ids have their cached attributes dropped before the request is answered (a caller woken by the answer
-must not see them); a file with several node ids is read and written without the page cache (direct_io), since
-pages cannot be dropped safely while the kernel may hold them locked for a request.
+must not see them). Pages are never dropped from here: the kernel may hold them locked for a read that only this
+daemon can answer (with one worker, it would wait on itself). A file with several node ids has its pages dropped at
+each open instead (no keep_cache), and when another node id's write changes its mtime or size (libfuse's default
+auto_inval_data, on the attributes dropped at every write).
 
 An open file whose last name is unlinked or renamed over keeps its node id; its attributes then come from an open
 handle (nlink 0 for an upper file, the lower file's own count for a lower one), as overlayfs gives them.
@@ -170,8 +172,10 @@ class UnionOps(ll.Operations):
         return node_id
 
     def _siblings(self, node_id: int) -> list[int]:
+        """The other node ids of `node_id`'s union inode. Safe without the lock (a write asks): the group is
+        copied in one step, which no other thread can interleave with."""
         inode = self.inodes.get(node_id)
-        group = self.groups.get(inode.key, ()) if inode is not None and inode.key is not None else ()
+        group = tuple(self.groups.get(inode.key, ())) if inode is not None and inode.key is not None else ()
         return [n for n in group if n != node_id]
 
     def _looked_up(self, where: Name, node: Node) -> tuple[int, ll.c_stat]:
@@ -288,6 +292,7 @@ class UnionOps(ll.Operations):
         self.union.link(self._path(node_id), new)
         node = self.union.existing(new)
         if self.inodes[node_id].alone:  # the new name is an upper one: it joins the inode's shared node id
+            self.stale.add(node_id)  # whose link count the kernel will not take from the reply
             node_id = self._known(where, node)
         else:
             self._name(node_id, where)
@@ -428,22 +433,23 @@ class UnionOps(ll.Operations):
 
     # ---- files -----------------------------------------------------------------------------------------
 
-    def _register(self, node_id: int, h: Handle, fi) -> None:
+    def _register(self, node_id: int, node: Node, h: Handle, fi) -> None:
         fh = next(self._handles)
         self.files[fh] = h
         inode = self.inodes[node_id]
         inode.handles.add(fh)
         fi.contents.fh = fh
-        if inode.key is not None and self.union.indexed_links(self.union.existing(self._path(node_id))):
-            fi.contents.direct_io = 1  # its other node ids' pages would go stale
-        else:
-            fi.contents.keep_cache = 1  # nobody changes it behind the kernel: its pages stay true across opens
+        # nobody changes a file behind the kernel, so its pages stay true across opens; unless it has other node
+        # ids, whose writes the kernel learns of from the attributes they drop (mtime and size: auto_inval_data)
+        fi.contents.keep_cache = not self.union.indexed_links(node)
         if fi.contents.flags & (os.O_ACCMODE | os.O_TRUNC) != os.O_RDONLY:
             self.touched.add(node_id)
 
     @_serialised
     def open(self, req: int, node_id: int, fi) -> Reply:
-        self._register(node_id, self.union.open(self._path(node_id), fi.contents.flags), fi)
+        path = self._path(node_id)
+        h = self.union.open(path, fi.contents.flags)
+        self._register(node_id, self.union.existing(path), h, fi)
         return lambda: ll.reply_open(req, fi)
 
     @_serialised
@@ -451,8 +457,9 @@ class UnionOps(ll.Operations):
         where = (parent, os.fsdecode(name))
         path = self._child(*where)
         h = self.union.create(path, mode, fi.contents.flags, _caller(req))
-        node_id, attr = self._looked_up(where, self.union.existing(path))
-        self._register(node_id, h, fi)
+        node = self.union.existing(path)
+        node_id, attr = self._looked_up(where, node)
+        self._register(node_id, node, h, fi)
         return lambda: ll.reply_create(req, node_id, attr, TIMEOUT, fi)
 
     # no union lock on the data path: a request holding it may wait on pages a read has locked

@@ -674,7 +674,7 @@ class Union:
         return self.existing(head or "/"), name
 
     def _add(self, parent: Node, name: str, make: Callable[[int, str], None], cred: Cred | None,
-             is_dir: bool = False) -> None:
+             is_dir: bool = False, new_inode: bool = True) -> None:
         """Enter a new entry under `name` on the upper layer, replacing a whiteout there.
 
         A directory is made opaque over a whiteout, and in a merged directory when the layers may not change
@@ -705,7 +705,12 @@ class Union:
                 raise
             if whiteout:
                 os.unlink(tmp, dir_fd=wfd)
-        self._forget((*parent.path, name), is_dir=False)  # nothing was resolved below a new name
+        path = (*parent.path, name)
+        self._forget(path, is_dir=False)  # nothing was resolved below a new name
+        if not is_dir:  # what a lookup would find: the new upper entry alone (a new inode has no origin)
+            origin = None if new_inode else _UNREAD
+            real = Real(self.upper, (*up.rel, name), os.stat(name, dir_fd=pfd, follow_symlinks=False), origin)
+            self._nodes["/" + "/".join(path)] = Node(path, parent, [real], real)
 
     @staticmethod
     def _own(dfd: int, name: str, cred: Cred | None) -> None:
@@ -760,7 +765,7 @@ class Union:
         ufd, uname = up.layer.at(up.rel)
         with self._counting(src, +1):
             self._add(parent, name, lambda fd, n: os.link(uname, n, src_dir_fd=ufd, dst_dir_fd=fd,
-                                                          follow_symlinks=False), None)
+                                                          follow_symlinks=False), None, new_inode=False)
 
     def unlink(self, path: str) -> None:
         node = self.existing(path)
