@@ -29,19 +29,23 @@ LOOP = Node("s", SYMLINK, 0o777, target=".")
 names = st.sampled_from(NAMES)
 #: operations also use a name no generated tree holds, so that creations are not mostly EEXIST
 OP_NAMES = ("d", *NAMES)
-link_targets = st.sampled_from(("a", "b", "c", "a/b", "b/c", ".", "x", "a/x"))
-file_data = st.sampled_from((b"", b"x", b"hello\n", b"0123456789" * 500))
-file_modes = st.sampled_from((0o644, 0o600, 0o666, 0o444, 0o755, 0o000))
-dir_modes = st.sampled_from((0o755, 0o700, 0o777, 0o555, 0o711))
-owners = st.sampled_from((0, USER))
+LINK_TARGETS = ("a", "b", "c", "a/b", "b/c", ".", "x", "a/x")
+link_targets = st.sampled_from(LINK_TARGETS)
+OWNERS = (0, USER)
 XATTR_NAMES, XATTR_VALUES = ("user.k", "user.m"), (b"1", b"two", b"")
 xattr_names, xattr_values = st.sampled_from(XATTR_NAMES), st.sampled_from(XATTR_VALUES)
 #: a node's user xattrs: none half the time, else one
-xattr_sets = st.sampled_from(((),) * 6 + tuple(((n, v),) for n, v in product(XATTR_NAMES, XATTR_VALUES)))
+XATTR_SETS = ((),) * 6 + tuple(((n, v),) for n, v in product(XATTR_NAMES, XATTR_VALUES))
 
 # Each choice Hypothesis makes costs about as much as a step's comparisons, so a thing drawn is one choice where it
 # can be (a table to sample, not a loop of draws) and only what is used is drawn. Strategies are built once, here:
 # one built at each draw is validated and labelled again, which costs more than the draw itself.
+#: what a layer's file, directory and symlink are made of, each one choice: (mode, owner, data, xattrs), (mode,
+#: owner, xattrs) and (owner, target)
+_FILES = st.sampled_from(tuple(product((0o644, 0o600, 0o666, 0o444, 0o755, 0o000), OWNERS,
+                                       (b"", b"x", b"hello\n", b"0123456789" * 500), XATTR_SETS)))
+_DIRS = st.sampled_from(tuple(product((0o755, 0o700, 0o777, 0o555, 0o711), OWNERS, XATTR_SETS)))
+_SYMLINKS = st.sampled_from(tuple(product(OWNERS, LINK_TARGETS)))
 #: what a name of a layer is, by whether a directory there may hold more and whether a file to link to exists
 _KINDS = {(deeper, linkable): st.sampled_from(["none", "none", FILE, SYMLINK] + [DIR, DIR] * deeper
                                               + [HARDLINK] * linkable)
@@ -59,17 +63,17 @@ def layer(draw: st.DrawFn) -> tuple[Node, ...]:
             kind = draw(_KINDS[depth < MAX_DEPTH, bool(files)])
             if kind == HARDLINK:
                 nodes.append(Node(path, HARDLINK, target=draw(st.sampled_from(files))))
-            elif kind != "none":
-                owner = draw(owners)
-                if kind == SYMLINK:
-                    nodes.append(Node(path, SYMLINK, 0o777, owner, owner, target=draw(link_targets)))
-                elif kind == FILE:
-                    nodes.append(Node(path, FILE, draw(file_modes), owner, owner, draw(file_data),
-                                      xattrs=draw(xattr_sets)))
-                    files.append(path)
-                else:
-                    nodes.append(Node(path, DIR, draw(dir_modes), owner, owner, xattrs=draw(xattr_sets)))
-                    fill(f"{path}/", depth + 1)
+            elif kind == SYMLINK:
+                owner, target = draw(_SYMLINKS)
+                nodes.append(Node(path, SYMLINK, 0o777, owner, owner, target=target))
+            elif kind == FILE:
+                mode, owner, data, xattrs = draw(_FILES)
+                nodes.append(Node(path, FILE, mode, owner, owner, data, xattrs=xattrs))
+                files.append(path)
+            elif kind == DIR:
+                mode, owner, xattrs = draw(_DIRS)
+                nodes.append(Node(path, DIR, mode, owner, owner, xattrs=xattrs))
+                fill(f"{path}/", depth + 1)
 
     fill("", 1)
     return tuple(nodes)
@@ -173,7 +177,7 @@ def domains(long_names: bool = True) -> dict[str, st.SearchStrategy]:
         "length": st.sampled_from((0, 1, 3, 7000)),
         "noreplace": st.booleans(),
         "target": link_targets,
-        "owner": st.sampled_from((0, USER)),
+        "owner": st.sampled_from(OWNERS),
         "times": st.just((1_000_000_000, 2_000_000_000)),
         "xattr-name": xattr_names,
         "xattr-value": xattr_values,
