@@ -1,17 +1,18 @@
 """`make bench`: how fast our union file system is next to fuse-overlayfs, unionfs-fuse and kernel overlayfs.
 
-Each subject is mounted in turn over a lower layer holding one big file and a directory of 4 KiB files, and
-four workloads are timed (wall clock) through the mount:
+Every subject is mounted at once, each over a lower layer holding one big file and, per round, a directory of
+4 KiB files, and four workloads are timed (wall clock) through each mount:
 
 - create+stat+unlink: in a fresh directory, create an empty file, stat it and unlink it, N times (all in the
   upper layer: the cost of metadata round trips);
 - sequential read, cold: read the big lower file in 1 MiB reads after `sync` and dropping every cache;
 - sequential read, warm: read it again at once, with the page cache warm;
-- copy-up: append one byte to each of the small lower files (each is copied up to the upper layer first).
+- copy-up: append one byte to each of the round's small lower files (each is copied up first).
 
-The table gives seconds per workload and subject, and each subject's time as a multiple of fuse-overlayfs's.
-The goal: union-fuse takes at most 1.5x fuse-overlayfs's time on every workload. Every figure is one run on a
-live machine, so other load on it shows up in them. Needs root (to mount and to drop caches).
+A round runs the workloads on every subject in turn, in an order of subjects that rotates from round to round, so
+a minute of other load on the machine falls on every subject alike; each figure is a subject's best round. The
+table gives seconds per workload and subject, and each subject's time as a multiple of fuse-overlayfs's. The goal:
+union-fuse takes at most 1.5x fuse-overlayfs's time on every workload. Needs root (to mount and to drop caches).
 """
 
 from __future__ import annotations
@@ -69,18 +70,21 @@ class SubjectFailed(Exception):
 @dataclass(frozen=True)
 class Workload:
     label: str
-    run: Callable[[Path], float]  # the mount point -> seconds taken
+    run: Callable[[Path, int], float]  # (the mount point, the round) -> seconds taken
     read_bytes: int = 0  # bytes it reads, for a throughput figure
 
 
 @dataclass
 class Outcome:
-    seconds: dict[str, float] = field(default_factory=dict)  # by workload label
+    seconds: dict[str, float] = field(default_factory=dict)  # by workload label: the best round
     error: str | None = None
 
+    def took(self, label: str, seconds: float) -> None:
+        self.seconds[label] = min(seconds, self.seconds.get(label, seconds))
 
-def create_stat_unlink(mnt: Path, count: int) -> float:
-    where = mnt / CREATES
+
+def create_stat_unlink(mnt: Path, round_: int, count: int) -> float:
+    where = mnt / f"{CREATES}{round_}"
     where.mkdir()
     started = time.perf_counter()
     for i in range(count):
@@ -100,7 +104,7 @@ def drop_caches() -> None:
             from None
 
 
-def sequential_read(mnt: Path, size: int, cold: bool) -> float:
+def sequential_read(mnt: Path, round_: int, size: int, cold: bool) -> float:
     if cold:
         drop_caches()
     read = 0
@@ -117,8 +121,8 @@ def sequential_read(mnt: Path, size: int, cold: bool) -> float:
     return seconds
 
 
-def copy_up(mnt: Path, count: int) -> float:
-    paths = [mnt / SMALL / f"f{i}" for i in range(count)]
+def copy_up(mnt: Path, round_: int, count: int) -> float:
+    paths = [mnt / f"{SMALL}{round_}" / f"f{i}" for i in range(count)]
     started = time.perf_counter()
     for path in paths:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
@@ -146,46 +150,67 @@ def workloads(sizes: Sizes) -> list[Workload]:
     ]
 
 
-def fill_lower(lower: Path, sizes: Sizes) -> None:
-    """The big file (random bytes, so nothing can shortcut reading it) and the small files, on disk."""
+def fill_lower(lower: Path, sizes: Sizes, rounds: int) -> None:
+    """The big file (random bytes, so nothing can shortcut reading it) and each round's small files, on disk."""
     chunk = os.urandom(MiB)
     with open(lower / BIG, "wb") as f:
         for _ in range(sizes.read_bytes // MiB):
             f.write(chunk)
-    (lower / SMALL).mkdir(mode=0o755)
-    for i in range(sizes.copy_ups):
-        (lower / SMALL / f"f{i}").write_bytes(b"s" * SMALL_FILE)
+    for r in range(rounds):
+        (lower / f"{SMALL}{r}").mkdir(mode=0o755)
+        for i in range(sizes.copy_ups):
+            (lower / f"{SMALL}{r}" / f"f{i}").write_bytes(b"s" * SMALL_FILE)
     os.sync()  # so writeback does not run during the first workload
 
 
-def run_subject(name: str, scratch: Path, sizes: Sizes, console: Console) -> Outcome:
-    """Mount the subject in `scratch` (made here, removed afterwards) and time every workload until one fails."""
+def mount_subject(name: str, scratch: Path, sizes: Sizes, rounds: int) -> UnionMount:
+    """Mount the subject in `scratch` (made here) over a filled lower layer."""
     subject = get(name)
     assert isinstance(subject, UnionSubject)
-    outcome = Outcome()
-    mounted: UnionMount | None = None
     scratch.mkdir(parents=True)  # not exist_ok: what is removed at the end must be ours
+    mounted = subject.setup(Layers(), scratch, SUBJECTS[name])
+    # a union's lower layer must not change under it: fill it while unmounted
+    mounted.teardown()
+    fill_lower(mounted.lowers[0], sizes, rounds)
+    mounted.mount()
+    return mounted
+
+
+def run_workload(name: str, mounted: UnionMount, workload: Workload, round_: int, console: Console) -> float:
+    with console.status(f"round {round_ + 1}: {name}: {workload.label}"), \
+            watchdog(HANG_SECONDS, mounted.abort) as dog:
+        try:
+            return workload.run(mounted.path, round_)
+        except (OSError, SubjectFailed) as e:
+            if dog.fired:
+                raise SubjectFailed(f"{workload.label}: hung, aborted after {HANG_SECONDS} s") from None
+            raise SubjectFailed(f"{workload.label}: {e}") from None
+
+
+def run_rounds(names: list[str], scratch: Path, sizes: Sizes, rounds: int, console: Console) -> dict[str, Outcome]:
+    """Mount every subject, run the rounds, and unmount them all (removing what was made)."""
+    outcomes = {name: Outcome() for name in names}
+    mounted: dict[str, UnionMount] = {}
     try:
-        mounted = subject.setup(Layers(), scratch, SUBJECTS[name])
-        # a union's lower layer must not change under it: fill it while unmounted
-        mounted.teardown()
-        fill_lower(mounted.lowers[0], sizes)
-        mounted.mount()
-        for workload in workloads(sizes):
-            with console.status(f"{name}: {workload.label}"), watchdog(HANG_SECONDS, mounted.abort) as dog:
+        for name in names:
+            try:
+                mounted[name] = mount_subject(name, scratch / name, sizes, rounds)
+            except (OSError, MountError) as e:
+                outcomes[name].error = str(e)
+        for r in range(rounds):
+            for name in names[r % len(names):] + names[: r % len(names)]:
                 try:
-                    outcome.seconds[workload.label] = workload.run(mounted.path)
-                except (OSError, SubjectFailed) as e:
-                    if dog.fired:
-                        raise SubjectFailed(f"{workload.label}: hung, aborted after {HANG_SECONDS} s") from None
-                    raise SubjectFailed(f"{workload.label}: {e}") from None
-    except (OSError, MountError, SubjectFailed) as e:
-        outcome.error = str(e)
+                    for workload in workloads(sizes):  # in order: the warm read follows the cold one
+                        if not outcomes[name].error:
+                            outcomes[name].took(workload.label, run_workload(name, mounted[name], workload, r,
+                                                                             console))
+                except (OSError, MountError, SubjectFailed) as e:
+                    outcomes[name].error = str(e)
     finally:
-        if mounted is not None:
-            mounted.teardown()  # raises MountError if a mount is left: then the files under it stay
-        shutil.rmtree(scratch)
-    return outcome
+        for name, m in mounted.items():
+            m.teardown()  # raises MountError if a mount is left: then the files under it stay
+            shutil.rmtree(scratch / name)
+    return outcomes
 
 
 def table(outcomes: dict[str, Outcome], sizes: Sizes) -> Table:
@@ -247,23 +272,22 @@ def main() -> int:
                         f"MiB, {QUICK.copy_ups} files)")
     parser.add_argument("--subject", action="append", choices=list(SUBJECTS),
                         help="a subject to run (repeatable; default: all)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every workload on every subject; each "
+                        "figure is the subject's best (default 3)")
     parser.add_argument("--scratch", type=Path,
                         help="where the layers go, a directory per subject (default: a fresh directory under "
                         "/tmp); the bench removes the directories it makes")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     sizes = QUICK if args.quick else FULL
-    names = [name for name in SUBJECTS if not args.subject or name in args.subject]
     console = Console()
+    skipped = {name: get(name).available()[1] for name in SUBJECTS
+               if (not args.subject or name in args.subject) and not get(name).available()[0]}
+    names = [name for name in SUBJECTS if (not args.subject or name in args.subject) and name not in skipped]
     scratch = Path(tempfile.mkdtemp(prefix="vfslab-bench-")) if args.scratch is None else args.scratch
-    outcomes: dict[str, Outcome] = {}
-    skipped: dict[str, str] = {}
     try:
-        for name in names:
-            ok, why = get(name).available()
-            if ok:
-                outcomes[name] = run_subject(name, scratch / name, sizes, console)
-            else:
-                skipped[name] = why
+        outcomes = run_rounds(names, scratch, sizes, args.rounds, console) if names else {}
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130

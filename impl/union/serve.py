@@ -220,6 +220,8 @@ class UnionOps(ll.Operations):
     def _tell(self) -> None:
         """Before a reply: drop the kernel's attributes of every node id a copy-up changed, and of the other node
         ids of the union inodes the request changed."""
+        if not (self.union.copied or self.touched or self.stale):
+            return
         self._copied()
         stale, self.stale = self.stale, set()
         touched, self.touched = self.touched, set()

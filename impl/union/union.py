@@ -13,8 +13,9 @@ by the time a call reaches us; what is left is overlayfs's part:
 - st_ino: a copy-up keeps its origin's number (when the origin is not a hard link, or is indexed), a
   directory its topmost lower one's, so numbers are stable across copy-up, rename and remount.
 
-Every method runs under one lock: layers change only here, so a cache of resolved paths stays true until a
-method that changes names or copies up clears it. Errors are OSError with the errno a caller should see.
+Every method runs under one lock: layers change only here, so a cache of resolved paths (and of names found
+missing) stays true until a method that changes names or copies up clears it. Errors are OSError with the errno a
+caller should see.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class Cred:
     gid: int = 0
 
 
-#: `Real.origin` not read yet
+#: not read yet: `Real.origin`, or a path not resolved yet
 _UNREAD: Any = object()
 
 
@@ -175,7 +176,8 @@ class Union:
         self.index: Layer | None = None
         if self.upper is not None:
             self._prepare_workdir(opts.workdir)
-        self._nodes: dict[str, Node] = {}
+        #: resolved paths, None for a name the union has not (a create is looked up first)
+        self._nodes: dict[str, Node | None] = {}
         self._origins: dict[bytes, os.stat_result | None] = {}
         self._ovl: dict[tuple, OvlFile] = {}
         self._tmp = itertools.count()
@@ -279,8 +281,8 @@ class Union:
     def resolve(self, path: str) -> Node | None:
         """The node at an absolute path from FUSE (the kernel has followed every symlink in it); None when
         the last component does not exist."""
-        node = self._nodes.get(path)
-        if node is not None:
+        node = self._nodes.get(path, _UNREAD)
+        if node is not _UNREAD:
             return node
         if path == "/":
             node = self._nodes["/"] = self.root()
@@ -291,9 +293,7 @@ class Union:
         parent = self.existing(head or "/")
         if not parent.is_dir:
             raise fail(E.ENOTDIR)
-        node = self.child(parent, name)
-        if node is not None:
-            self._nodes[path] = node
+        node = self._nodes[path] = self.child(parent, name)
         return node
 
     def existing(self, path: str) -> Node:
