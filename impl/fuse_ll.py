@@ -47,6 +47,18 @@ class fuse_entry_param(ctypes.Structure):
                 ("entry_timeout", c_double)]
 
 
+class fuse_buf(ctypes.Structure):
+    _fields_ = [("size", c_size_t), ("flags", c_int), ("mem", c_void_p), ("fd", c_int), ("pos", c_int64)]
+
+
+class fuse_bufvec(ctypes.Structure):
+    _fields_ = [("count", c_size_t), ("idx", c_size_t), ("off", c_size_t), ("buf", fuse_buf * 1)]
+
+
+#: enum fuse_buf_flags: the buffer is a file descriptor, read at `pos`
+BUF_IS_FD, BUF_FD_SEEK = 1 << 1, 1 << 2
+
+
 class fuse_ctx(ctypes.Structure):
     _fields_ = [("uid", c_uint32), ("gid", c_uint32), ("pid", c_int), ("umask", c_uint32)]
 
@@ -125,6 +137,7 @@ lib.fuse_reply_buf.argtypes = [req_t, c_void_p, c_size_t]
 lib.fuse_reply_create.argtypes = [req_t, POINTER(fuse_entry_param), FI]
 lib.fuse_reply_statfs.argtypes = [req_t, POINTER(mfusepy.c_statvfs)]
 lib.fuse_reply_xattr.argtypes = [req_t, c_size_t]
+lib.fuse_reply_data.argtypes = [req_t, POINTER(fuse_bufvec), c_int]
 lib.fuse_add_direntry_plus.restype = c_size_t
 lib.fuse_add_direntry_plus.argtypes = [req_t, c_void_p, c_size_t, c_char_p, POINTER(fuse_entry_param), c_int64]
 lib.fuse_lowlevel_notify_inval_inode.argtypes = [c_void_p, ino_t, c_int64, c_int64]
@@ -207,6 +220,14 @@ def reply_readlink(req: int, target: str) -> None:
 
 def reply_open(req: int, fi) -> None:
     lib.fuse_reply_open(req, fi)
+
+
+def reply_read(req: int, fd: int, size: int, off: int) -> None:
+    """Answer a read with up to `size` bytes of `fd` at `off`: libfuse reads (or splices) them itself, without the
+    GIL and without a copy through Python; a read error is the reply."""
+    bufv = fuse_bufvec(1, 0, 0)
+    bufv.buf[0] = fuse_buf(size, BUF_IS_FD | BUF_FD_SEEK, None, fd, off)
+    lib.fuse_reply_data(req, ctypes.byref(bufv), 0)
 
 
 def reply_write(req: int, count: int) -> None:

@@ -160,6 +160,8 @@ class Handle:
     ovl: OvlFile
     on_upper: bool
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: the fd it had before its copy-up, kept until release: a read begun on it may still be using it
+    before: int | None = None
 
 
 class Union:
@@ -1018,15 +1020,17 @@ class Union:
             with h.lock:
                 if not h.on_upper:
                     fd = os.open(proc(h.ovl.upper), (h.flags & os.O_ACCMODE) | os.O_CLOEXEC)
-                    os.close(h.fd)
-                    h.fd, h.on_upper = fd, True
+                    h.before, h.fd, h.on_upper = h.fd, fd, True
 
-    def read(self, h: Handle, size: int, offset: int) -> bytes:
-        # no union lock on the data path: a request holding it may wait on pages a read has locked
+    def read_fd(self, h: Handle) -> int:
+        """The fd that `h`'s data is read from now. No union lock on the data path: a request holding it may wait
+        on pages a read has locked."""
         self._follow(h)
-        return os.pread(h.fd, size, offset)
+        return h.fd
 
     def release(self, h: Handle) -> None:
+        if h.before is not None:
+            os.close(h.before)
         os.close(h.fd)
         h.ovl.refs -= 1
         if h.ovl.refs == 0 and self._ovl.get(h.key) is h.ovl:
