@@ -126,25 +126,30 @@ lib.fuse_loop_cfg_create.restype = c_void_p
 lib.fuse_loop_cfg_set_max_threads.argtypes = [c_void_p, c_uint]
 lib.fuse_loop_cfg_destroy.argtypes = [c_void_p]
 lib.fuse_session_loop_mt_312.argtypes = [c_void_p, c_void_p]
-lib.fuse_reply_err.argtypes = [req_t, c_int]
-lib.fuse_reply_none.argtypes = [req_t]
-lib.fuse_reply_entry.argtypes = [req_t, POINTER(fuse_entry_param)]
-lib.fuse_reply_attr.argtypes = [req_t, POINTER(c_stat), c_double]
-lib.fuse_reply_readlink.argtypes = [req_t, c_char_p]
-lib.fuse_reply_open.argtypes = [req_t, FI]
-lib.fuse_reply_write.argtypes = [req_t, c_size_t]
-lib.fuse_reply_buf.argtypes = [req_t, c_void_p, c_size_t]
-lib.fuse_reply_create.argtypes = [req_t, POINTER(fuse_entry_param), FI]
-lib.fuse_reply_statfs.argtypes = [req_t, POINTER(mfusepy.c_statvfs)]
-lib.fuse_reply_xattr.argtypes = [req_t, c_size_t]
+#: the calls that only write a reply or a notification to /dev/fuse (or fill a buffer), bound so they keep the GIL.
+#: A reply that let go of it let the worker of the next request take it between the reply and the end of the
+#: callback, and the two threads then passed the GIL back and forth on every request: twice a create's time,
+#: measured (docs/union-fuse.md). Calls that may wait (the loop, mount, reading a file for a reply) stay on `lib`.
+held = ctypes.PyDLL(lib._name)
+for _name, _restype, _argtypes in (
+    ("fuse_reply_err", c_int, [req_t, c_int]),
+    ("fuse_reply_none", None, [req_t]),
+    ("fuse_reply_entry", c_int, [req_t, POINTER(fuse_entry_param)]),
+    ("fuse_reply_attr", c_int, [req_t, POINTER(c_stat), c_double]),
+    ("fuse_reply_readlink", c_int, [req_t, c_char_p]),
+    ("fuse_reply_open", c_int, [req_t, FI]),
+    ("fuse_reply_write", c_int, [req_t, c_size_t]),
+    ("fuse_reply_buf", c_int, [req_t, c_void_p, c_size_t]),
+    ("fuse_reply_create", c_int, [req_t, POINTER(fuse_entry_param), FI]),
+    ("fuse_reply_statfs", c_int, [req_t, POINTER(mfusepy.c_statvfs)]),
+    ("fuse_reply_xattr", c_int, [req_t, c_size_t]),
+    ("fuse_add_direntry", c_size_t, [req_t, c_void_p, c_size_t, c_char_p, POINTER(c_stat), c_int64]),
+    ("fuse_add_direntry_plus", c_size_t, [req_t, c_void_p, c_size_t, c_char_p, POINTER(fuse_entry_param), c_int64]),
+    ("fuse_req_ctx", POINTER(fuse_ctx), [req_t]),
+    ("fuse_lowlevel_notify_inval_inode", c_int, [c_void_p, ino_t, c_int64, c_int64]),
+):
+    getattr(held, _name).restype, getattr(held, _name).argtypes = _restype, _argtypes
 lib.fuse_reply_data.argtypes = [req_t, POINTER(fuse_bufvec), c_int]
-lib.fuse_add_direntry_plus.restype = c_size_t
-lib.fuse_add_direntry_plus.argtypes = [req_t, c_void_p, c_size_t, c_char_p, POINTER(fuse_entry_param), c_int64]
-lib.fuse_lowlevel_notify_inval_inode.argtypes = [c_void_p, ino_t, c_int64, c_int64]
-lib.fuse_add_direntry.restype = c_size_t
-lib.fuse_add_direntry.argtypes = [req_t, c_void_p, c_size_t, c_char_p, POINTER(c_stat), c_int64]
-lib.fuse_req_ctx.restype = POINTER(fuse_ctx)
-lib.fuse_req_ctx.argtypes = [req_t]
 INTERRUPT = CFUNCTYPE(None, req_t, c_void_p)
 lib.fuse_req_interrupt_func.argtypes = [req_t, INTERRUPT, c_void_p]
 
@@ -168,22 +173,26 @@ def attr(s: os.stat_result, ino: int, nlink: int) -> c_stat:
 
 
 def caller(req: int) -> fuse_ctx:
-    return lib.fuse_req_ctx(req).contents
+    return held.fuse_req_ctx(req).contents
+
+
+def reply_none(req: int) -> None:
+    held.fuse_reply_none(req)
 
 
 def reply_err(req: int, errno: int) -> None:
-    lib.fuse_reply_err(req, errno)
+    held.fuse_reply_err(req, errno)
 
 
 def reply_entry(req: int, ino: int, attr: c_stat, timeout: float = 0.0) -> None:
     """A lookup's answer; inode 0 is a negative entry (no such name), cached for `timeout` seconds."""
     e = fuse_entry_param(ino, 0, attr, timeout, timeout)
-    lib.fuse_reply_entry(req, ctypes.byref(e))
+    held.fuse_reply_entry(req, ctypes.byref(e))
 
 
 def reply_create(req: int, ino: int, attr: c_stat, timeout: float, fi) -> None:
     e = fuse_entry_param(ino, 0, attr, timeout, timeout)
-    lib.fuse_reply_create(req, ctypes.byref(e), fi)
+    held.fuse_reply_create(req, ctypes.byref(e), fi)
 
 
 def reply_statfs(req: int, s: os.statvfs_result) -> None:
@@ -191,35 +200,35 @@ def reply_statfs(req: int, s: os.statvfs_result) -> None:
     for name in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree", "f_favail",
                  "f_namemax"):
         setattr(out, name, getattr(s, name))
-    lib.fuse_reply_statfs(req, ctypes.byref(out))
+    held.fuse_reply_statfs(req, ctypes.byref(out))
 
 
 def reply_xattr(req: int, value: bytes, size: int) -> None:
     """getxattr and listxattr: the value's size when asked for 0 bytes, else the value if it fits."""
     if size == 0:
-        lib.fuse_reply_xattr(req, len(value))
+        held.fuse_reply_xattr(req, len(value))
     elif len(value) > size:
-        lib.fuse_reply_err(req, E.ERANGE)
+        held.fuse_reply_err(req, E.ERANGE)
     else:
-        lib.fuse_reply_buf(req, value, len(value))
+        held.fuse_reply_buf(req, value, len(value))
 
 
 def notify_inval_attr(session: int, ino: int) -> None:
     """Tell the kernel its cached attributes of `ino` are stale (pages and entries stay). This takes no kernel
     lock, so it is safe from inside a request's handler, before its reply."""
-    lib.fuse_lowlevel_notify_inval_inode(session, ino, -1, 0)
+    held.fuse_lowlevel_notify_inval_inode(session, ino, -1, 0)
 
 
 def reply_attr(req: int, attr: c_stat, timeout: float = 0.0) -> None:
-    lib.fuse_reply_attr(req, ctypes.byref(attr), timeout)
+    held.fuse_reply_attr(req, ctypes.byref(attr), timeout)
 
 
 def reply_readlink(req: int, target: str) -> None:
-    lib.fuse_reply_readlink(req, os.fsencode(target))
+    held.fuse_reply_readlink(req, os.fsencode(target))
 
 
 def reply_open(req: int, fi) -> None:
-    lib.fuse_reply_open(req, fi)
+    held.fuse_reply_open(req, fi)
 
 
 def reply_read(req: int, fd: int, size: int, off: int) -> None:
@@ -231,11 +240,11 @@ def reply_read(req: int, fd: int, size: int, off: int) -> None:
 
 
 def reply_write(req: int, count: int) -> None:
-    lib.fuse_reply_write(req, count)
+    held.fuse_reply_write(req, count)
 
 
 def reply_buf(req: int, data: bytes) -> None:
-    lib.fuse_reply_buf(req, data, len(data))
+    held.fuse_reply_buf(req, data, len(data))
 
 
 def reply_dir(req: int, entries: list[tuple[str, int, int]], size: int, off: int) -> None:
@@ -244,11 +253,11 @@ def reply_dir(req: int, entries: list[tuple[str, int, int]], size: int, off: int
     pos = 0
     for i, (name, ino, mode) in enumerate(entries[off:], start=off + 1):
         s = stat(mode, ino=ino)
-        need = lib.fuse_add_direntry(req, ctypes.byref(buf, pos), size - pos, os.fsencode(name), ctypes.byref(s), i)
+        need = held.fuse_add_direntry(req, ctypes.byref(buf, pos), size - pos, os.fsencode(name), ctypes.byref(s), i)
         if need > size - pos:
             break
         pos += need
-    lib.fuse_reply_buf(req, buf, pos)
+    held.fuse_reply_buf(req, buf, pos)
 
 
 def reply_dir_plus(req: int, entries: list[tuple[str, int, c_stat]], size: int, off: int,
@@ -259,13 +268,13 @@ def reply_dir_plus(req: int, entries: list[tuple[str, int, c_stat]], size: int, 
     pos = done = 0
     for i, (name, ino, a) in enumerate(entries, start=off + 1):
         e = fuse_entry_param(ino, 0, a, timeout, timeout)
-        need = lib.fuse_add_direntry_plus(req, ctypes.byref(buf, pos), size - pos, os.fsencode(name),
+        need = held.fuse_add_direntry_plus(req, ctypes.byref(buf, pos), size - pos, os.fsencode(name),
                                           ctypes.byref(e), i)
         if need > size - pos:
             break
         pos += need
         done += 1
-    lib.fuse_reply_buf(req, buf, pos)
+    held.fuse_reply_buf(req, buf, pos)
     return done
 
 
@@ -290,7 +299,7 @@ class Operations:
     session: int = 0
 
     def forget(self, req: int, ino: int, nlookup: int) -> None:
-        lib.fuse_reply_none(req)
+        held.fuse_reply_none(req)
 
     def _callback(self, name: str):
         method = getattr(self, name)
@@ -301,10 +310,10 @@ class Operations:
             try:
                 method(req, *args)
             except OSError as e:
-                lib.fuse_reply_err(req, e.errno or E.EIO)
+                held.fuse_reply_err(req, e.errno or E.EIO)
             except Exception:
                 log.exception("%s%r", name, args)
-                lib.fuse_reply_err(req, E.EIO)
+                held.fuse_reply_err(req, E.EIO)
 
         return PROTOTYPES[name](call)
 

@@ -255,7 +255,7 @@ class UnionOps(ll.Operations):
                     for where in [*inode.names, *(w for w in self.entries if w[0] == node_id)]:
                         self._unname(where)
                     del self.inodes[node_id]
-        ll.lib.fuse_reply_none(req)
+        ll.reply_none(req)
 
     # ---- names -------------------------------------------------------------------------------------
 
