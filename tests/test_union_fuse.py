@@ -234,6 +234,56 @@ def union(need, scratch) -> Iterator[Union]:
     mounts.unmount(u.mnt, u.pid)
 
 
+def test_the_multithreaded_loop_serves_callers_at_once(need, scratch):
+    """With max_threads=N, libfuse's workers serve callers side by side: threads each copy up, write, rename and
+    unlink files of their own while another reads a lower file over and over; each sees what it would alone, and
+    the daemon ran more than one worker."""
+    need("union-fuse")
+    lower = scratch / "lower"
+    lower.mkdir()
+    build_layer((Node("big", "file", data=os.urandom(1 << 20)),
+                 *(Node(f"t{t}", "dir", 0o755) for t in range(6)),
+                 *(Node(f"t{t}/f{i}", "file", data=b"lower %d" % i) for t in range(6) for i in range(20))), lower)
+    upper, work, mnt = _dirs(scratch, "upper", "work", "mnt")
+    pid = mount_ours([lower], upper, work, mnt, "max_threads=4")
+    try:
+        expected = (lower / "big").read_bytes()
+        wrong: list[str] = []
+        done = threading.Event()
+
+        def reader() -> None:
+            while not done.is_set():
+                if (mnt / "big").read_bytes() != expected:
+                    wrong.append("big")
+
+        def changer(t: int) -> None:
+            for i in range(20):
+                path = mnt / f"t{t}/f{i}"
+                with open(path, "ab") as f:
+                    f.write(b" changed")
+                os.rename(path, mnt / f"t{t}/g{i}")
+                if (mnt / f"t{t}/g{i}").read_bytes() != b"lower %d changed" % i:
+                    wrong.append(f"t{t}/g{i}")
+                if i % 2:
+                    os.unlink(mnt / f"t{t}/g{i}")
+
+        threads = [threading.Thread(target=reader)] + [threading.Thread(target=changer, args=(t,)) for t in range(6)]
+        for thread in threads:
+            thread.start()
+        workers = 0
+        for thread in threads[1:]:
+            workers = max(workers, len(os.listdir(f"/proc/{pid}/task")))
+            thread.join()
+        done.set()
+        threads[0].join()
+        assert not wrong
+        for t in range(6):
+            assert sorted(os.listdir(mnt / f"t{t}")) == sorted(f"g{i}" for i in range(0, 20, 2))
+        assert workers > 2, "the daemon's main thread and more than one worker"
+    finally:
+        mounts.unmount(mnt, pid)
+
+
 def test_hard_links_stay_one_file_across_copy_up_and_remount(union):
     mnt, work = union.mnt, union.work
     before = os.stat(mnt / "link1").st_ino

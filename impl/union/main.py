@@ -45,7 +45,8 @@ def parser(prog: str = "vfslab-union") -> argparse.ArgumentParser:
         epilog="Options: lowerdir=L1[:L2...] (leftmost is topmost), upperdir=DIR and workdir=DIR (on one file "
         "system; without them the union is read-only), redirect_dir=on|off (default on: directories can be "
         "renamed), index=on|off (default on: hard links survive copy-up), volatile (no fsync of copy-ups), "
-        "max_threads=N (libfuse worker threads, default 10; 1: one thread), ro, allow_other, default_permissions; "
+        "max_threads=N (default 1: one thread serves every request; N > 1: libfuse's multithreaded loop with up to N "
+        "workers), ro, allow_other, default_permissions; "
         "generic mount options (rw, dev, suid, noatime, ...) are accepted and ignored. `umount MOUNTPOINT` ends it.")
     p.add_argument("where", nargs="+", metavar="[SOURCE] MOUNTPOINT",
                    help="an optional source name, then the mount point")

@@ -33,8 +33,10 @@ class MountOptions:
     #: skip the fsync that makes a copy-up durable before it becomes visible (as overlayfs's `volatile`)
     volatile: bool = False
     fuse: tuple[str, ...] = ()
-    #: libfuse worker threads at most (its own default, said explicitly); 1 serves from one thread
-    max_threads: int = 10
+    #: 1 (the default) serves every request from one thread; N > 1 runs libfuse's multithreaded loop with N workers
+    #: at most. Under the GIL the workers add no throughput and cost each request a hand-off between threads
+    #: (docs/union-fuse.md); they let reads and writes of open files run beside a slow request.
+    max_threads: int = 1
 
     @property
     def read_only(self) -> bool:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import ctypes
 import errno as E
 import itertools
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +35,6 @@ from vfslab.impl import fuse_ll as ll
 from vfslab.impl.union.options import MountOptions
 from vfslab.impl.union.union import UTIME_NOW, UTIME_OMIT, Attrs, Cred, Handle, Node, Union, fail
 
-log = logging.getLogger("vfslab-union")
 #: seconds the kernel may keep entries and attributes without asking: what changes behind its back is dropped
 TIMEOUT = 3600.0
 #: setattr's bits (fuse_lowlevel.h FUSE_SET_ATTR_*)

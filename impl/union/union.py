@@ -691,14 +691,15 @@ class Union:
         if old is not None and not whiteout:
             raise fail(E.EEXIST)
         opaque = is_dir and (whiteout or (parent.merged and not self.opts.offline_changes))
+        where = os.fstat(pfd)
         if not (whiteout or opaque):
             make(pfd, name)
-            self._own(pfd, name, cred)
+            self._own(pfd, name, cred, where, is_dir)
         else:
             wfd, tmp = self.work.root, self._tmpname()
             make(wfd, tmp)
             try:
-                self._own(wfd, tmp, cred)
+                self._own(wfd, tmp, cred, where, is_dir)
                 if opaque:
                     os.setxattr(proc(wfd, tmp), OPAQUE, b"y", follow_symlinks=False)
                 renameat2(wfd, tmp, pfd, name, RENAME_EXCHANGE if whiteout else RENAME_NOREPLACE)
@@ -715,9 +716,22 @@ class Union:
             self._nodes["/" + "/".join(path)] = Node(path, parent, [real], real)
 
     @staticmethod
-    def _own(dfd: int, name: str, cred: Cred | None) -> None:
-        if cred is not None and (cred.uid, cred.gid) != (0, 0):
-            os.chown(name, cred.uid, cred.gid, dir_fd=dfd, follow_symlinks=False)
+    def _own(dfd: int, name: str, cred: Cred | None, parent: os.stat_result, is_dir: bool) -> None:
+        """Give a new inode the owner the kernel gives one (inode_init_owner): the caller, and in a setgid
+        directory (`parent`) that directory's group, and for a directory its setgid bit too. We made it as root,
+        maybe in the work directory, where it inherited neither; a chown keeps the set-id bits it was made with.
+        No `cred`: a new name of an inode that has its owner."""
+        setgid = parent.st_mode & st.S_ISGID
+        if cred is None or (not setgid and (cred.uid, cred.gid) == (0, 0)):
+            return
+        gid = parent.st_gid if setgid else cred.gid
+        s = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        mode = st.S_IMODE(s.st_mode) | (st.S_ISGID if setgid and is_dir else 0)
+        chown = (s.st_uid, s.st_gid) != (cred.uid, gid)
+        if chown:
+            os.chown(name, cred.uid, gid, dir_fd=dfd, follow_symlinks=False)
+        if not st.S_ISLNK(s.st_mode) and (mode != st.S_IMODE(s.st_mode) or (chown and mode & 0o6000)):
+            os.chmod(proc(dfd, name), mode)
 
     def _remove(self, parent: Node, name: str, node: Node) -> None:
         """Remove a name: its upper entry goes, and a whiteout takes its place if it exists below, in one
