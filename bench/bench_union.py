@@ -1,8 +1,9 @@
 """`make bench`: how fast the union model runs, and how fast the engine checks a real mount.
 
 Figures: model operations per second (goal >= 20,000/s); checked steps per second against kernel-overlay,
-both inside Hypothesis (generation, a mount per example, state compared after every step) and for one long
-program replayed in lockstep (goal >= 1,000/s each). Every random choice comes from --seed.
+both inside Hypothesis (generation, a mount per example, every outcome compared and the whole state after every
+call that changed something, docs/union.md) and for one long program replayed in lockstep (goal >= 1,000/s
+each). Every random choice comes from --seed.
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ def main() -> int:
         return 0
     rate, steps, seconds = bench_stateful(args.seed, args.examples)
     print(f"checked against kernel-overlay, stateful: {rate:,.0f} steps/s (goal >= 1,000) ({steps} steps, "
-          f"{args.examples} examples, {seconds:.1f} s; a mount per example, the whole state compared after every step)")
+          f"{args.examples} examples, {seconds:.1f} s; a mount per example, the whole state compared after every "
+          "call that changed something)")
     print(f"checked against kernel-overlay, one long program: {bench_lockstep(args.seed, args.program_ops):,.0f} "
           "steps/s (goal >= 1,000)")
     walk, model, mount = bench_costs()

@@ -73,6 +73,29 @@ def test_a_walk_put_off_after_lookups_still_comes(need, tmp_path, monkeypatch):
 
 
 @pytest.mark.mounts
+def test_a_walk_put_off_after_a_failed_call_still_comes_with_the_upper_layer(need, tmp_path, monkeypatch):
+    """After a call that failed as the model says it fails, the walk waits too, and when it comes it compares the
+    upper layer as well (a failed call may have copied up): a model that forgets a name once a call failed is
+    caught there."""
+    subject = need("kernel-overlay")
+    program = Program(Layers(((Node("a", "file", data=b"x"),),)), [Op("unlink", ("nope",)), Op("lstat", ("a",))],
+                      "kernel-overlay")
+    walks = []
+    real_observe = UnionMount.observe
+    monkeypatch.setattr(UnionMount, "observe", lambda self, disk=True: walks.append(disk) or real_observe(self, disk))
+    replay = run_program(program, subject, "overlayfs", tmp_path / "good")
+    assert replay.failure is None and repr(replay.results[0]) == "ENOENT"
+    assert walks == [True, True], "one walk at the start, one at the end, both with the upper layer"
+    real_unlink, real_state = UnionModel.unlink, UnionModel.state
+    monkeypatch.setattr(UnionModel, "unlink",
+                        lambda self, path: setattr(self, "failed", True) or real_unlink(self, path))
+    monkeypatch.setattr(UnionModel, "state", lambda self: {p: e for p, e in real_state(self).items()
+                                                           if p != "a" or not getattr(self, "failed", False)})
+    failure = run_program(program, subject, "overlayfs", tmp_path / "bad").failure
+    assert failure is not None and "a: present on the subject" in failure
+
+
+@pytest.mark.mounts
 def test_replay_reproduces_a_saved_program(need, tmp_path, monkeypatch, capsys):
     need("kernel-overlay")
     program = Program(Layers(((Node("a", "file", data=b"x"),),)), [Op("unlink", ("a",))], "kernel-overlay")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vfslab.check.engine.race import WATCHDOG_SECONDS, Mismatch, guarded
 from vfslab.check.union.lockstep import Lockstep
+from vfslab.model.outcome import Err
 from vfslab.model.union import profiles as union_profiles
 from vfslab.model.union.ops import LOOKS_ONLY, Op
 from vfslab.subjects.placement import SAME
@@ -33,9 +34,11 @@ class Session:
         self.last_upper = None
         self.lock = Lockstep(layers, self.driver, self.mounted, profile, subject.capabilities.overlay_format,
                              one_fs=placement == SAME)
-        #: lookups write nothing under this profile: a walk after a call that only looks can wait
+        #: lookups write nothing under this profile: a walk after a call that only looked, or that failed as the
+        #: model says it fails, can wait
         self.pure = not union_profiles.get(profile).lookups_write
-        self.unchecked = False  # a call that only looked has not been followed by a walk yet
+        self.unchecked = False  # such a call has not been followed by a walk yet
+        self.unchecked_disk = False  # and one of them may write the upper layer (a failed rename copies up first)
 
     def _guarded(self, what: str, call):
         return guarded(self.watchdog_seconds, self.mounted.abort, f"step {self.lock.steps}: {what}", call)
@@ -53,26 +56,30 @@ class Session:
         if upper is not None:
             self.last_upper = upper
         self.unchecked = False
+        self.unchecked_disk &= not disk
         self.lock.check_state(union, upper)
 
     def step(self, op: Op) -> object:
         """Apply one op to the subject and the models, then compare the whole visible state; the upper layer on
         disk is compared after every op that may write to it.
 
-        After a call that only looks (stat, readdir, read...), on a profile whose lookups write nothing, the walk
-        waits for the next call that may write, or for `finish`: a lookup that wrote is still caught, a step or
-        so later (a walk through a FUSE mount is most of a step's cost)."""
+        On a profile whose lookups write nothing, after a call that only looks (stat, readdir, read...) or one that
+        failed (its errno already compared: as the model says), the walk waits for the next call that succeeds in
+        changing something, or for `finish`: what such a call wrote is still caught, a step or so later (a walk
+        through a FUSE mount is most of a step's cost, and two writing calls in three fail)."""
         result = self._guarded(str(op), lambda: self.lock.step(op))
-        if op.name in LOOKS_ONLY and self.pure:
+        writes = op.name not in LOOKS_ONLY
+        if self.pure and (not writes or isinstance(result, Err)):
             self.unchecked = True
+            self.unchecked_disk |= writes
         else:
-            self.check(disk=op.name not in LOOKS_ONLY)
+            self.check(disk=writes or self.unchecked_disk)
         return result
 
     def finish(self) -> None:
-        """The end of a program: the walk a call that only looked left waiting."""
+        """The end of a program: the walk the calls that only looked or failed left waiting."""
         if self.unchecked:
-            self.check(disk=False)
+            self.check(disk=self.unchecked_disk)
 
     def close(self) -> None:
         try:

@@ -67,6 +67,7 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
             self.enabled: tuple[str, ...] = ()
             self.opened = False
             self.pushes = 0
+            self.failed = False
 
         # a subject with no layers of its own (a pool) is given one layer: a name hidden by an upper layer
         # would still count in a lower file's nlink, which no plain file system shows
@@ -119,6 +120,7 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
             try:
                 call()
             except Mismatch as m:
+                self.failed = True
                 tally.hang = isinstance(m, Hang)
                 tally.failure = Program(self.layers, list(self.program), subject.name, profile, str(m), placement)
                 raise
@@ -127,7 +129,9 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
             if self.session is None:
                 return
             try:
-                if tally.failure is None:
+                # every example that did not fail yet walks what its last calls left (a shrunk program may fail
+                # only there: a walk put off after calls that looked or failed)
+                if not self.failed:
                     self._guard(self.session.finish)
             finally:
                 lock = self.session.lock
