@@ -141,16 +141,18 @@ class UnionOps(ll.Operations):
             if not group:
                 self.groups.pop(inode.key, None)
 
-    def _rekey(self, node_id: int, node: Node) -> None:
+    def _rekey(self, node_id: int, node: Node) -> bool:
         """A copy-up may change which union inode a name is (a lower hard link without an index becomes its
-        upper copy, which links may share)."""
+        upper copy, which links may share): whether it did."""
         inode = self.inodes[node_id]
         key = None if node.is_dir else self.union.key(node)
-        if key != inode.key:
-            self._leave(node_id)
-            inode.key = key
-            if key is not None:
-                self.groups.setdefault(key, set()).add(node_id)
+        if key == inode.key:
+            return False
+        self._leave(node_id)
+        inode.key = key
+        if key is not None:
+            self.groups.setdefault(key, set()).add(node_id)
+        return True
 
     def _known(self, where: Name, node: Node) -> int:
         """The node id of `node`, named `where`: the one the kernel holds for that name, or one another name of
@@ -229,7 +231,9 @@ class UnionOps(ll.Operations):
             ll.notify_inval_attr(self.session, node_id)
 
     def _copied(self) -> None:
-        """The node ids of what the union copied up: stale, and maybe another union inode than they were."""
+        """The node ids of what the union copied up: a directory shows another link count now (merged), a file
+        another inode number if it became another union inode; a file that stays the same union inode shows what
+        it showed (owner, mode, times and size are copied), and keeps its cached attributes."""
         copied, self.union.copied = self.union.copied, []
         for path in copied:
             node_id: int | None = ll.ROOT
@@ -237,12 +241,12 @@ class UnionOps(ll.Operations):
                 node_id = self.entries.get((node_id, name))
                 if node_id is None:
                     break
-            if node_id is not None:
-                node = self.union.resolve("/" + "/".join(path))
-                if node is not None:
-                    self._rekey(node_id, node)
+            if node_id is None:
+                continue
+            node = self.union.resolve("/" + "/".join(path))
+            if node is None or node.is_dir or self._rekey(node_id, node):
                 self.stale.add(node_id)
-                self.touched.add(node_id)
+            self.touched.add(node_id)
 
     def forget(self, req: int, node_id: int, nlookup: int) -> None:
         with self.union.lock:
