@@ -50,6 +50,7 @@ from vfslab.impl.union.disk import (
     renameat2,
 )
 from vfslab.impl.union.options import MountOptions
+from vfslab.impl.union.tmpfiles import TmpFiles
 
 NAME_MAX = 255
 #: where a layer's file-system index goes in the inode numbers shown (xino): above what any of them uses
@@ -188,7 +189,6 @@ class Union:
         devs = dict.fromkeys(os.fstat(layer.root).st_dev for layer in self.layers)
         self._fsid = {dev: i for i, dev in enumerate(devs)}
         self._range_copy = True  # until copy_file_range refuses a pair of our files
-        self._tmpfile = True  # until the upper file system refuses O_TMPFILE
         #: names copied up since the caller last emptied this: what they show changed (a directory's link
         #: count, once merged) though no name did, which a cache of attributes must be told
         self.copied: list[Rel] = []
@@ -209,6 +209,7 @@ class Union:
         self.work = Layer(os.path.join(workdir, "work"), -1)
         for name in os.listdir(proc(self.work.root)):
             self._purge(self.work.root, name)
+        self._tmpfiles = TmpFiles(self.work.root)
         if self.opts.index:
             self.index = Layer(os.path.join(workdir, "index"), -1)
 
@@ -224,6 +225,8 @@ class Union:
         return f"#{os.getpid():x}.{next(self._tmp):x}"
 
     def close(self) -> None:
+        if self.work is not None:
+            self._tmpfiles.close()
         for fd in (f.upper for f in self._ovl.values()):
             if fd is not None:
                 os.close(fd)
@@ -604,13 +607,8 @@ class Union:
 
     def _work_file(self) -> tuple[int, str | None]:
         """A new file in the work directory to build a copy-up in, and its name (None: it has none)."""
-        if self._tmpfile:
-            try:
-                return os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600, dir_fd=self.work.root), None
-            except OSError as e:
-                if e.errno not in (E.EOPNOTSUPP, E.EISDIR):
-                    raise
-                self._tmpfile = False
+        if self._tmpfiles.supported:
+            return self._tmpfiles.take(), None
         tmp = self._tmpname()
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         return os.open(tmp, flags, 0o600, dir_fd=self.work.root), tmp
