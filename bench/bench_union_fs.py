@@ -10,7 +10,8 @@ Every subject is mounted at once, each over a lower layer holding one big file a
 - copy-up: append one byte to each of the round's small lower files (each is copied up first).
 
 A round runs the workloads on every subject in turn, in an order of subjects that rotates from round to round, so
-a minute of other load on the machine falls on every subject alike; each figure is a subject's best round. The
+a minute of other load on the machine falls on every subject alike; each figure is a subject's best round, and
+union-fuse's ratio is also printed round by round. The
 table gives seconds per workload and subject, and each subject's time as a multiple of fuse-overlayfs's. The goal:
 union-fuse takes at most 1.5x fuse-overlayfs's time on every workload. union-fuse runs twice: as a user gets it
 (each copy-up fsync'ed before it is linked in, as kernel overlayfs does) and with `volatile`, like for like with
@@ -100,11 +101,16 @@ class Workload:
 
 @dataclass
 class Outcome:
-    seconds: dict[str, float] = field(default_factory=dict)  # by workload label: the best round
+    rounds: dict[str, list[float]] = field(default_factory=dict)  # by workload label: seconds, round by round
     error: str | None = None
 
+    @property
+    def seconds(self) -> dict[str, float]:
+        """By workload label: the best round."""
+        return {label: min(times) for label, times in self.rounds.items()}
+
     def took(self, label: str, seconds: float) -> None:
-        self.seconds[label] = min(seconds, self.seconds.get(label, seconds))
+        self.rounds.setdefault(label, []).append(seconds)
 
 
 def create_stat_unlink(mnt: Path, round_: int, count: int) -> float:
@@ -287,6 +293,20 @@ def goal(outcomes: dict[str, Outcome], sizes: Sizes) -> str:
     return f"goal (union-fuse <= {GOAL}x {REFERENCE}'s time): {verdict}"
 
 
+def by_round(outcomes: dict[str, Outcome], sizes: Sizes) -> list[str]:
+    """union-fuse's ratio to the reference in each round, where both ran it: this machine's FUSE round trips are
+    fast in some minutes and slow in others, and a best-of figure hides which minute a ratio came from."""
+    if "union-fuse" not in outcomes or REFERENCE not in outcomes:
+        return []
+    ours, theirs = outcomes["union-fuse"].rounds, outcomes[REFERENCE].rounds
+    lines = []
+    for label in (w.label for w in workloads(sizes)):
+        pairs = list(zip(ours.get(label, []), theirs.get(label, []), strict=False))  # a failed subject stops early
+        if len(pairs) > 1:
+            lines.append(f"{label}: " + ", ".join(f"{mine / ref:.2f}x" for mine, ref in pairs) + " by round")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -332,6 +352,8 @@ def main() -> int:
     for name, outcome in outcomes.items():
         if outcome.error:
             console.print(f"[red]{name} failed[/]: {outcome.error}", highlight=False)
+    for line in by_round(outcomes, sizes):
+        console.print(f"union-fuse x {REFERENCE}, {line}", highlight=False)
     console.print(goal(outcomes, sizes), highlight=False)
     return 1 if any(outcome.error for outcome in outcomes.values()) else 0
 
