@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,15 +95,11 @@ def run_workload(mnt: Path) -> None:
         os.rename(mnt / "dir/sub/deep", mnt / "dir/deep")
 
 
-@pytest.mark.parametrize("profile", sorted(OPTIONS))
-def test_on_disk_format_reads_the_same_both_ways(need, scratch, profile):
-    """The same workload through the kernel and through union-fuse: the two unions look the same, the two
-    upper layers hold the same entries and markers, and each upper layer mounted by the other reads the same
-    (as an upper layer with its work dir, and as a lower layer)."""
+def on_both(need, scratch: Path, extra: str, run: Callable[[Path], object]) -> Iterator[tuple[str, tuple, object]]:
+    """Kernel overlayfs, then union-fuse, each mounted with `extra` over fresh LOWER and MIDDLE layers: who, its
+    (lowers, upper, work, mnt), and what `run(mnt)` gave, with the mount gone again."""
     need("union-fuse")
     need("kernel-overlay")
-    extra = OPTIONS[profile]
-    seen, uppers = {}, {}
     for who in ("kernel", "ours"):
         root = scratch / who
         root.mkdir()
@@ -111,10 +107,22 @@ def test_on_disk_format_reads_the_same_both_ways(need, scratch, profile):
         upper, work, mnt = _dirs(root, "upper", "work", "mnt")
         mount = mount_kernel if who == "kernel" else mount_ours
         pid = mount(lowers, upper, work, mnt, extra)
-        run_workload(mnt)
-        seen[who] = union_state(mnt)
-        mounts.unmount(mnt, pid)
-        uppers[who] = (lowers, upper, work, mnt)
+        try:
+            result = run(mnt)
+        finally:
+            mounts.unmount(mnt, pid)
+        yield who, (lowers, upper, work, mnt), result
+
+
+@pytest.mark.parametrize("profile", sorted(OPTIONS))
+def test_on_disk_format_reads_the_same_both_ways(need, scratch, profile):
+    """The same workload through the kernel and through union-fuse: the two unions look the same, the two
+    upper layers hold the same entries and markers, and each upper layer mounted by the other reads the same
+    (as an upper layer with its work dir, and as a lower layer)."""
+    extra = OPTIONS[profile]
+    seen, uppers = {}, {}
+    for who, dirs, state in on_both(need, scratch, extra, lambda mnt: run_workload(mnt) or union_state(mnt)):
+        seen[who], uppers[who] = state, dirs
     assert seen["ours"] == seen["kernel"]
     assert disk_state(uppers["ours"][1]) == disk_state(uppers["kernel"][1])
 
@@ -206,20 +214,7 @@ def caching_workload(mnt: Path) -> list:
 def test_what_the_kernel_caches_stays_true(need, scratch, profile):
     """union-fuse lets the kernel cache entries, attributes and pages, and tells it what changed behind its back:
     after every change, what every name shows is what kernel overlayfs shows after the same change."""
-    need("union-fuse")
-    need("kernel-overlay")
-    seen = {}
-    for who in ("kernel", "ours"):
-        root = scratch / who
-        root.mkdir()
-        lowers = _layers(root, LOWER, MIDDLE)
-        upper, work, mnt = _dirs(root, "upper", "work", "mnt")
-        mount = mount_kernel if who == "kernel" else mount_ours
-        pid = mount(lowers, upper, work, mnt, OPTIONS[profile])
-        try:
-            seen[who] = caching_workload(mnt)
-        finally:
-            mounts.unmount(mnt, pid)
+    seen = {who: looks for who, _, looks in on_both(need, scratch, OPTIONS[profile], caching_workload)}
     for step, (ours, kernel) in enumerate(zip(seen["ours"], seen["kernel"], strict=True)):
         assert ours == kernel, f"step {step}"
 
