@@ -12,6 +12,7 @@ from vfslab.check.engine.race import Mismatch
 from vfslab.check.union.program import Program, run_program
 from vfslab.check.union.stateful import check_stateful
 from vfslab.cli import main
+from vfslab.model.outcome import Err
 from vfslab.model.union.fs import UnionModel
 from vfslab.model.union.ops import Op
 from vfslab.subjects import get
@@ -53,44 +54,26 @@ def test_a_broken_rule_is_caught_and_shrunk_to_at_most_three_operations(need, tm
 
 
 @pytest.mark.mounts
-def test_a_walk_put_off_after_lookups_still_comes(need, tmp_path, monkeypatch):
-    """After calls that only look, the walk waits for the end of the program, but it comes: a model that
-    forgets a name once something was stat'ed is caught there."""
+@pytest.mark.parametrize(("first", "failed", "walks"), [
+    (Op("stat", ("a",)), False, [True, False]),  # a lookup: the walk at the end leaves the upper layer alone
+    (Op("unlink", ("nope",)), True, [True, True]),  # a failed call may have copied up: that walk compares it
+])
+def test_a_walk_put_off_still_comes(need, tmp_path, monkeypatch, first, failed, walks):
+    """After a call that only looks, or one that failed as the model says it fails, the walk waits for the end of
+    the program, but it comes: a model that forgets a name once that call was made is caught there."""
     subject = need("kernel-overlay")
-    program = Program(Layers(((Node("a", "file", data=b"x"),),)), [Op("stat", ("a",)), Op("lstat", ("a",))],
-                      "kernel-overlay")
-    walks = []
+    program = Program(Layers(((Node("a", "file", data=b"x"),),)), [first, Op("lstat", ("a",))], "kernel-overlay")
+    seen = []
     real_observe = UnionMount.observe
-    monkeypatch.setattr(UnionMount, "observe", lambda self, disk=True: walks.append(disk) or real_observe(self, disk))
-    assert run_program(program, subject, "overlayfs", tmp_path / "good").failure is None
-    assert walks == [True, False], "one walk at the start, one at the end"
-    real_stat, real_state = UnionModel.stat, UnionModel.state
-    monkeypatch.setattr(UnionModel, "stat", lambda self, path: setattr(self, "looked", True) or real_stat(self, path))
-    monkeypatch.setattr(UnionModel, "state", lambda self: {p: e for p, e in real_state(self).items()
-                                                           if p != "a" or not getattr(self, "looked", False)})
-    failure = run_program(program, subject, "overlayfs", tmp_path / "bad").failure
-    assert failure is not None and "a: present on the subject" in failure
-
-
-@pytest.mark.mounts
-def test_a_walk_put_off_after_a_failed_call_still_comes_with_the_upper_layer(need, tmp_path, monkeypatch):
-    """After a call that failed as the model says it fails, the walk waits too, and when it comes it compares the
-    upper layer as well (a failed call may have copied up): a model that forgets a name once a call failed is
-    caught there."""
-    subject = need("kernel-overlay")
-    program = Program(Layers(((Node("a", "file", data=b"x"),),)), [Op("unlink", ("nope",)), Op("lstat", ("a",))],
-                      "kernel-overlay")
-    walks = []
-    real_observe = UnionMount.observe
-    monkeypatch.setattr(UnionMount, "observe", lambda self, disk=True: walks.append(disk) or real_observe(self, disk))
+    monkeypatch.setattr(UnionMount, "observe", lambda self, disk=True: seen.append(disk) or real_observe(self, disk))
     replay = run_program(program, subject, "overlayfs", tmp_path / "good")
-    assert replay.failure is None and repr(replay.results[0]) == "ENOENT"
-    assert walks == [True, True], "one walk at the start, one at the end, both with the upper layer"
-    real_unlink, real_state = UnionModel.unlink, UnionModel.state
-    monkeypatch.setattr(UnionModel, "unlink",
-                        lambda self, path: setattr(self, "failed", True) or real_unlink(self, path))
+    assert replay.failure is None and isinstance(replay.results[0], Err) == failed
+    assert seen == walks, "one walk at the start, one at the end"
+    real_call, real_state = getattr(UnionModel, first.name), UnionModel.state
+    monkeypatch.setattr(UnionModel, first.name,
+                        lambda self, *args: setattr(self, "called", True) or real_call(self, *args))
     monkeypatch.setattr(UnionModel, "state", lambda self: {p: e for p, e in real_state(self).items()
-                                                           if p != "a" or not getattr(self, "failed", False)})
+                                                           if p != "a" or not getattr(self, "called", False)})
     failure = run_program(program, subject, "overlayfs", tmp_path / "bad").failure
     assert failure is not None and "a: present on the subject" in failure
 

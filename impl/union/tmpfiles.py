@@ -19,30 +19,22 @@ REFUSED = frozenset({E.EOPNOTSUPP, E.EISDIR})
 
 class TmpFiles:
     """Unnamed files in the directory `dirfd` (duplicated: ours until close), up to `ahead` made before they are
-    asked for. `supported` is False where the file system refuses O_TMPFILE; then nothing is made."""
+    asked for, once the first one was: the file system may refuse them, and a mount that never copies up pays
+    nothing."""
 
     def __init__(self, dirfd: int, ahead: int = 4) -> None:
         self.dirfd = os.dup(dirfd)
         self.ahead = ahead
+        self.refused = False
         self._ready: deque[int] = deque()
         self._changed = threading.Condition()
         self._closed = False
-        self.supported = self._probe()
-        # started at the first take(): the daemon may fork between here and serving (fuse_daemonize), and a
+        # started after the first take(): the daemon may fork between here and serving (fuse_daemonize), and a
         # child has no threads but the one that forked
         self._thread = threading.Thread(target=self._fill, name="tmpfiles", daemon=True)
 
     def _make(self) -> int:
         return os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600, dir_fd=self.dirfd)
-
-    def _probe(self) -> bool:
-        try:
-            os.close(self._make())
-        except OSError as e:
-            if e.errno in REFUSED:
-                return False
-            raise
-        return True
 
     def _fill(self) -> None:
         while True:
@@ -61,15 +53,26 @@ class TmpFiles:
                     return
                 self._ready.append(fd)
 
-    def take(self) -> int:
-        """An unnamed file opened for writing: one made ahead if there is one."""
+    def take(self) -> int | None:
+        """An unnamed file opened for writing (one made ahead if there is one), or None where the file system
+        refuses them."""
+        if self.refused:
+            return None
         with self._changed:
-            if self._thread.ident is None and not self._closed:
-                self._thread.start()
             if self._ready:
                 self._changed.notify()
                 return self._ready.popleft()
-        return self._make()
+        try:
+            fd = self._make()
+        except OSError as e:
+            if e.errno not in REFUSED:
+                raise
+            self.refused = True
+            return None
+        with self._changed:
+            if self._thread.ident is None and not self._closed:
+                self._thread.start()
+        return fd
 
     def close(self) -> None:
         with self._changed:

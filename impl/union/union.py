@@ -607,8 +607,9 @@ class Union:
 
     def _work_file(self) -> tuple[int, str | None]:
         """A new file in the work directory to build a copy-up in, and its name (None: it has none)."""
-        if self._tmpfiles.supported:
-            return self._tmpfiles.take(), None
+        unnamed = self._tmpfiles.take()
+        if unnamed is not None:
+            return unnamed, None
         tmp = self._tmpname()
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         return os.open(tmp, flags, 0o600, dir_fd=self.work.root), tmp
