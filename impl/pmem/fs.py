@@ -28,6 +28,8 @@ MAX_SYMLINKS = 40
 DIRECT = 24
 PER_INDIRECT = BLOCK // 4
 MAX_FILE = (DIRECT + PER_INDIRECT) * BLOCK
+#: fallocate's mode bits (linux/falloc.h) that pmemfile does
+FALLOC_KEEP_SIZE, FALLOC_PUNCH_HOLE = 0x01, 0x02
 INODE = struct.Struct("<HHIIIQqqq24II")
 #: an inode's mode, flags and nlink: what tells an orphan
 ORPHAN = struct.Struct("<HHI")
@@ -190,21 +192,26 @@ class PmemFS:
             if not node.direct[index] and alloc:
                 node.direct[index] = self.pool.alloc_block()
             return node.direct[index]
-        index -= DIRECT
-        if index >= PER_INDIRECT:
+        if index - DIRECT >= PER_INDIRECT:
             raise err(E.EFBIG)
         if not node.indirect:
             if not alloc:
                 return 0
             node.indirect = self.pool.alloc_block()
-        at = node.indirect * BLOCK + 4 * index
-        b = struct.unpack_from("<I", self.pool.view, at)[0]
+        b = struct.unpack_from("<I", self.pool.view, node.indirect * BLOCK + 4 * (index - DIRECT))[0]
         if b and not self.pool.data_start <= b < self.pool.blocks:
             raise err(E.EIO, "corrupt pool: a block pointer out of range")
         if not b and alloc:
             b = self.pool.alloc_block()
-            self.pool.store(at, struct.pack("<I", b))
+            self._set_block(node, index, b)
         return b
+
+    def _set_block(self, node: Inode, index: int, b: int) -> None:
+        """Point block `index` of the file at pool block `b` (0: a hole); past DIRECT, its indirect block exists."""
+        if index < DIRECT:
+            node.direct[index] = b
+        else:
+            self.pool.store(node.indirect * BLOCK + 4 * (index - DIRECT), struct.pack("<I", b))
 
     def _truncate_blocks(self, node: Inode, size: int) -> None:
         keep = -(-size // BLOCK)
@@ -653,6 +660,46 @@ class PmemFS:
         node = self.inode(ino)
         node.nlink += delta
         self._put(ino, node)
+
+    def fallocate(self, f: File, mode: int, offset: int, length: int) -> None:
+        """pmemfile_fallocate: allocate the blocks of a range (mode 0 also makes the file at least offset+length
+        long; KEEP_SIZE leaves its size), or punch a hole (PUNCH_HOLE|KEEP_SIZE: the range's whole blocks are freed,
+        its partial ones zeroed); any other mode is EOPNOTSUPP."""
+        if offset < 0 or length <= 0:
+            raise err(E.EINVAL)
+        if mode & ~(FALLOC_KEEP_SIZE | FALLOC_PUNCH_HOLE) or mode == FALLOC_PUNCH_HOLE:
+            raise err(E.EOPNOTSUPP)
+        if not f.writable:
+            raise err(E.EBADF)
+        end = offset + length
+        if end > MAX_FILE:
+            raise err(E.EFBIG)
+        node = self.inode(f.ino)
+        with self.pool.transaction():
+            if mode & FALLOC_PUNCH_HOLE:
+                self._punch(node, offset, min(end, node.size))
+            else:
+                if not mode & FALLOC_KEEP_SIZE:
+                    self._zero_tail(node, end)
+                for index in range(offset // BLOCK, -(-end // BLOCK)):
+                    self._block(node, index, alloc=True)
+                if not mode & FALLOC_KEEP_SIZE:
+                    node.size = max(node.size, end)
+            node.mtime = node.ctime = _now()
+            self._put(f.ino, node)
+
+    def _punch(self, node: Inode, start: int, end: int) -> None:
+        """Free the whole blocks of [start, end) and zero the rest of it (in a transaction)."""
+        while start < end:
+            index, at = divmod(start, BLOCK)
+            n = min(BLOCK - at, end - start)
+            b = self._block(node, index, alloc=False)
+            if b and n == BLOCK:
+                self.pool.free_block(b)
+                self._set_block(node, index, 0)
+            elif b:
+                self.pool.store(b * BLOCK + at, bytes(n))
+            start += n
 
     def truncate(self, ino: int, size: int) -> None:
         if size < 0:

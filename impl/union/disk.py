@@ -32,6 +32,7 @@ NLINK = PREFIX + "nlink"
 Rel = tuple[str, ...]
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
 _SYS_OPENAT2 = 437  # x86_64 and every other architecture since 5.6
 RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_BENEATH = 0x02, 0x04, 0x08
 RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
@@ -58,6 +59,11 @@ def openat2_beneath(dirfd: int, path: str, flags: int) -> int:
 
 def renameat2(olddirfd: int, old: str, newdirfd: int, new: str, flags: int = 0) -> None:
     _check(_libc.renameat2(olddirfd, old.encode(), newdirfd, new.encode(), flags))
+
+
+def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+    """fallocate(2) with its mode (os.posix_fallocate has none)."""
+    _check(_libc.fallocate(fd, mode, offset, length))
 
 
 def is_whiteout(s: os.stat_result) -> bool:

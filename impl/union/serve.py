@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from functools import wraps
 
 from vfslab.impl import fuse_ll as ll
+from vfslab.impl.union.disk import fallocate
 from vfslab.impl.union.options import MountOptions
 from vfslab.impl.union.union import UTIME_NOW, UTIME_OMIT, Attrs, Cred, Handle, Node, Union, fail
 
@@ -475,6 +476,14 @@ class UnionOps(ll.Operations):
         for other in self._siblings(node_id):  # dropping attributes takes no lock, in the kernel or here
             ll.notify_inval_attr(self.session, other)
         ll.reply_write(req, done)
+
+    def fallocate(self, req: int, node_id: int, mode: int, offset: int, length: int, fi) -> None:
+        """On the open file's real fd: the kernel has checked the arguments and that it is open for writing, and
+        passes on only allocation, KEEP_SIZE, punching holes and zeroing ranges; the file system does the rest."""
+        fallocate(self.files[fi.contents.fh].fd, mode, offset, length)
+        for other in self._siblings(node_id):
+            ll.notify_inval_attr(self.session, other)
+        ll.reply_err(req, 0)
 
     def fsync(self, req: int, node_id: int, datasync: int, fi) -> None:
         (os.fdatasync if datasync else os.fsync)(self.files[fi.contents.fh].fd)

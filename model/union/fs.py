@@ -17,7 +17,17 @@ from functools import wraps
 from vfslab.model.outcome import Err, Fires, ModelError, Outcome
 from vfslab.model.state import Entry, State
 from vfslab.model.union.layers import DIR, FALLTHRU, FILE, OPAQUE, REDIRECT, SYMLINK, WHITEOUT, Inode, Store, entry
-from vfslab.model.union.ops import LOOKS_ONLY
+from vfslab.model.union.ops import (
+    ALLOCATE,
+    COLLAPSE,
+    EVERY_KIND,
+    FALLOC_KINDS,
+    INSERT,
+    KEEP_SIZE,
+    LOOKS_ONLY,
+    PUNCH,
+    FallocSupport,
+)
 from vfslab.model.union.profiles import Profile
 from vfslab.model.union.rules import LINK_LIMIT, NAME_LIMIT, PATH_LIMIT
 
@@ -102,11 +112,14 @@ def operation(method: Callable) -> Callable:
 class UnionModel(Fires):
     """A union mount over `lowers` (topmost first), each an iterable of spec nodes with the attributes of
     `vfslab.subjects.tree.Node`, held to `profile`; `one_fs` when every layer is on one file system (the
-    `same` placement)."""
+    `same` placement); `falloc`, what the file system under the union does of fallocate (unless the profile
+    says)."""
 
-    def __init__(self, lowers: Iterable[Iterable], profile: Profile, umask: int = 0o022, one_fs: bool = True) -> None:
+    def __init__(self, lowers: Iterable[Iterable], profile: Profile, umask: int = 0o022, one_fs: bool = True,
+                 falloc: FallocSupport = EVERY_KIND) -> None:
         self.profile = profile
         self.one_fs = one_fs
+        self.falloc = falloc if profile.fallocate is None else FallocSupport(frozenset(profile.fallocate))
         self.umask = umask
         self.cred = ROOT
         self.store = Store()
@@ -170,8 +183,8 @@ class UnionModel(Fires):
             raise ModelError(E.EPERM, "union.perm.sticky")
 
     def _kill_setid(self, node: Inode) -> None:
-        """A write or truncate of a regular file by a caller without CAP_FSETID clears setuid, and setgid where
-        group execute makes it one (should_remove_suid)."""
+        """A write, truncate or fallocate of a regular file by a caller without CAP_FSETID clears setuid, and
+        setgid where group execute makes it one (should_remove_suid)."""
         if node.kind == FILE and self.cred.uid != 0:
             self._drop_setid(node)
 
@@ -927,6 +940,37 @@ class UnionModel(Fires):
         node = self._fd_inode(f)
         self._kill_setid(node)
         node.data = node.data[:length].ljust(length, b"\0")
+
+    @operation
+    def fallocate(self, fd: int, mode: int, offset: int, length: int) -> None:
+        if offset < 0 or length <= 0:
+            raise ModelError(E.EINVAL, "union.fd.fallocate-args")
+        kind = mode & ~KEEP_SIZE
+        shifts = kind in (COLLAPSE, INSERT)
+        if kind not in FALLOC_KINDS.values() or (kind == PUNCH and not mode & KEEP_SIZE) or (shifts and mode != kind):
+            raise ModelError(E.EOPNOTSUPP, "union.fd.fallocate-args")
+        f = self._fd(fd)
+        if f.flags & O_ACCMODE == O_RDONLY:
+            raise ModelError(E.EBADF, "union.fd.mode")
+        if not any(FALLOC_KINDS[k] == kind for k in self.falloc.kinds):
+            raise ModelError(E.EOPNOTSUPP, "union.fd.fallocate-unsupported")
+        node = self._fd_inode(f)
+        size, end = len(node.data), offset + length
+        if shifts and (offset % self.falloc.block or length % self.falloc.block
+                       or (end >= size if kind == COLLAPSE else offset >= size)):
+            raise ModelError(E.EINVAL, "union.fd.fallocate-range")
+        self._fire("union.fd.fallocate")
+        self._kill_setid(node)
+        data = node.data
+        if kind == COLLAPSE:
+            data = data[:offset] + data[end:]
+        elif kind == INSERT:
+            data = data[:offset] + bytes(length) + data[offset:]
+        else:
+            grown = data if mode & KEEP_SIZE or end <= size else data.ljust(end, b"\0")
+            stop = min(end, len(grown))
+            data = grown if kind == ALLOCATE else grown[:offset] + bytes(max(0, stop - offset)) + grown[stop:]
+        node.data = data
 
     @operation
     def fstat(self, fd: int) -> Entry:

@@ -67,6 +67,7 @@ OPERATIONS = (
     Operation("read", ("read-size",), FD, looks=True),
     Operation("write", ("data",), FD),
     Operation("lseek", ("offset", "whence"), FD, dirs=False),
+    Operation("fallocate", ("falloc-mode", "falloc-offset", "falloc-length"), FD),
     Operation("dup", (), FD, opens=True),
     Operation("push", (), BENCH),
     Operation("remount", (), BENCH),
@@ -90,6 +91,53 @@ OPEN_FLAGS = {
 }
 
 
+#: fallocate(2)'s mode bits (linux/falloc.h)
+FALLOC_FLAGS = {
+    "FALLOC_FL_KEEP_SIZE": 0x01, "FALLOC_FL_PUNCH_HOLE": 0x02, "FALLOC_FL_COLLAPSE_RANGE": 0x08,
+    "FALLOC_FL_ZERO_RANGE": 0x10, "FALLOC_FL_INSERT_RANGE": 0x20,
+}
+#: what a fallocate mode does, by the one bit (besides KEEP_SIZE) it sets; 0 allocates
+ALLOCATE, PUNCH, COLLAPSE, ZERO, INSERT = 0, 0x02, 0x08, 0x10, 0x20
+KEEP_SIZE = 0x01
+#: the kinds of fallocate a file system may or may not do, by name (a subject's support is a set of these)
+FALLOC_KINDS = {"allocate": ALLOCATE, "punch-hole": PUNCH, "collapse-range": COLLAPSE, "zero-range": ZERO,
+                "insert-range": INSERT}
+
+
+@dataclass(frozen=True)
+class FallocSupport:
+    """Which kinds of fallocate the file system under a subject does (the kernel's overlayfs passes the call to the
+    upper layer's; FUSE passes on only some), and its block size, which collapse and insert ranges align to."""
+
+    kinds: frozenset[str] = frozenset(FALLOC_KINDS)
+    block: int = 4096
+
+
+#: a file system that does every kind (ext4), with 4 KiB blocks
+EVERY_KIND = FallocSupport()
+
+
+def _bits_text(value: int, names: dict[str, int], none: str) -> str:
+    return "|".join(n for n, v in names.items() if value & v) or none
+
+
+def _bits_value(text: str | int, names: dict[str, int], what: str) -> int:
+    if isinstance(text, int):
+        return text
+    try:
+        return functools.reduce(operator.or_, (names[p.strip()] for p in text.split("|")), 0)
+    except KeyError as e:
+        raise ValueError(f"unknown {what} {e.args[0]!r} in {text!r}") from None
+
+
+def falloc_text(mode: int) -> str:
+    return _bits_text(mode, FALLOC_FLAGS, "0")
+
+
+def falloc_value(text: str | int) -> int:
+    return 0 if text == "0" else _bits_value(text, FALLOC_FLAGS, "fallocate flag")
+
+
 def flags_text(flags: int) -> str:
     acc = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}[flags & 3]
     rest = [n for n, v in OPEN_FLAGS.items() if v & ~3 and flags & v == v]
@@ -99,12 +147,7 @@ def flags_text(flags: int) -> str:
 
 
 def flags_value(text: str | int) -> int:
-    if isinstance(text, int):
-        return text
-    try:
-        return functools.reduce(operator.or_, (OPEN_FLAGS[p.strip()] for p in text.split("|")))
-    except KeyError as e:
-        raise ValueError(f"unknown open flag {e.args[0]!r} in {text!r}") from None
+    return _bits_value(text, OPEN_FLAGS, "open flag")
 
 
 @dataclass(frozen=True)
@@ -118,6 +161,8 @@ class Op:
         for i, a in enumerate(self.args):
             if self.name == "open" and i == 1:
                 shown.append(flags_text(a))
+            elif self.name == "fallocate" and i == 1:
+                shown.append(falloc_text(a))
             elif self.name in ("open", "mkdir", "chmod") and i == 2 - (self.name != "open"):
                 shown.append(oct(a))
             elif isinstance(a, str) and len(a) > 40:
@@ -130,8 +175,8 @@ class Op:
     def to_json(self) -> dict:
         args = [{"bytes": a.decode("latin-1")} if isinstance(a, bytes) else list(a) if isinstance(a, tuple) else a
                 for a in self.args]
-        if self.name == "open":
-            args[1] = flags_text(args[1])
+        if self.name in _TEXT_ARGS:
+            args[1] = _TEXT_ARGS[self.name][0](args[1])
         out: dict = {"op": self.name, "args": args}
         if self.uid != ROOT_UID:
             out["uid"] = self.uid
@@ -150,8 +195,12 @@ class Op:
         low, high = BY_NAME[name].arity
         if not low <= len(args) <= high:
             raise ValueError(f"{name} takes {low if low == high else f'{low} to {high}'} arguments, not {len(args)}")
-        if name == "open":
-            args[1] = flags_value(args[1])
+        if name in _TEXT_ARGS:
+            args[1] = _TEXT_ARGS[name][1](args[1])
         if name in ("write", "setxattr") and isinstance(args[-1], str):
             args[-1] = args[-1].encode()
         return cls(name, tuple(args), int(data.get("uid", ROOT_UID)))
+
+
+#: arguments program JSON spells by name: (to text, from text) of each op's second argument
+_TEXT_ARGS = {"open": (flags_text, flags_value), "fallocate": (falloc_text, falloc_value)}

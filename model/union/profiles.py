@@ -41,6 +41,9 @@ class Profile:
     own_nlink: bool = False
     #: served through libfuse's high-level (path) API, which makes every name a kernel inode of its own
     path_api: bool = False
+    #: the kinds of fallocate the subject does (`FALLOC_KINDS`); None: what the file system under its upper layer
+    #: does, as far as the mount passes it on (found by trying each kind there when it is mounted)
+    fallocate: tuple[str, ...] | None = None
 
     @property
     def lookups_write(self) -> bool:
@@ -52,6 +55,9 @@ class Profile:
         """overlayfs allows changes to the layers while unmounted unless redirect_dir or index is on."""
         return not (self.redirect_dir or self.index)
 
+
+#: what tmpfs does of fallocate (shmem_fallocate): allocate and punch holes, nothing else
+TMPFS_FALLOCATE = ("allocate", "punch-hole")
 
 PROFILES: dict[str, Profile] = {
     p.name: p
@@ -79,9 +85,10 @@ PROFILES: dict[str, Profile] = {
                 private_disk_names=(".wh..opq", ".wh..wh..opq"), opaque_new_dirs=True, observed=True),
         Profile("posix", "a plain POSIX file system holding the union's visible tree (tmpfs): every name is an "
                 "upper one, directories count their subdirectories in nlink.",
-                redirect_dir=True, index=True, dir_nlink="subdirs", observed=True),
+                redirect_dir=True, index=True, dir_nlink="subdirs", fallocate=TMPFS_FALLOCATE, observed=True),
         Profile("posix-no-xattr", "posix, on a file system with no extended attributes (a pmem pool): ENOTSUP.",
-                redirect_dir=True, index=True, dir_nlink="subdirs", user_xattrs=False, observed=True),
+                redirect_dir=True, index=True, dir_nlink="subdirs", user_xattrs=False, fallocate=TMPFS_FALLOCATE,
+                observed=True),
         Profile("ovlfs", "ovlfs (seed 002) over one base directory, every change kept by a storage method: no "
                 "whiteouts (a removed name is an unlinked entry of the storage, which hides the base's); st_ino is the "
                 "storage's inode number, mapped from the base inode, so the same across copy-up and remount and one "
@@ -89,10 +96,11 @@ PROFILES: dict[str, Profile] = {
                 "(union.nlink.own); a directory with a base part is not renamed (EXDEV, redirect_dir=off's rule); "
                 "directories count their subdirectories in nlink; no xattrs (a storage method keeps none: "
                 "EOPNOTSUPP); served by path (union.rename.same-inode-path-api).", index=True, own_nlink=True,
-                dir_nlink="subdirs", user_xattrs=False, path_api=True, observed=True),
+                dir_nlink="subdirs", user_xattrs=False, path_api=True, fallocate=(), observed=True),
         Profile("unionfs-fuse", "overlayfs as unionfs-fuse serves it: st_ino is the topmost copy's (it changes on "
                 "copy-up), every directory has nlink 1, no xattrs; directories are renamed (by copying them up).",
-                ino_from_origin=False, dir_nlink="one", user_xattrs=False, redirect_dir=True, observed=True),
+                ino_from_origin=False, dir_nlink="one", user_xattrs=False, redirect_dir=True, fallocate=(),
+                observed=True),
     )
 }
 

@@ -36,8 +36,9 @@ RULES: dict[str, str] = {
     "union.perm.sticky": "In a sticky directory only the directory's owner, the entry's owner or root may remove "
     "or replace an entry: EPERM.",
     # set-id bits (POSIX, as Linux keeps them)
-    "union.mode.kill-setid": "A write or truncate of a regular file by a caller without CAP_FSETID, and any chown "
-    "of a non-directory, clears setuid, and setgid when group execute is set (or the caller is not in the group).",
+    "union.mode.kill-setid": "A write, truncate or fallocate of a regular file by a caller without CAP_FSETID, and "
+    "any chown of a non-directory, clears setuid, and setgid when group execute is set (or the caller is not in the "
+    "group).",
     "union.mode.chmod-setgid": "chmod by a caller neither in the file's group nor root leaves setgid unset.",
     "union.mode.setgid-dir": "A new entry of a setgid directory takes the directory's group; a new directory also "
     "its setgid bit.",
@@ -106,6 +107,17 @@ RULES: dict[str, str] = {
     "fd: EINVAL; read of a directory: EISDIR.",
     "union.fd.lseek": "lseek sets a file's offset from its start, the current offset or its end; an unknown "
     "whence or a negative result: EINVAL.",
+    "union.fd.fallocate": "fallocate acts on the file an fd open for writing refers to (its copy-up): mode 0 "
+    "allocates, making the file at least offset+length long; KEEP_SIZE leaves the size; PUNCH_HOLE|KEEP_SIZE zeroes "
+    "the range within the size; ZERO_RANGE zeroes the range, growing the file unless KEEP_SIZE; COLLAPSE_RANGE "
+    "removes the range, INSERT_RANGE inserts that many zero bytes at offset, moving the rest.",
+    "union.fd.fallocate-args": "fallocate with offset < 0 or length <= 0: EINVAL; then PUNCH_HOLE without "
+    "KEEP_SIZE, or COLLAPSE_RANGE or INSERT_RANGE with another flag: EOPNOTSUPP; both before the fd's mode (EBADF).",
+    "union.fd.fallocate-range": "COLLAPSE_RANGE and INSERT_RANGE take an offset and length in whole blocks of the "
+    "file system; a collapse must end before the end of the file, an insert start before it: else EINVAL.",
+    "union.fd.fallocate-unsupported": "A kind of fallocate the file system does not do: EOPNOTSUPP (overlayfs passes "
+    "the call to the upper layer's file system; FUSE passes on only allocation, KEEP_SIZE, punching holes and "
+    "zeroing ranges; tmpfs neither zeroes nor collapses nor inserts ranges).",
     "union.open.flags": "O_CREAT|O_EXCL on an existing name: EEXIST; O_DIRECTORY on a non-directory: "
     "ENOTDIR; write-open of a directory: EISDIR.",
     # inode numbers

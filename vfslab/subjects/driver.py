@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from vfslab.impl.union.disk import fallocate
 from vfslab.model.outcome import Err, Outcome
 from vfslab.model.state import Entry
 from vfslab.model.union import Cred, UnionModel
@@ -135,6 +136,9 @@ class OsDriver:
 
     def fstat(self, fd: int) -> Entry:
         return stat_entry(os.fstat(fd))
+
+    def fallocate(self, fd: int, mode: int, offset: int, length: int) -> None:
+        fallocate(fd, mode, offset, length)
 
     def close(self, fd: int) -> None:
         slot = next(s for s, f in self.slots.items() if f == fd)

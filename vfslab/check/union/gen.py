@@ -16,7 +16,7 @@ from itertools import product
 from hypothesis import strategies as st
 
 from vfslab.model.limits import Limit
-from vfslab.model.union.ops import BENCH, OPEN_FLAGS, OPERATIONS
+from vfslab.model.union.ops import BENCH, COLLAPSE, INSERT, KEEP_SIZE, OPEN_FLAGS, OPERATIONS, PUNCH, ZERO
 from vfslab.model.union.rules import LIMITS, LINK_LIMIT, NAME_LIMIT, PATH_LIMIT
 from vfslab.subjects.driver import USER
 from vfslab.subjects.tree import DIR, FILE, HARDLINK, SYMLINK, Layers, Node
@@ -188,6 +188,12 @@ def domains(long_names: bool = True) -> dict[str, st.SearchStrategy]:
         # that is none (SEEK_DATA and SEEK_HOLE are 3 and 4)
         "offset": st.sampled_from((0, 1, 4, 9000, -1)),
         "whence": st.sampled_from((os.SEEK_SET, os.SEEK_CUR, os.SEEK_END, 7)),
+        # every kind, with and without KEEP_SIZE where that is a question; PUNCH_HOLE alone is refused
+        "falloc-mode": st.sampled_from((0, KEEP_SIZE, PUNCH | KEEP_SIZE, PUNCH, ZERO, ZERO | KEEP_SIZE, COLLAPSE,
+                                        INSERT)),
+        # whole blocks and not (collapse and insert need them), inside and past the data the files hold
+        "falloc-offset": st.sampled_from((0, 1, 4096, 8192)),
+        "falloc-length": st.sampled_from((4096, 1, 8192, 0)),
     }
 
 

@@ -19,8 +19,9 @@ from vfslab.model.outcome import Err
 from vfslab.model.state import State
 from vfslab.model.union import PROFILES, UnionModel
 from vfslab.model.union import profiles as union_profiles
-from vfslab.model.union.ops import BENCH_OPS, OPENS, Op
+from vfslab.model.union.ops import BENCH_OPS, EVERY_KIND, OPENS, FallocSupport, Op
 from vfslab.subjects.driver import ModelDriver
+from vfslab.subjects.fallocate import support as fallocate_support
 
 
 def _without_private(state: State, profile) -> State:
@@ -56,10 +57,15 @@ class Lockstep(Race):
         self.differences: Counter[str] = Counter()
         self.steps = 0
         self.trace: list[str] = []
+        self._falloc: FallocSupport | None = None
         self._start(held)
 
     def _start(self, name: str) -> None:
-        self.drivers[name] = ModelDriver(UnionModel(self.layers.lowers, PROFILES[name], one_fs=self.one_fs))
+        profile = PROFILES[name]
+        if profile.fallocate is None and self._falloc is None:
+            self._falloc = fallocate_support(self.mounted)
+        self.drivers[name] = ModelDriver(UnionModel(self.layers.lowers, profile, one_fs=self.one_fs,
+                                                    falloc=self._falloc or EVERY_KIND))
         self.identity[name] = Identity(by_device=not self.one_fs)
 
     # -- the record and the comparisons -----------------------------------------------------------
