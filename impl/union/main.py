@@ -51,7 +51,9 @@ def parser(prog: str = "vfslab-union") -> argparse.ArgumentParser:
         "renamed), index=on|off (default on: hard links survive copy-up), volatile (no fsync of copy-ups), "
         "max_threads=N (default 1: one thread serves every request; N > 1: libfuse's multithreaded loop with up to N "
         "workers), ro, allow_other, default_permissions; "
-        "generic mount options (rw, dev, suid, noatime, ...) are accepted and ignored. `umount MOUNTPOINT` ends it.")
+        "mount flags suid, dev, exec, noatime, nodiratime, sync, dirsync and their no- forms (without suid and dev the "
+        "mount is nosuid,nodev); other generic mount options (relatime, defaults, ...) are accepted and change "
+        "nothing. `umount MOUNTPOINT` ends it.")
     p.add_argument("where", nargs="+", metavar="[SOURCE] MOUNTPOINT",
                    help="an optional source name, then the mount point")
     p.add_argument("-o", dest="options", action="append", default=[], metavar="OPTIONS", required=True)

@@ -5,15 +5,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-#: generic mount options mount(8) and mount.fuse3 pass along; they change nothing in the union itself
+#: generic mount options mount(8) and mount.fuse3 pass along that libfuse has no flag for: accepted, and nothing
+#: changes (relatime and its kin are the kernel's default; the others are mount(8)'s own)
 GENERIC = frozenset({
-    "rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime", "relatime", "norelatime",
-    "strictatime", "nostrictatime", "diratime", "nodiratime", "lazytime", "nolazytime", "sync", "async",
-    "dirsync", "mand", "nomand", "auto", "noauto", "user", "nouser", "users", "nofail", "_netdev", "defaults",
-    "silent", "loud",
+    "atime", "relatime", "norelatime", "strictatime", "nostrictatime", "diratime", "lazytime", "nolazytime",
+    "mand", "nomand", "auto", "noauto", "user", "nouser", "users", "nofail", "_netdev", "defaults", "silent",
+    "loud",
 })
-#: options that are passed on to FUSE as they are
-FUSE_PASSED = frozenset({"ro", "allow_other", "allow_root", "default_permissions"})
+#: options passed on to FUSE as they are: the mount's flags (libfuse makes the mount nosuid,nodev unless told suid
+#: and dev, as kernel overlayfs is only when told nosuid and nodev), and FUSE's own
+FUSE_PASSED = frozenset({
+    "ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "noatime", "nodiratime", "sync", "async",
+    "dirsync", "allow_other", "allow_root", "default_permissions",
+})
 ON_OFF = {"on": True, "off": False}
 
 
@@ -37,6 +41,11 @@ class MountOptions:
     #: at most. Under the GIL the workers add no throughput and cost each request a hand-off between threads
     #: (docs/union-fuse.md); they let reads and writes of open files run beside a slow request.
     max_threads: int = 1
+
+    @property
+    def noatime(self) -> bool:
+        """Reading a file changes no access time (overlayfs: neither the union's nor the upper file's)."""
+        return "noatime" in self.fuse
 
     @property
     def read_only(self) -> bool:

@@ -62,6 +62,16 @@ _REAL_OPEN = os.O_ACCMODE | os.O_TRUNC | os.O_SYNC | os.O_DSYNC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
+def _open_real(name: str, flags: int, dir_fd: int | None = None) -> int:
+    """Open a real file; O_NOATIME, where asked, only where the daemon may use it (root, or the file's owner)."""
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except PermissionError:
+        if not flags & os.O_NOATIME:
+            raise
+        return os.open(name, flags & ~os.O_NOATIME, dir_fd=dir_fd)
+
+
 def _maybe_whiteout(entry: os.DirEntry) -> bool:
     """Neither file, directory nor symlink (from the directory entry's type, without a stat)."""
     return not (entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False) or entry.is_symlink())
@@ -324,7 +334,8 @@ class Union:
         """The merged listing: a name is there if the topmost layer holding it holds no whiteout."""
         seen: dict[str, os.DirEntry | None] = {}
         for real in node.stack:
-            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=real.layer.dirfd(real.rel))
+            fd = _open_real(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | self._noatime(real.layer),
+                           dir_fd=real.layer.dirfd(real.rel))
             try:
                 with os.scandir(fd) as entries:
                     for entry in entries:
@@ -580,7 +591,7 @@ class Union:
         """A regular file's copy-up, as overlayfs makes it: an unnamed file (O_TMPFILE) given the data, fsync'ed,
         given the attributes, then linked into place; a crash leaves nothing behind. On an upper layer without
         O_TMPFILE, a file under a temporary name in the work directory, renamed into place."""
-        source = os.open(sname, _READ, dir_fd=sfd)
+        source = _open_real(sname, _READ | os.O_NOATIME, dir_fd=sfd)
         try:
             copy, tmp = self._work_file()
             try:
@@ -1021,18 +1032,25 @@ class Union:
         if fd is None:
             # the kernel sends each write's offset, O_APPEND ones included: the real fd must not move them
             dfd, name = real.layer.at(real.rel)
-            fd = os.open(name, (flags & _REAL_OPEN) | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+            fd = _open_real(name, (flags & _REAL_OPEN) | os.O_NOFOLLOW | os.O_CLOEXEC | self._noatime(real.layer),
+                           dir_fd=dfd)
         key = self.key(node)
         ovl = self._ovl.setdefault(key, OvlFile())
         ovl.refs += 1
         return Handle(fd, flags, key, ovl, real.layer is self.upper or real.layer is self.index)
+
+    def _noatime(self, layer: Layer) -> int:
+        """O_NOATIME where reading must change no access time: a lower layer's files, whose times overlayfs never
+        changes, and every file on a noatime mount; reading an upper file changes its time as its own mount says."""
+        return os.O_NOATIME if self.opts.noatime or layer not in (self.upper, self.index) else 0
 
     def _follow(self, h: Handle) -> None:
         """A file opened before its copy-up reads the copy (overlayfs: one in-memory inode)."""
         if not h.on_upper and h.ovl.upper is not None:
             with h.lock:
                 if not h.on_upper:
-                    fd = os.open(proc(h.ovl.upper), (h.flags & os.O_ACCMODE) | os.O_CLOEXEC)
+                    how = (h.flags & os.O_ACCMODE) | os.O_CLOEXEC | self._noatime(self.upper)
+                    fd = _open_real(proc(h.ovl.upper), how)
                     h.before, h.fd, h.on_upper = h.fd, fd, True
 
     def read_fd(self, h: Handle) -> int:

@@ -229,7 +229,9 @@ def _dmesg_overlay_tail(lines: int = 2) -> str:
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-MS_NOSUID, MS_NODEV, MS_REMOUNT = 2, 4, 32
+#: mount(2) flags (linux/mount.h)
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SYNCHRONOUS, MS_REMOUNT, MS_DIRSYNC = 1, 2, 4, 8, 16, 32, 128
+MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MS_STRICTATIME = 1024, 2048, 1 << 21, 1 << 24
 
 
 @functools.cache
@@ -238,10 +240,33 @@ def kernel_filesystems() -> frozenset[str]:
     return frozenset(line.split()[-1] for line in Path("/proc/filesystems").read_text().splitlines() if line.strip())
 
 
+#: the generic mount options mount(8) turns into mount(2) flags (linux/mount.h), and what each sets; the rest of the
+#: options are the file system's own
+GENERIC_FLAGS = {
+    "ro": MS_RDONLY, "rw": 0, "nosuid": MS_NOSUID, "suid": 0, "nodev": MS_NODEV, "dev": 0, "noexec": MS_NOEXEC,
+    "exec": 0, "sync": MS_SYNCHRONOUS, "async": 0, "dirsync": MS_DIRSYNC, "noatime": MS_NOATIME, "atime": 0,
+    "nodiratime": MS_NODIRATIME, "diratime": 0, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME,
+}
+
+
+def mount_flags(options: str) -> tuple[int, str]:
+    """Split `-o` options as mount(8) does: the mount(2) flags of the generic ones, and the file system's own."""
+    flags, own = 0, []
+    for opt in filter(None, options.split(",")):
+        if opt in GENERIC_FLAGS:
+            flags |= GENERIC_FLAGS[opt]
+        else:
+            own.append(opt)
+    return flags, ",".join(own)
+
+
 def mount_kernel(fstype: str, options: str, mnt: Path, flags: int = 0) -> None:
     """`mount -t FSTYPE FSTYPE -o OPTIONS MNT` as one mount(2) call (no helper process: the bench mounts
-    thousands of times), registered for teardown."""
+    thousands of times), registered for teardown; generic options (nosuid, noatime, ...) become flags, as mount(8)
+    makes them."""
     mnt = _abspath(mnt)
+    generic, options = mount_flags(options)
+    flags |= generic
     with namespace.copying(exclusive=False):
         failed = _libc.mount(fstype.encode(), os.fsencode(mnt), fstype.encode(), flags, options.encode()) != 0
     if failed:
