@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -353,6 +354,36 @@ def test_open_files_follow_copy_up_and_survive_unlink(union):
     finally:
         os.close(fd)
     assert not (upper / "fresh").exists()
+
+
+def fstat_after_rename_over(mnt: Path) -> list[tuple]:
+    """Open a lower file, an upper file and a copied-up one, rename another name over each, and fstat, read and
+    fchmod each through its open fd."""
+    (mnt / "made").write_bytes(b"an upper file")
+    (mnt / "dir" / "file").write_bytes(b"copied up")  # dir/file is now a copy-up
+    seen = []
+    for name in ("gone", "made", "dir/file"):
+        fd = os.open(mnt / name, os.O_RDWR if name != "gone" else os.O_RDONLY)
+        try:
+            (mnt / "over").write_bytes(b"the new file")
+            os.rename(mnt / "over", mnt / name)
+            before = os.fstat(fd)
+            if name != "gone":
+                os.fchmod(fd, 0o600)
+            after = os.fstat(fd)
+            seen.append((name, before.st_nlink, before.st_size, stat.S_IMODE(after.st_mode), os.pread(fd, 100, 0),
+                         (mnt / name).read_bytes()))
+        finally:
+            os.close(fd)
+    return seen
+
+
+def test_fstat_after_rename_over_answers_from_the_open_file_as_the_kernel_does(need, scratch):
+    seen = {who: result for who, _, result in on_both(need, scratch, "", fstat_after_rename_over)}
+    assert seen["kernel"] == [("gone", 1, 14, 0o644, b"to be unlinked", b"the new file"),
+                              ("made", 0, 13, 0o600, b"an upper file", b"the new file"),
+                              ("dir/file", 0, 9, 0o600, b"copied up", b"the new file")]
+    assert seen["ours"] == seen["kernel"]
 
 
 def test_a_rename_between_two_names_of_one_inode_does_nothing_even_when_the_target_is_open(union):
