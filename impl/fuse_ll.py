@@ -63,10 +63,21 @@ class fuse_ctx(ctypes.Structure):
     _fields_ = [("uid", c_uint32), ("gid", c_uint32), ("pid", c_int), ("umask", c_uint32)]
 
 
+class fuse_conn_info(ctypes.Structure):
+    """libfuse 3.14's struct fuse_conn_info: what the kernel offers (`capable`) and what the file system asks for
+    (`want`, FUSE_CAP_* bits)."""
+
+    _fields_ = [(name, c_uint) for name in ("proto_major", "proto_minor", "max_write", "max_read", "max_readahead",
+                                            "capable", "want", "max_background", "congestion_threshold",
+                                            "time_gran")] + [("reserved", c_uint * 22)]
+
+
+#: capabilities a file system may ask for (fuse_common.h)
+CAP_DONT_MASK, CAP_POSIX_ACL = 1 << 6, 1 << 19
 FI = POINTER(fuse_file_info)
 #: struct fuse_lowlevel_ops, in libfuse's order; the requests nobody here serves are opaque slots left NULL
 PROTOTYPES = {
-    "init": CFUNCTYPE(None, c_void_p, c_void_p),
+    "init": CFUNCTYPE(None, c_void_p, POINTER(fuse_conn_info)),
     "destroy": CFUNCTYPE(None, c_void_p),
     "lookup": CFUNCTYPE(None, req_t, ino_t, c_char_p),
     "forget": CFUNCTYPE(None, req_t, ino_t, c_uint64),
@@ -297,6 +308,8 @@ class Operations:
     `session` is the libfuse session once mounted, for notifications to the kernel."""
 
     session: int = 0
+    #: FUSE_CAP_* capabilities to ask the kernel for, where it offers them
+    want: int = 0
 
     def forget(self, req: int, ino: int, nlookup: int) -> None:
         held.fuse_reply_none(req)
@@ -317,9 +330,15 @@ class Operations:
 
         return PROTOTYPES[name](call)
 
+    def _init(self, userdata: int, conn) -> None:
+        conn.contents.want |= self.want & conn.contents.capable
+
     def table(self) -> fuse_lowlevel_ops:
         ops = fuse_lowlevel_ops()
         self._keep = []  # the callbacks must outlive the session
+        if self.want:
+            self._keep.append(PROTOTYPES["init"](self._init))
+            ops.init = self._keep[-1]
         for name in SERVED:
             if not hasattr(self, name):
                 continue

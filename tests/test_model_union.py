@@ -145,3 +145,13 @@ def test_an_open_file_pushed_down_twice_has_the_st_ino_stat_gives():
     m.push()
     fd = m.open("c", os.O_RDONLY).result
     assert m.fstat(fd).result.ino == m.stat("c").result.ino
+
+
+def test_an_unmoved_lower_name_of_an_indexed_group_opened_after_a_remount_has_the_st_ino_stat_gives():
+    # found by generated programs on kernel overlayfs and union-fuse alike: the fd reads the index's copy, whose
+    # origin is the group's lower inode, as the name's stat says
+    m = model(Node("b", F), Node("c", H, target="b"), profile="overlayfs-index")
+    m.close(m.open("b", os.O_WRONLY).result)
+    m.remount()
+    fd = m.open("c", os.O_RDONLY).result
+    assert m.fstat(fd).result.ino == m.stat("c").result.ino == m.stat("b").result.ino

@@ -84,10 +84,13 @@ def _serialised(method: Callable[..., Reply]) -> Callable[..., None]:
 
 def _caller(req: int) -> Cred:
     ctx = ll.caller(req)
-    return Cred(ctx.uid, ctx.gid)
+    return Cred(ctx.uid, ctx.gid, ctx.umask)
 
 
 class UnionOps(ll.Operations):
+    #: POSIX ACLs checked by the kernel and kept by the layers, and modes passed as asked, umask apart (`Cred`)
+    want = ll.CAP_POSIX_ACL | ll.CAP_DONT_MASK
+
     def __init__(self, union: Union) -> None:
         self.union = union
         self.inodes: dict[int, Inode] = {ll.ROOT: Inode(None, lookups=1)}

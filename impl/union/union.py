@@ -32,6 +32,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+from vfslab.impl.union import acl
 from vfslab.impl.union.disk import (
     NLINK,
     OPAQUE,
@@ -97,6 +98,9 @@ class Cred:
 
     uid: int = 0
     gid: int = 0
+    #: the caller's umask: applied here, unless the new entry's directory has a default ACL (FUSE passes the mode as
+    #: asked, so that an ACL can decide)
+    umask: int = 0
 
 
 #: not read yet: `Real.origin`, or a path not resolved yet
@@ -685,13 +689,16 @@ class Union:
             raise fail(E.EEXIST)
         return self.existing(head or "/"), name
 
-    def _add(self, parent: Node, name: str, make: Callable[[int, str], None], cred: Cred | None,
-             is_dir: bool = False, new_inode: bool = True) -> None:
-        """Enter a new entry under `name` on the upper layer, replacing a whiteout there.
+    def _add(self, parent: Node, name: str, make: Callable[[int, str, int], None], cred: Cred | None,
+             is_dir: bool = False, new_inode: bool = True, mode: int | None = None) -> None:
+        """Enter a new entry under `name` on the upper layer, replacing a whiteout there; `make(dir fd, name, mode)`
+        makes it with `mode` (None: an entry that has none of its own, a symlink or a link) as the caller's umask or
+        the directory's default ACL leave it.
 
         A directory is made opaque over a whiteout, and in a merged directory when the layers may not change
         offline (redirect_dir or index on). Anything that needs more than one step is built in the work
-        directory and renamed into place.
+        directory and renamed into place, given the ACLs the directory's default ACL gives (the upper file system
+        gives them to what is made in place).
         """
         self._writable()
         up = self.copy_up(parent)
@@ -702,13 +709,22 @@ class Union:
             raise fail(E.EEXIST)
         opaque = is_dir and (whiteout or (parent.merged and not self.opts.offline_changes))
         where = os.fstat(pfd)
+        default = acl.default_acl(self.upper.xpath(up.rel)) if mode is not None else None
+        if default is None and mode is not None and cred is not None:
+            mode &= ~cred.umask
         if not (whiteout or opaque):
-            make(pfd, name)
+            make(pfd, name, mode)
             self._own(pfd, name, cred, where, is_dir)
         else:
             wfd, tmp = self.work.root, self._tmpname()
-            make(wfd, tmp)
+            access = None
+            if default is not None:
+                mode, access = acl.inherit(default, mode)  # (not None: a mode is given with a default ACL)
+            make(wfd, tmp, mode)
             try:
+                for xattr, value in ((acl.ACCESS, access), (acl.DEFAULT, default if is_dir else None)):
+                    if value is not None:
+                        os.setxattr(proc(wfd, tmp), xattr, value, follow_symlinks=False)
                 self._own(wfd, tmp, cred, where, is_dir)
                 if opaque:
                     os.setxattr(proc(wfd, tmp), OPAQUE, b"y", follow_symlinks=False)
@@ -772,15 +788,15 @@ class Union:
 
     def mkdir(self, path: str, mode: int, cred: Cred) -> None:
         parent, name = self._free(path)
-        self._add(parent, name, lambda fd, n: os.mkdir(n, mode & 0o7777, dir_fd=fd), cred, is_dir=True)
+        self._add(parent, name, lambda fd, n, m: os.mkdir(n, m & 0o7777, dir_fd=fd), cred, is_dir=True, mode=mode)
 
     def mknod(self, path: str, mode: int, rdev: int, cred: Cred) -> None:
         parent, name = self._free(path)
-        self._add(parent, name, lambda fd, n: os.mknod(n, mode, rdev, dir_fd=fd), cred)
+        self._add(parent, name, lambda fd, n, m: os.mknod(n, m, rdev, dir_fd=fd), cred, mode=mode)
 
     def symlink(self, path: str, target: str, cred: Cred) -> None:
         parent, name = self._free(path)
-        self._add(parent, name, lambda fd, n: os.symlink(target, n, dir_fd=fd), cred)
+        self._add(parent, name, lambda fd, n, _: os.symlink(target, n, dir_fd=fd), cred)
 
     def link(self, old: str, new: str) -> None:
         src = self.existing(old)
@@ -790,8 +806,8 @@ class Union:
         up = self.copy_up(src)
         ufd, uname = up.layer.at(up.rel)
         with self._counting(src, +1):
-            self._add(parent, name, lambda fd, n: os.link(uname, n, src_dir_fd=ufd, dst_dir_fd=fd,
-                                                          follow_symlinks=False), None, new_inode=False)
+            self._add(parent, name, lambda fd, n, _: os.link(uname, n, src_dir_fd=ufd, dst_dir_fd=fd,
+                                                             follow_symlinks=False), None, new_inode=False)
 
     def unlink(self, path: str) -> None:
         node = self.existing(path)
@@ -1020,7 +1036,8 @@ class Union:
         made: list[int] = []
         how = (flags & _REAL_OPEN) | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            self._add(parent, name, lambda fd, n: made.append(os.open(n, how, mode & 0o7777, dir_fd=fd)), cred)
+            self._add(parent, name, lambda fd, n, m: made.append(os.open(n, how, m & 0o7777, dir_fd=fd)), cred,
+                      mode=mode)
             node = self.existing(path)
         except BaseException:
             for fd in made:

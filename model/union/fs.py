@@ -990,8 +990,10 @@ class UnionModel(Fires):
             nlink = self.store.nlink(node)
         identity = node.ino
         # an origin counts only on the upper layer (as in `_identity`): a copy pushed down to a lower layer keeps
-        # its origin xattr, which overlayfs no longer follows
-        if self.profile.ino_from_origin and node.ino == f.ovl.upper and node.origin is not None and (
+        # its origin xattr, which overlayfs no longer follows. The upper copy is the file's, or for a lower name of
+        # an indexed group opened after a remount, the index's
+        on_upper = node.ino in (f.ovl.upper, self.index.get(lower))
+        if self.profile.ino_from_origin and on_upper and node.origin is not None and (
                 node.origin in self.index or self.store.nlink(self.store[node.origin]) == 1):
             self._fire("union.ino.origin")
             identity = node.origin
