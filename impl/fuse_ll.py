@@ -73,7 +73,7 @@ class fuse_conn_info(ctypes.Structure):
 
 
 #: capabilities a file system may ask for (fuse_common.h)
-CAP_DONT_MASK, CAP_POSIX_ACL = 1 << 6, 1 << 19
+CAP_DONT_MASK, CAP_POSIX_ACL, CAP_HANDLE_KILLPRIV = 1 << 6, 1 << 19, 1 << 20
 FI = POINTER(fuse_file_info)
 #: struct fuse_lowlevel_ops, in libfuse's order; the requests nobody here serves are opaque slots left NULL
 PROTOTYPES = {
@@ -157,6 +157,7 @@ for _name, _restype, _argtypes in (
     ("fuse_add_direntry", c_size_t, [req_t, c_void_p, c_size_t, c_char_p, POINTER(c_stat), c_int64]),
     ("fuse_add_direntry_plus", c_size_t, [req_t, c_void_p, c_size_t, c_char_p, POINTER(fuse_entry_param), c_int64]),
     ("fuse_req_ctx", POINTER(fuse_ctx), [req_t]),
+    ("fuse_req_getgroups", c_int, [req_t, c_int, POINTER(c_uint32)]),
     ("fuse_lowlevel_notify_inval_inode", c_int, [c_void_p, ino_t, c_int64, c_int64]),
 ):
     getattr(held, _name).restype, getattr(held, _name).argtypes = _restype, _argtypes
@@ -185,6 +186,19 @@ def attr(s: os.stat_result, ino: int, nlink: int) -> c_stat:
 
 def caller(req: int) -> fuse_ctx:
     return held.fuse_req_ctx(req).contents
+
+
+def groups(req: int) -> list[int]:
+    """The caller's supplementary groups (libfuse reads them from /proc; [] if it cannot)."""
+    size = 32
+    while True:
+        found = (c_uint32 * size)()
+        n = held.fuse_req_getgroups(req, size, found)
+        if n < 0:
+            return []
+        if n <= size:
+            return list(found[:n])
+        size = n
 
 
 def reply_none(req: int) -> None:

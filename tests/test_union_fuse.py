@@ -386,6 +386,38 @@ def test_fstat_after_rename_over_answers_from_the_open_file_as_the_kernel_does(n
     assert seen["ours"] == seen["kernel"]
 
 
+def set_id_after_others_change(mnt: Path) -> dict[str, str]:
+    """Files with set-id bits, opened by root and changed by uid 1000 (outside their group): written, truncated,
+    fallocated; and one written by root. The modes they are left with."""
+    from vfslab.impl.union.disk import fallocate
+    changes = {"write": lambda fd: os.write(fd, b"x"), "truncate": lambda fd: os.ftruncate(fd, 1),
+               "fallocate": lambda fd: fallocate(fd, 0, 0, 4096)}
+    seen = {}
+    for mode in (0o4755, 0o2745, 0o2775, 0o6744):
+        for change, call in changes.items():
+            for uid in (1000, 0):
+                name = f"setid-{mode:o}-{change}-{uid}"
+                (mnt / name).write_bytes(b"")
+                os.chmod(mnt / name, mode)
+                fd = os.open(mnt / name, os.O_WRONLY)
+                try:
+                    with as_caller(uid):
+                        call(fd)
+                finally:
+                    os.close(fd)
+                seen[name] = oct(stat.S_IMODE(os.stat(mnt / name).st_mode))
+    return seen
+
+
+def test_set_id_bits_are_dropped_by_the_vfs_rule_as_through_the_kernel(need, scratch):
+    """setgid without group execute goes for a writer outside the group (the kernel's FUSE client alone would
+    keep it: docs/facts.md, FUSE 10); a root writer keeps every bit."""
+    seen = {who: result for who, _, result in on_both(need, scratch, "", set_id_after_others_change)}
+    assert seen["kernel"]["setid-2745-write-1000"] == "0o745" and seen["kernel"]["setid-2745-write-0"] == "0o2745"
+    assert seen["kernel"]["setid-6744-fallocate-1000"] == "0o744"
+    assert seen["ours"] == seen["kernel"]
+
+
 def test_a_rename_between_two_names_of_one_inode_does_nothing_even_when_the_target_is_open(union):
     # libfuse hides an open rename target before the rename: the hide must not unlink it
     mnt, upper = union.mnt, union.upper

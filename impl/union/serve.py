@@ -88,8 +88,9 @@ def _caller(req: int) -> Cred:
 
 
 class UnionOps(ll.Operations):
-    #: POSIX ACLs checked by the kernel and kept by the layers, and modes passed as asked, umask apart (`Cred`)
-    want = ll.CAP_POSIX_ACL | ll.CAP_DONT_MASK
+    #: POSIX ACLs checked by the kernel and kept by the layers, modes passed as asked, umask apart (`Cred`), and the
+    #: set-id bits a caller's change drops left to us (`_drop_set_id`)
+    want = ll.CAP_POSIX_ACL | ll.CAP_DONT_MASK | ll.CAP_HANDLE_KILLPRIV
 
     def __init__(self, union: Union) -> None:
         self.union = union
@@ -252,6 +253,17 @@ class UnionOps(ll.Operations):
                 self.stale.add(node_id)
             self.touched.add(node_id)
 
+    def _drop_set_id(self, req: int, node_id: int, path: str | None, h: Handle | None) -> None:
+        """FUSE_CAP_HANDLE_KILLPRIV: the set-id bits a write, truncate or fallocate drops are ours to drop, by the
+        VFS's rule, where the kernel's FUSE client would keep setgid for a writer outside the file's group
+        (docs/facts.md, FUSE 10). Root keeps them (CAP_FSETID, as far as a request says who asks)."""
+        ctx = ll.caller(req)
+        if ctx.uid == 0:
+            return
+        if self.union.drop_set_id(path, h, lambda gid: gid == ctx.gid or gid in ll.groups(req)):
+            for changed in (node_id, *self._siblings(node_id)):
+                ll.notify_inval_attr(self.session, changed)
+
     def forget(self, req: int, node_id: int, nlookup: int) -> None:
         with self.union.lock:
             inode = self.inodes.get(node_id)
@@ -361,6 +373,7 @@ class UnionOps(ll.Operations):
             self.union.chown(path, s.st_uid if to_set & SET_UID else -1, s.st_gid if to_set & SET_GID else -1, h)
         if to_set & SET_SIZE:
             self.union.truncate(path, s.st_size, h)
+            self._drop_set_id(req, node_id, path, h)
         if to_set & (SET_ATIME | SET_MTIME | SET_ATIME_NOW | SET_MTIME_NOW):
             times = tuple(UTIME_NOW if to_set & now else (t.tv_sec * 1_000_000_000 + t.tv_nsec) if to_set & given
                           else UTIME_OMIT for t, given, now in ((s.st_atimespec, SET_ATIME, SET_ATIME_NOW),
@@ -475,7 +488,9 @@ class UnionOps(ll.Operations):
         ll.reply_read(req, self.union.read_fd(self.files[fi.contents.fh]), size, off)
 
     def write(self, req: int, node_id: int, buf: int, size: int, off: int, fi) -> None:
-        done = os.pwrite(self.files[fi.contents.fh].fd, ctypes.string_at(buf, size), off)
+        h = self.files[fi.contents.fh]
+        done = os.pwrite(h.fd, ctypes.string_at(buf, size), off)
+        self._drop_set_id(req, node_id, None, h)
         for other in self._siblings(node_id):  # dropping attributes takes no lock, in the kernel or here
             ll.notify_inval_attr(self.session, other)
         ll.reply_write(req, done)
@@ -483,7 +498,9 @@ class UnionOps(ll.Operations):
     def fallocate(self, req: int, node_id: int, mode: int, offset: int, length: int, fi) -> None:
         """On the open file's real fd: the kernel has checked the arguments and that it is open for writing, and
         passes on only allocation, KEEP_SIZE, punching holes and zeroing ranges; the file system does the rest."""
-        fallocate(self.files[fi.contents.fh].fd, mode, offset, length)
+        h = self.files[fi.contents.fh]
+        fallocate(h.fd, mode, offset, length)
+        self._drop_set_id(req, node_id, None, h)
         for other in self._siblings(node_id):
             ll.notify_inval_attr(self.session, other)
         ll.reply_err(req, 0)

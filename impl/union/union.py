@@ -968,6 +968,19 @@ class Union:
             out.append(old if value == UTIME_OMIT else current if value == UTIME_NOW else value)
         return out[0], out[1]
 
+    def drop_set_id(self, path: str | None, h: Handle | None, in_group: Callable[[int], bool]) -> bool:
+        """After a write, truncate or fallocate by a caller without CAP_FSETID: setuid goes, and setgid where group
+        execute is set or the caller is outside the file's group (the VFS's should_remove_suid); whether it did."""
+        target, how = self._target(path, h)
+        s = os.stat(target, **how)
+        if not st.S_ISREG(s.st_mode) or not s.st_mode & (st.S_ISUID | st.S_ISGID):
+            return False
+        kill = st.S_ISUID | (st.S_ISGID if s.st_mode & st.S_IXGRP or not in_group(s.st_gid) else 0)
+        if not s.st_mode & kill:
+            return False
+        os.chmod(target, st.S_IMODE(s.st_mode) & ~kill, **how)
+        return True
+
     def truncate(self, path: str | None, length: int, h: Handle | None = None) -> None:
         if h is not None:
             self._follow(h)
