@@ -36,7 +36,7 @@ def inherit(default: bytes, mode: int) -> tuple[int, bytes | None]:
     if version != _VERSION or (len(default) - _HEADER.size) % _ENTRY.size:
         raise OSError(E.EIO, "malformed default ACL")
     entries = [list(_ENTRY.unpack_from(default, at)) for at in range(_HEADER.size, len(default), _ENTRY.size)]
-    tags = {tag: entry for entry in entries for tag in (entry[0],) if tag in (USER_OBJ, GROUP_OBJ, MASK, OTHER)}
+    tags = {entry[0]: entry for entry in entries if entry[0] in (USER_OBJ, GROUP_OBJ, MASK, OTHER)}
     tags[USER_OBJ][1] &= (mode >> 6) & 7
     tags[OTHER][1] &= mode & 7
     group = tags.get(MASK, tags[GROUP_OBJ])  # with a mask, the group bits are the mask's

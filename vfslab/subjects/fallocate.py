@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno as E
-import functools
 import os
 from pathlib import Path
 
@@ -36,14 +35,19 @@ def support(mounted) -> FallocSupport:
     return found
 
 
+#: what each file system (by st_dev) was found to do: a check mounts a subject per example, all on one
+_FOUND: dict[int, FallocSupport] = {}
+
+
 def _file_system(where: Path) -> FallocSupport:
-    s = os.stat(where)
-    return _probe(str(where), s.st_dev)
+    dev = os.stat(where).st_dev
+    if dev not in _FOUND:
+        _FOUND[dev] = _probe(str(where))
+    return _FOUND[dev]
 
 
-@functools.cache
-def _probe(where: str, dev: int) -> FallocSupport:
-    """Try each kind once on a file of a few blocks in `where` (cached per file system: `dev`)."""
+def _probe(where: str) -> FallocSupport:
+    """Try each kind once on a file of a few blocks in `where`."""
     block = os.statvfs(where).f_bsize
     kinds = set()
     path = os.path.join(where, _PROBE)
