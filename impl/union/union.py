@@ -1029,7 +1029,8 @@ class Union:
     def removexattr(self, path: str, name: str) -> None:
         self._private(name)
         real = self.existing(path).shown
-        os.getxattr(real.layer.xpath(real.rel), name, follow_symlinks=False)  # ENODATA before any copy-up
+        if real.layer not in (self.upper, self.index):  # overlayfs asks the lower layer before it copies up
+            os.getxattr(real.layer.xpath(real.rel), name, follow_symlinks=False)
         os.removexattr(self._xattr_target(path), name, follow_symlinks=False)
 
     # ---- operations: open files ----------------------------------------------------------------------

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import wraps
 
+from vfslab.model import acl
 from vfslab.model.outcome import Err, Fires, ModelError, Outcome
 from vfslab.model.state import Entry, State
 from vfslab.model.union.layers import DIR, FALLTHRU, FILE, OPAQUE, REDIRECT, SYMLINK, WHITEOUT, Inode, Store, entry
@@ -161,6 +162,9 @@ class UnionModel(Fires):
             return True
         if c.uid == inode.uid:
             bits = inode.mode >> 6
+        elif (access := inode.xattrs.get(acl.ACCESS)) is not None and inode.mode & 0o070:
+            self._fire("union.acl.check")
+            return acl.permits(access, c.uid, inode.gid, lambda gid: gid == c.gid or gid in c.groups, want)
         elif inode.gid == c.gid or inode.gid in c.groups:
             bits = inode.mode >> 3
         else:
@@ -446,7 +450,7 @@ class UnionModel(Fires):
 
     def _copy_of(self, src: Inode) -> Inode:
         return self.store.new(src.kind, mode=src.mode, uid=src.uid, gid=src.gid, data=src.data,
-                              target=src.target, xattrs=dict(src.user_xattrs()), origin=src.ino)
+                              target=src.target, xattrs=dict(src.shown_xattrs()), origin=src.ino)
 
     # ---- creation and removal helpers ------------------------------------------------------------
 
@@ -495,13 +499,24 @@ class UnionModel(Fires):
     def _new_inode(self, parent: Found, kind: str, mode: int, **attrs) -> Inode:
         """A new inode owned by the caller; in a setgid directory it takes the directory's group, and a new
         directory its setgid bit too (mkdir keeps neither set-id bit it was asked for)."""
-        mode &= ~self.umask & (0o1777 if kind == DIR else 0o7777)
-        gid, d = self.cred.gid, self._inode(parent)
+        d = self._inode(parent)
+        default = d.xattrs.get(acl.DEFAULT) if kind != SYMLINK else None
+        acls = {}
+        if default is None:
+            mode &= ~self.umask
+        else:
+            self._fire("union.acl.inherit")
+            mode, access = acl.create(default, mode)
+            acls = {acl.ACCESS: access} if access is not None else {}
+            if kind == DIR:
+                acls[acl.DEFAULT] = default
+        mode &= 0o1777 if kind == DIR else 0o7777
+        gid = self.cred.gid
         if d.mode & S_ISGID:
             self._fire("union.mode.setgid-dir")
             gid = d.gid
             mode |= S_ISGID if kind == DIR else 0
-        return self.store.new(kind, mode=mode, uid=self.cred.uid, gid=gid, **attrs)
+        return self.store.new(kind, mode=mode, uid=self.cred.uid, gid=gid, xattrs=acls, **attrs)
 
     # ---- operations: metadata --------------------------------------------------------------------
 
@@ -551,6 +566,9 @@ class UnionModel(Fires):
             if node.mode & S_ISGID and not self._in_group(node):
                 self._fire("union.mode.chmod-setgid")
                 node.mode &= ~S_ISGID
+            if acl.ACCESS in node.xattrs:
+                self._fire("union.acl.chmod")
+                node.xattrs[acl.ACCESS] = acl.chmod(node.xattrs[acl.ACCESS], node.mode)
 
         self._setattr(path, apply, self._own)
 
@@ -603,6 +621,10 @@ class UnionModel(Fires):
         self._unsupported()  # the VFS checks permission before the file system is asked
         return found
 
+    def _has_upper(self, found: Found) -> bool:
+        """The name's inode has an upper copy: its own, or for a lower name of an indexed inode the index's."""
+        return found.upper is not None or self._lower_of(found) in self.index
+
     def _xattr_copy_up(self, found: Found) -> Inode:
         """Where an xattr change lands: the copy-up, or for a lower name of an indexed inode the index inode
         itself (overlayfs links no upper alias for it, unlike for chmod or a write)."""
@@ -638,6 +660,62 @@ class UnionModel(Fires):
         found = self._existing(path, follow=True)
         self._unsupported()
         return tuple(name for name, _ in self._inode(found).user_xattrs())
+
+    # ---- operations: POSIX ACLs ------------------------------------------------------------------
+
+    @operation
+    def setacl(self, path: str, kind: str, text: str) -> None:
+        found = self._existing(path, follow=True)
+        entries = acl.parse(acl.to_xattr(text))
+        if entries is None:
+            raise ModelError(E.EINVAL, "union.acl.set")
+        self._change_acl(found, kind, entries)
+
+    @operation
+    def removeacl(self, path: str, kind: str) -> None:
+        self._change_acl(self._existing(path, follow=True), kind, None)
+
+    def _change_acl(self, found: Found, kind: str, entries: list[acl.AclEntry] | None) -> None:
+        """Set (or with no `entries`, remove) an ACL, in the VFS's order of checks (set_posix_acl)."""
+        node, name = self._inode(found), acl.KINDS[kind]
+        self._fire("union.acl.set")
+        if name == acl.DEFAULT and node.kind != DIR:
+            if entries is None:
+                return
+            raise ModelError(E.EACCES, "union.acl.set")
+        if self.cred.uid not in (0, node.uid):
+            raise ModelError(E.EPERM, "union.acl.set")
+        if entries is not None and not acl.valid(entries):
+            raise ModelError(E.EINVAL, "union.acl.set")
+        self._unsupported()
+        if entries is None and not self.profile.plain and name not in node.xattrs and not self._has_upper(found):
+            # overlayfs asks the lower layer before it copies up; a file system without ACLs answers EOPNOTSUPP
+            raise ModelError(E.ENODATA, "union.acl.remove-lower", also=(E.EOPNOTSUPP,))
+        up = self._xattr_copy_up(found)
+        if entries is None:
+            up.xattrs.pop(name, None)
+            return
+        if name == acl.ACCESS:
+            up.mode = up.mode & ~0o777 | acl.mode_bits(entries)
+            if up.mode & S_ISGID and not self._in_group(up):
+                self._fire("union.mode.chmod-setgid")
+                up.mode &= ~S_ISGID
+            if acl.equivalent(entries):
+                up.xattrs.pop(name, None)
+                return
+        up.xattrs[name] = acl.pack(entries)
+
+    @operation
+    def getacl(self, path: str, kind: str) -> str:
+        found = self._existing(path, follow=True)
+        value = self._inode(found).xattrs.get(acl.KINDS[kind])
+        self._fire("union.acl.get")
+        if not self.profile.user_xattrs:
+            # the kernel's FUSE client takes a daemon's ENOSYS for no ACL, its EOPNOTSUPP as it is
+            raise ModelError(E.ENODATA, "union.xattr.unsupported", also=(E.EOPNOTSUPP,))
+        if value is None:
+            raise ModelError(E.ENODATA, "union.acl.get")
+        return acl.to_text(value)
 
     # ---- operations: namespace -------------------------------------------------------------------
 

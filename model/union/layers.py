@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vfslab.model.state import Entry, digest
+from vfslab.model.state import Entry, digest, shown_xattr
 
 FILE, DIR, SYMLINK, WHITEOUT, FALLTHRU = "file", "dir", "symlink", "whiteout", "fallthru"
 
@@ -41,6 +41,9 @@ class Inode:
 
     def user_xattrs(self) -> tuple[tuple[str, bytes], ...]:
         return tuple(sorted((k, v) for k, v in self.xattrs.items() if k.startswith("user.")))
+
+    def shown_xattrs(self) -> tuple[tuple[str, bytes], ...]:
+        return tuple(sorted((k, v) for k, v in self.xattrs.items() if shown_xattr(k)))
 
 
 class Store:
@@ -122,7 +125,7 @@ def entry(node: Inode, nlink: int | None = None, ino: int | None = None, disk: b
         size=len(node.data) if node.kind == FILE else len(node.target) if node.kind == SYMLINK else None,
         digest=digest(node.data) if node.kind == FILE else None,
         target=node.target if node.kind == SYMLINK else None,
-        xattrs=node.user_xattrs(),
+        xattrs=node.shown_xattrs(),
         ino=ino,
         opaque=disk and node.opaque,
         redirect=node.redirect if disk else None,

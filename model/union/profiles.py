@@ -45,6 +45,9 @@ class Profile:
     #: does, as far as the mount passes it on (found by trying each kind there when it is mounted)
     fallocate: tuple[str, ...] | None = None
 
+    #: a plain file system, not a union: nothing lies below the names it shows (the posix family)
+    plain: bool = False
+
     @property
     def lookups_write(self) -> bool:
         """Looking a name up, or listing a directory, writes to the upper layer (union mounts)."""
@@ -85,10 +88,12 @@ PROFILES: dict[str, Profile] = {
                 private_disk_names=(".wh..opq", ".wh..wh..opq"), opaque_new_dirs=True, observed=True),
         Profile("posix", "a plain POSIX file system holding the union's visible tree (tmpfs): every name is an "
                 "upper one, directories count their subdirectories in nlink.",
-                redirect_dir=True, index=True, dir_nlink="subdirs", fallocate=TMPFS_FALLOCATE, observed=True),
-        Profile("posix-no-xattr", "posix, on a file system with no extended attributes (a pmem pool): ENOTSUP.",
+                redirect_dir=True, index=True, dir_nlink="subdirs", fallocate=TMPFS_FALLOCATE, observed=True,
+                plain=True),
+        Profile("posix-no-xattr", "posix, on a file system with no extended attributes (a pmem pool): ENOTSUP; "
+                "served by path (pmem-fuse, on libfuse's high-level API: union.rename.same-inode-path-api).",
                 redirect_dir=True, index=True, dir_nlink="subdirs", user_xattrs=False, fallocate=TMPFS_FALLOCATE,
-                observed=True),
+                path_api=True, observed=True, plain=True),
         Profile("ovlfs", "ovlfs (seed 002) over one base directory, every change kept by a storage method: no "
                 "whiteouts (a removed name is an unlinked entry of the storage, which hides the base's); st_ino is the "
                 "storage's inode number, mapped from the base inode, so the same across copy-up and remount and one "

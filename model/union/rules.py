@@ -46,7 +46,8 @@ RULES: dict[str, str] = {
     "union.copyup.file": "File copyup: create a file on the top layer that has the same metadata and "
     "contents as the file with the same pathname on the bottom layer.",
     "union.copyup.open-write": "open(O_WRITE | O_RDWR | O_APPEND), truncate()/open(O_TRUNC) copy up.",
-    "union.copyup.metadata": "chmod(), chown(), utimes(), setxattr() copy up.",
+    "union.copyup.metadata": "chmod(), chown(), utimes(), setxattr() copy up (and so does setting or removing an "
+    "ACL); a copy keeps the xattrs, ACLs among them.",
     "union.copyup.link": "link() /oldfile /newlink -> copies up /oldfile, creates /newlink on topmost layer.",
     "union.copyup.parents": "Parent directories are copied up (created on the top layer) before a child.",
     "union.copyup.dir": "A directory is copied up as an empty, non-opaque directory with the same metadata.",
@@ -132,6 +133,21 @@ RULES: dict[str, str] = {
     # xattrs
     "union.xattr.user": "user.* xattrs: ENODATA when absent; EPERM on a symlink; set needs write "
     "permission, get read permission.",
+    # POSIX ACLs
+    "union.acl.check": "Another caller than the owner is checked against the file's access ACL, where its mode's "
+    "group bits (the mask) are not 0: its named user entry, else the owning and named groups it is in (any that "
+    "grants), else other; what the first two grant is limited by the mask.",
+    "union.acl.set": "Setting an ACL: a value that is not an ACL: EINVAL; a default ACL on a non-directory: EACCES "
+    "(removing one does nothing); not the owner or root: EPERM; entries out of order, repeated, or named ones without "
+    "a mask: EINVAL. An access ACL sets the mode's permission bits from its owner, mask (else owning group) and other "
+    "entries, clears setgid as chmod does, and is not kept where those bits say all of it.",
+    "union.acl.get": "Reading an ACL needs no permission on the file; none kept: ENODATA.",
+    "union.acl.chmod": "chmod rewrites the access ACL's owner, mask (else owning group) and other entries.",
+    "union.acl.inherit": "A new entry of a directory with a default ACL takes its mode from that ACL masked by the "
+    "mode asked for, the umask left out, and an access ACL where the mode does not say all of it; a new directory "
+    "also takes the default ACL as its own.",
+    "union.acl.remove-lower": "overlayfs: removing an ACL from a name with no upper copy asks the lower layer first: "
+    "ENODATA where it has none (EOPNOTSUPP from a file system without ACLs), and nothing is copied up.",
     # bench operations
     "union.bench.remount": "Unmount and mount again on the same layers: the union reads the same.",
     "union.bench.push": "The upper layer becomes the topmost lower layer under a fresh upper: its whiteouts "
@@ -154,7 +170,6 @@ LAYERED = frozenset(rule for rule in RULES if rule.startswith(("union.lookup.", 
     "union.readdir.fallthru", "union.rename.file", "union.rename.dir-exdev", "union.rename.dir-redirect",
     "union.rename.upper-dir", "union.rename.opaque-into-merged", "union.hardlink.broken", "union.hardlink.index",
     "union.nlink.merged-dir", "union.nlink.dir-one", "union.nlink.own", "union.fd.follows-copyup", "union.fd.stale",
-    "union.ino.origin", "union.ino.topmost", "union.ino.renumbered", "union.bench.push"})
-#: what a plain file system held to a posix profile can show: no layers, and no posix profile serves by path
-POSIX_RULES = {rule: text for rule, text in RULES.items()
-               if rule not in LAYERED and rule != "union.rename.same-inode-path-api"}
+    "union.ino.origin", "union.ino.topmost", "union.ino.renumbered", "union.acl.remove-lower", "union.bench.push"})
+#: what a plain file system held to a posix profile can show: no layers
+POSIX_RULES = {rule: text for rule, text in RULES.items() if rule not in LAYERED}

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from vfslab.impl.union.disk import fallocate
+from vfslab.model import acl
 from vfslab.model.outcome import Err, Outcome
 from vfslab.model.state import Entry
 from vfslab.model.union import Cred, UnionModel
@@ -200,6 +201,15 @@ class OsDriver:
 
     def removexattr(self, path: str, name: str) -> None:
         os.removexattr(self._full(path), name)
+
+    def setacl(self, path: str, kind: str, text: str) -> None:
+        os.setxattr(self._full(path), acl.KINDS[kind], acl.to_xattr(text))
+
+    def getacl(self, path: str, kind: str) -> str:
+        return acl.to_text(os.getxattr(self._full(path), acl.KINDS[kind]))
+
+    def removeacl(self, path: str, kind: str) -> None:
+        os.removexattr(self._full(path), acl.KINDS[kind])
 
 
 class ModelDriver:

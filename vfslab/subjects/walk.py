@@ -12,7 +12,7 @@ import stat as st
 from collections.abc import Iterator
 from pathlib import Path
 
-from vfslab.model.state import Entry, State, digest
+from vfslab.model.state import Entry, State, digest, shown_xattr
 from vfslab.subjects.driver import stat_entry
 
 OPAQUE = "trusted.overlay.opaque"
@@ -22,14 +22,15 @@ _DIR = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY
 
 
 def _xattrs(fd: int, wanted: tuple[str, ...]) -> dict[str, bytes]:
-    """The user.* xattrs of an open file, and those named in `wanted` (none where xattrs are not supported)."""
+    """The xattrs a state shows of an open file (`shown_xattr`), and those named in `wanted` (none where xattrs are
+    not supported)."""
     try:
         names = os.listxattr(fd)
     except OSError as e:
         if e.errno == errno.EOPNOTSUPP:
             return {}
         raise
-    return {n: os.getxattr(fd, n) for n in names if n.startswith("user.") or n in wanted}
+    return {n: os.getxattr(fd, n) for n in names if shown_xattr(n) or n in wanted}
 
 
 def _read(fd: int) -> bytes:
@@ -57,8 +58,8 @@ def _walk(root: Path, wanted: tuple[str, ...] = ()) -> Iterator[tuple[str, Entry
         e = stat_entry(s)
         xattrs = _xattrs(fd, wanted) if fd is not None else {}
         data = digest(_read(fd)) if e.kind == "file" else None
-        user = tuple(sorted((k, v) for k, v in xattrs.items() if k.startswith("user.")))
-        return Entry(e.kind, e.mode, e.uid, e.gid, e.nlink, e.size, data, target, user, e.ino), xattrs
+        shown = tuple(sorted((k, v) for k, v in xattrs.items() if shown_xattr(k)))
+        return Entry(e.kind, e.mode, e.uid, e.gid, e.nlink, e.size, data, target, shown, e.ino), xattrs
 
     def visit(dfd: int, rel: str) -> Iterator[tuple[str, Entry, dict[str, bytes]]]:
         nonlocal seen

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vfslab.model.acl import show_xattrs
 from vfslab.model.outcome import Err
 from vfslab.model.state import Entry, State
 
@@ -44,6 +45,10 @@ class Identity:
 FIELDS = ("kind", "mode", "uid", "gid", "nlink", "size", "digest", "target", "xattrs", "opaque", "redirect")
 
 
+#: how a field's values are shown in a difference: modes in octal, ACLs in their text form
+_SHOWN = {"mode": lambda m: repr(oct(m)), "xattrs": lambda x: f"({show_xattrs(x)})"}
+
+
 def diff_states(expected: State, actual: State, identity: Identity | None) -> list[str]:
     out = []
     for path in sorted(expected.keys() | actual.keys()):
@@ -60,8 +65,8 @@ def diff_states(expected: State, actual: State, identity: Identity | None) -> li
             for f in fields:
                 ev, av = getattr(e, f), getattr(a, f)
                 if ev != av:
-                    shown = (oct(ev), oct(av)) if f == "mode" else (ev, av)
-                    out.append(f"{path}: {f} model={shown[0]!r} subject={shown[1]!r}")
+                    shown = _SHOWN.get(f, repr)
+                    out.append(f"{path}: {f} model={shown(ev)} subject={shown(av)}")
         if identity is not None and e.kind != "whiteout" and (msg := identity.check(path, e.ino, a.ino)):
             out.append(msg)
     return out

@@ -15,6 +15,7 @@ from itertools import product
 
 from hypothesis import strategies as st
 
+from vfslab.model import acl
 from vfslab.model.limits import Limit
 from vfslab.model.union.ops import BENCH, COLLAPSE, INSERT, KEEP_SIZE, OPEN_FLAGS, OPERATIONS, PUNCH, ZERO
 from vfslab.model.union.rules import LIMITS, LINK_LIMIT, NAME_LIMIT, PATH_LIMIT
@@ -34,6 +35,13 @@ link_targets = st.sampled_from(LINK_TARGETS)
 OWNERS = (0, USER)
 XATTR_NAMES, XATTR_VALUES = ("user.k", "user.m"), (b"1", b"two", b"")
 xattr_names, xattr_values = st.sampled_from(XATTR_NAMES), st.sampled_from(XATTR_VALUES)
+acl_kinds = st.sampled_from(tuple(acl.KINDS))
+#: ACLs that decide an access (uid 1000 named and granted rwx; named and refused what other may do; its group named
+#: and granted), one the mode bits say all of, one out of order and one that is not an ACL
+ACLS = ("u::rwx,u:1000:rwx,g::r-x,m::rwx,o::r-x", "u::rw-,u:1000:---,g::rw-,m::rw-,o::rw-",
+        "u::rwx,g::---,g:1000:rwx,m::rwx,o::---", "u::rw-,g::r--,o::---", "u::rwx,g::r-x,u:1000:rwx,m::rwx,o::---",
+        acl.NOT_AN_ACL)
+acls = st.sampled_from(ACLS)
 #: a node's user xattrs: none half the time, else one
 XATTR_SETS = ((),) * 6 + tuple(((n, v),) for n, v in product(XATTR_NAMES, XATTR_VALUES))
 
@@ -181,6 +189,8 @@ def domains(long_names: bool = True) -> dict[str, st.SearchStrategy]:
         "times": st.just((1_000_000_000, 2_000_000_000)),
         "xattr-name": xattr_names,
         "xattr-value": xattr_values,
+        "acl-kind": acl_kinds,
+        "acl": acls,
         "read-size": st.sampled_from((1, 5, 100_000)),
         "data": st.sampled_from((b"W", b"write\n", b"Z" * 3000)),
         "fd-length": st.sampled_from((0, 2, 6000)),
