@@ -35,6 +35,15 @@ class Outcome:
         return isinstance(self.result, Err)
 
 
+@dataclass(frozen=True)
+class Either:
+    """What an operation returns where the spec allows other results beside `result` (its wrapper makes an
+    `Outcome` of it)."""
+
+    result: object
+    also: tuple[object, ...]
+
+
 class ModelError(Exception):
     """Raised inside a model operation to end it with an errno; the operation's wrapper turns it into an
     `Outcome`. `rule` names the rule that decided the failure."""

@@ -20,7 +20,7 @@ from vfslab.model.union import PROFILES, UnionModel
 from vfslab.model.union.ops import COLLAPSE, EVERY_KIND, INSERT, KEEP_SIZE, PUNCH, ZERO, FallocSupport
 from vfslab.model.union.profiles import TMPFS_FALLOCATE
 from vfslab.subjects import mounts
-from vfslab.subjects.fallocate import FUSE_KINDS, support
+from vfslab.subjects.support import FUSE_KINDS, fallocate_support
 from vfslab.subjects.tree import Node
 
 pytestmark = pytest.mark.mounts
@@ -93,7 +93,7 @@ def test_the_model_does_what_the_scratch_file_system_does(scratch):
 
 def support_of(where: Path) -> FallocSupport:
     """What the bench finds a file system does, as it finds it beside an upper layer."""
-    return support(type("Mounted", (), {"upper": where / "upper", "path": where / "no-mount"})())
+    return fallocate_support(type("Mounted", (), {"upper": where / "upper", "path": where / "no-mount"})())
 
 
 def test_a_fuse_mount_is_held_to_what_fuse_passes_on(need, scratch):
@@ -102,7 +102,7 @@ def test_a_fuse_mount_is_held_to_what_fuse_passes_on(need, scratch):
     lower, upper, work, mnt = _dirs(scratch, "lower", "upper", "work", "mnt")
     pid = mount_ours([lower], upper, work, mnt)
     try:
-        found = support(type("Mounted", (), {"upper": upper, "path": mnt})())
+        found = fallocate_support(type("Mounted", (), {"upper": upper, "path": mnt})())
     finally:
         mounts.unmount(mnt, pid)
     assert found.kinds == support_of(scratch).kinds & FUSE_KINDS

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from functools import wraps
 
 from vfslab.model import acl
-from vfslab.model.outcome import Err, Fires, ModelError, Outcome
+from vfslab.model.outcome import Either, Err, Fires, ModelError, Outcome
 from vfslab.model.state import Entry, State
 from vfslab.model.union.layers import DIR, FALLTHRU, FILE, OPAQUE, REDIRECT, SYMLINK, WHITEOUT, Inode, Store, entry
 from vfslab.model.union.ops import (
@@ -37,7 +37,7 @@ S_ISUID, S_ISGID, S_ISVTX, S_IXGRP = 0o4000, 0o2000, 0o1000, 0o010
 
 O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 3, 0, 1, 2
 O_CREAT, O_EXCL, O_TRUNC, O_APPEND = 0o100, 0o200, 0o1000, 0o2000
-O_DIRECTORY, O_NOFOLLOW = 0o200000, 0o400000
+O_DIRECTORY, O_NOFOLLOW, O_TMPFILE_BIT = 0o200000, 0o400000, 0o20000000
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
 
 
@@ -90,6 +90,8 @@ class OpenFile:
     path: tuple[str, ...]
     is_dir: bool
     offset: int = 0
+    #: an O_TMPFILE file not yet named, that flink may name (one opened O_EXCL may not: I_LINKABLE)
+    linkable: bool = False
 
 
 def operation(method: Callable) -> Callable:
@@ -105,6 +107,8 @@ def operation(method: Callable) -> Callable:
             value = method(self, *args, **kwargs)
         except ModelError as err:
             return Outcome(Err(err.errno), (*self._fired, err.rule), tuple(Err(e) for e in err.also))
+        if isinstance(value, Either):
+            return Outcome(value.result, tuple(self._fired), value.also)
         return Outcome(value, tuple(self._fired))
 
     return run
@@ -114,11 +118,12 @@ class UnionModel(Fires):
     """A union mount over `lowers` (topmost first), each an iterable of spec nodes with the attributes of
     `vfslab.subjects.tree.Node`, held to `profile`; `one_fs` when every layer is on one file system (the
     `same` placement); `falloc`, what the file system under the union does of fallocate (unless the profile
-    says)."""
+    says); `tmpfile`, whether the mount makes O_TMPFILE files."""
 
     def __init__(self, lowers: Iterable[Iterable], profile: Profile, umask: int = 0o022, one_fs: bool = True,
-                 falloc: FallocSupport = EVERY_KIND) -> None:
+                 falloc: FallocSupport = EVERY_KIND, tmpfile: bool = True) -> None:
         self.profile = profile
+        self.tmpfile = tmpfile
         self.one_fs = one_fs
         self.falloc = falloc if profile.fallocate is None else FallocSupport(frozenset(profile.fallocate))
         self.umask = umask
@@ -768,14 +773,16 @@ class UnionModel(Fires):
 
     def _index_before_removal(self, found: Found) -> None:
         """overlayfs ovl_nlink_start: with index=on a lower hard link is copied up (indexed) before it is
-        whited out or renamed over, so the union's link count can be kept. With a link count of its own (ovlfs) any
-        lower file is: an open file then counts the names left, 0 for the last."""
+        whited out or renamed over, so the union's link count can be kept. With a link count of its own (ovlfs), or on
+        a plain file system (whose files the model holds below), any lower file is: an open file then counts the names
+        left, 0 for the last."""
         lower = self._lower_of(found)
         if found.upper is None and lower is not None:
             if self.profile.index and self.store.nlink(self.store[lower]) > 1:
                 self._copy_up(found)
-            elif self.profile.own_nlink:
-                self._fire("union.nlink.own")
+            elif self.profile.own_nlink or self.profile.plain:  # a plain file system's count is the file's own
+                if self.profile.own_nlink:
+                    self._fire("union.nlink.own")
                 self._copy_up(found)
 
     @operation
@@ -845,6 +852,10 @@ class UnionModel(Fires):
         if not_empty and (dst.upper is None or dst.merged):
             raise ModelError(E.ENOTEMPTY, "union.rename.types", also=(E.EEXIST,))
         self._move(op, oname, src, np_, nname, dst, is_dir, not_empty)
+        moved = (*np_.path, nname)
+        for f in self.fds.values():  # an open file, or one under an open directory, goes with its name
+            if f.path[: len(src.path)] == src.path:
+                f.path = moved + f.path[len(src.path):]
 
     def _move(self, op: Found, oname: str, src: Found, np_: Found, nname: str, dst: Found | None,
               is_dir: bool, not_empty: bool) -> None:
@@ -905,6 +916,8 @@ class UnionModel(Fires):
 
     @operation
     def open(self, path: str, flags: int, mode: int = 0o644) -> int:
+        if flags & O_TMPFILE_BIT:
+            return self._open_tmpfile(path, flags, mode)
         acc = flags & O_ACCMODE
         create, excl = bool(flags & O_CREAT), bool(flags & O_EXCL) and bool(flags & O_CREAT)
         follow = not (flags & O_NOFOLLOW) and not excl
@@ -941,10 +954,29 @@ class UnionModel(Fires):
         node = self._inode(found)
         is_dir = node.kind == DIR
         ovl = OvlInode(found.upper, None) if is_dir else self._ovl_inode(found)
+        return self._new_fd(OpenFile(ovl, node.ino, flags & ~(O_CREAT | O_EXCL | O_TRUNC) if created else flags,
+                                     found.path, is_dir))
+
+    def _open_tmpfile(self, path: str, flags: int, mode: int) -> int:
+        """O_TMPFILE: a new regular file with no name in the directory `path`, open for writing."""
+        if flags & O_CREAT or flags & O_ACCMODE == O_RDONLY:
+            raise ModelError(E.EINVAL, "union.open.tmpfile")
+        found = self._existing(path, follow=not flags & O_NOFOLLOW)
+        if self._inode(found).kind != DIR:
+            raise ModelError(E.ENOTDIR, "union.open.tmpfile")
+        self._need(self._inode(found), W | X)
+        if not self.tmpfile:
+            raise ModelError(E.EOPNOTSUPP, "union.open.tmpfile-unsupported")
+        self._fire("union.open.tmpfile")
+        self._copy_up(found)  # overlayfs makes it in the upper directory
+        node = self._new_inode(found, FILE, mode)
+        return self._new_fd(OpenFile(OvlInode(node.ino, None), node.ino, flags & ~O_EXCL, found.path, False,
+                                     linkable=not flags & O_EXCL))
+
+    def _new_fd(self, f: OpenFile) -> int:
         fd = self._next_fd
         self._next_fd += 1
-        self.fds[fd] = OpenFile(ovl, node.ino, flags & ~(O_CREAT | O_EXCL | O_TRUNC) if created else flags,
-                                found.path, is_dir)
+        self.fds[fd] = f
         return fd
 
     def _fd(self, fd: int) -> OpenFile:
@@ -993,11 +1025,50 @@ class UnionModel(Fires):
     @operation
     def dup(self, fd: int) -> int:
         """A second descriptor of the same open file: the two share one offset, and one's close leaves the other."""
+        return self._new_fd(self._fd(fd))
+
+    @operation
+    def flink(self, fd: int, path: str) -> None:
+        """linkat of an open file: a new name for the file the fd refers to, checked as link() checks one."""
         f = self._fd(fd)
-        new = self._next_fd
-        self._next_fd += 1
-        self.fds[new] = f
-        return new
+        parent, name = self._free_name(path)
+        node = self._fd_inode(f)
+        c = self.cred
+        if c.uid not in (0, node.uid) and (node.kind != FILE or not self._may(node, R | W)):
+            raise ModelError(E.EPERM, "union.perm.hardlink")
+        self._need(self._inode(parent), W | X)
+        if f.is_dir:
+            raise ModelError(E.EPERM, "union.link.dir")
+        self._fire("union.link.fd")
+        named = self._name_of(f)
+        if named is not None:  # a lower file is copied up through the name it is shown by
+            if named.upper is None:
+                self._fire("union.copyup.link")
+            self._add(parent, name, self._copy_up(named))
+            self._count_link(named, +1)
+            return
+        up = None if f.ovl.upper is None else self.store[f.ovl.upper]
+        if self.profile.path_api:
+            raise ModelError(E.ENOENT, "union.fd.path-api")
+        if up is None or (up.links == 0 and not f.linkable):
+            raise ModelError(E.ENOENT, "union.link.fd")
+        if f.linkable:
+            self._fire("union.open.tmpfile")
+            f.linkable = False
+        self._add(parent, name, up)
+        if f.ovl.lower in self.index_nlink:  # an indexed file whose name the fd came by was renamed away
+            self.index_nlink[f.ovl.lower] += 1
+
+    def _name_of(self, f: OpenFile) -> Found | None:
+        """The name an open file was opened by, if it still shows that file (an O_TMPFILE file has none)."""
+        cred, self.cred = self.cred, ROOT  # the fd's own name, not a lookup by the caller
+        try:
+            _, _, found = self._resolve("/".join(f.path) or ".", follow=False)
+        except ModelError:
+            return None
+        finally:
+            self.cred = cred
+        return found if found is not None and self.ovl.get(self._key(found)) is f.ovl else None
 
     @operation
     def lseek(self, fd: int, offset: int, whence: int) -> int:
@@ -1075,7 +1146,11 @@ class UnionModel(Fires):
                 node.origin in self.index or self.store.nlink(self.store[node.origin]) == 1):
             self._fire("union.ino.origin")
             identity = node.origin
-        return entry(node, nlink, identity)
+        shown = entry(node, nlink, identity)
+        if self.profile.path_api and self._name_of(f) is None:
+            self._fire("union.fd.path-api")
+            return Either(shown, (replace(shown, nlink=0),))
+        return shown
 
     @operation
     def close(self, fd: int) -> None:

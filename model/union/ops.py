@@ -72,6 +72,7 @@ OPERATIONS = (
     Operation("lseek", ("offset", "whence"), FD, dirs=False),
     Operation("fallocate", ("falloc-mode", "falloc-offset", "falloc-length"), FD),
     Operation("dup", (), FD, opens=True),
+    Operation("flink", ("path|long",), FD),
     Operation("push", (), BENCH),
     Operation("remount", (), BENCH),
 )
@@ -90,7 +91,7 @@ ALL_OPS = tuple(o.name for o in OPERATIONS)
 OPEN_FLAGS = {
     "O_RDONLY": os.O_RDONLY, "O_WRONLY": os.O_WRONLY, "O_RDWR": os.O_RDWR, "O_CREAT": os.O_CREAT,
     "O_EXCL": os.O_EXCL, "O_TRUNC": os.O_TRUNC, "O_APPEND": os.O_APPEND, "O_NOFOLLOW": os.O_NOFOLLOW,
-    "O_DIRECTORY": os.O_DIRECTORY, "O_SYNC": os.O_SYNC, "O_DSYNC": os.O_DSYNC,
+    "O_DIRECTORY": os.O_DIRECTORY, "O_SYNC": os.O_SYNC, "O_DSYNC": os.O_DSYNC, "O_TMPFILE": os.O_TMPFILE,
 }
 
 
@@ -144,8 +145,9 @@ def falloc_value(text: str | int) -> int:
 def flags_text(flags: int) -> str:
     acc = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}[flags & 3]
     rest = [n for n, v in OPEN_FLAGS.items() if v & ~3 and flags & v == v]
-    if "O_SYNC" in rest:  # O_SYNC's bits hold O_DSYNC's
-        rest.remove("O_DSYNC")
+    for whole, part in (("O_SYNC", "O_DSYNC"), ("O_TMPFILE", "O_DIRECTORY")):  # the first's bits hold the second's
+        if whole in rest:
+            rest.remove(part)
     return "|".join([acc, *rest])
 
 

@@ -91,6 +91,9 @@ RULES: dict[str, str] = {
     # links and link counts
     "union.link.dir": "link() of a directory: EPERM.",
     "union.link.exists": "link(), symlink(), mkdir() onto an existing name: EEXIST.",
+    "union.link.fd": "flink (linkat of an fd's /proc/self/fd link, followed) names the file the fd refers to, checked "
+    "as link() is; a lower file is copied up through the name it is shown by; a file with no name left: ENOENT "
+    "(but an O_TMPFILE file's first).",
     "union.hardlink.broken": "When a file with multiple hard links is copied up, any other hard links "
     "pointing to the same inode remain unchanged (link count off by one).",
     "union.hardlink.index": "overlayfs index=on: lower hard links stay one file after copy-up of any name; "
@@ -106,6 +109,9 @@ RULES: dict[str, str] = {
     "on the bottom layer and will not see any changes that occur after the copy-up.",
     "union.fd.mode": "read on a write-only fd or write on a read-only fd: EBADF; ftruncate on a read-only "
     "fd: EINVAL; read of a directory: EISDIR.",
+    "union.fd.path-api": "A FUSE daemon serving paths has a kernel inode per name, and an open file is its name's: "
+    "once that name is removed (not renamed), fstat may say nlink 0 though other names of the file remain, and flink "
+    "is ENOENT (the daemon has no path for it).",
     "union.fd.lseek": "lseek sets a file's offset from its start, the current offset or its end; an unknown "
     "whence or a negative result: EINVAL.",
     "union.fd.fallocate": "fallocate acts on the file an fd open for writing refers to (its copy-up): mode 0 "
@@ -121,6 +127,12 @@ RULES: dict[str, str] = {
     "zeroing ranges; tmpfs neither zeroes nor collapses nor inserts ranges).",
     "union.open.flags": "O_CREAT|O_EXCL on an existing name: EEXIST; O_DIRECTORY on a non-directory: "
     "ENOTDIR; write-open of a directory: EISDIR.",
+    "union.open.tmpfile": "O_TMPFILE opens a new regular file with no name in a directory, for writing (with "
+    "O_RDONLY or O_CREAT: EINVAL; on a non-directory: ENOTDIR; write and search permission on the directory), made as "
+    "any new file there is (the caller's, its mode by the umask or a default ACL), on the upper layer (the directory "
+    "is copied up); flink gives it its first name, unless it was opened O_EXCL.",
+    "union.open.tmpfile-unsupported": "A mount that makes no unnamed files (a FUSE daemon serving no tmpfile "
+    "request, as on libfuse before 3.17): O_TMPFILE is EOPNOTSUPP, after the permission check.",
     # inode numbers
     "union.ino.origin": "overlayfs: a copied-up file keeps the st_ino of its lower origin (unless it broke "
     "a lower hard link); a merged directory reports its lower st_ino.",

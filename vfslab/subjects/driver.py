@@ -24,6 +24,7 @@ from vfslab.model.union.ops import FD_OPS, OPENS, Op
 
 _libc = ctypes.CDLL(None, use_errno=True)
 RENAME_NOREPLACE = 1
+AT_FDCWD, AT_SYMLINK_FOLLOW = -100, 0x400
 UMASK = 0o022  # the model's umask (UnionModel's default)
 #: the bench's callers: root, and an ordinary user
 USER = 1000
@@ -125,6 +126,12 @@ class OsDriver:
 
     def lseek(self, fd: int, offset: int, whence: int) -> int:
         return os.lseek(fd, offset, whence)
+
+    def flink(self, fd: int, path: str) -> None:
+        """linkat of the fd's /proc/self/fd link, followed: what an ordinary caller can do (AT_EMPTY_PATH needs
+        CAP_DAC_READ_SEARCH)."""
+        if _libc.linkat(AT_FDCWD, f"/proc/self/fd/{fd}".encode(), self._rfd, path.encode(), AT_SYMLINK_FOLLOW) != 0:
+            raise OSError(ctypes.get_errno(), "linkat")
 
     def read(self, fd: int, size: int) -> bytes:
         return os.read(fd, size)

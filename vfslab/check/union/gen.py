@@ -160,8 +160,16 @@ _EXTRA = st.sets(st.sampled_from(("O_CREAT", "O_EXCL", "O_TRUNC", "O_APPEND", "O
                                   "O_DSYNC")), max_size=3)
 
 
+#: an O_TMPFILE open, one in eight: for writing or not, O_EXCL (never to be named) or not, with O_CREAT (EINVAL)
+_TMPFILES = (os.O_TMPFILE | os.O_WRONLY, os.O_TMPFILE | os.O_RDWR, os.O_TMPFILE | os.O_RDWR | os.O_EXCL,
+             os.O_TMPFILE | os.O_RDONLY, os.O_TMPFILE | os.O_RDWR | os.O_CREAT)
+_TMPFILE = st.sampled_from((None,) * 7 * len(_TMPFILES) + _TMPFILES)
+
+
 @st.composite
 def open_flags(draw: st.DrawFn) -> int:
+    if (tmpfile := draw(_TMPFILE)) is not None:
+        return tmpfile
     flags = draw(_ACCESS)
     extra = draw(_EXTRA)
     if "O_CREAT" in extra:
