@@ -9,17 +9,23 @@ APT_PACKAGES := fuse3 fuse-overlayfs unionfs-fuse attr erofs-utils squashfs-tool
 # Debian's vmware-vmblock-fuse, unpacked from open-vm-tools (not installed: no VMware services start)
 VMBLOCK_CACHE := /var/cache/vfslab/open-vm-tools
 VMWARE_VMBLOCK := $(VMBLOCK_CACHE)/usr/bin/vmware-vmblock-fuse
+# libfuse 3.17 for our low-level daemons (O_TMPFILE needs its tmpfile request; Debian 12 has 3.14), built from
+# Debian's source tarball, checked by the digest trixie's Sources index gives; installed nowhere but here
+LIBFUSE_VERSION := 3.17.2
+LIBFUSE_SHA256 := 3d932431ad94e86179e5265cddde1d67aa3bb2fb09a5bd35c641f86f2b5ed06f
+LIBFUSE_CACHE := /var/cache/vfslab/libfuse-$(LIBFUSE_VERSION)
+LIBFUSE := $(LIBFUSE_CACHE)/lib/x86_64-linux-gnu/libfuse3.so.4
 
-.PHONY: run test bench mutants lint deps install-helpers vmware-vmblock clean
+.PHONY: run test bench mutants lint deps install-helpers vmware-vmblock libfuse clean
 
-run: $(VENV)/.installed deps install-helpers vmware-vmblock
+run: $(VENV)/.installed deps install-helpers vmware-vmblock libfuse
 	$(BIN)/vfslab run --out $(OUT) $(if $(FULL),--full)
 	@echo "results: $(OUT)/results.json (reports: $(OUT)/report.md, $(OUT)/report.html)"
 
-test: $(VENV)/.installed deps install-helpers vmware-vmblock
+test: $(VENV)/.installed deps install-helpers vmware-vmblock libfuse
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.installed deps install-helpers
+bench: $(VENV)/.installed deps install-helpers libfuse
 	$(BIN)/python bench/bench_union.py
 	$(BIN)/python bench/bench_union_fs.py
 	$(BIN)/python bench/bench_vmblock.py
@@ -31,7 +37,7 @@ bench: $(VENV)/.installed deps install-helpers
 MUTANTS_SEED ?= 0
 MUTANTS_SAMPLE ?= 10
 MUTANTS_BUDGET ?= 300
-mutants: $(VENV)/.installed deps install-helpers vmware-vmblock
+mutants: $(VENV)/.installed deps install-helpers vmware-vmblock libfuse
 	$(BIN)/python bench/mutants.py --seed $(MUTANTS_SEED) --sample $(MUTANTS_SAMPLE) --budget $(MUTANTS_BUDGET) \
 	  --out $(OUT)/mutants
 
@@ -69,6 +75,22 @@ $(VMWARE_VMBLOCK):
 	    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get download open-vm-tools >/dev/null; }; } && \
 	  mkdir -p $(VMBLOCK_CACHE) && dpkg -x open-vm-tools_*.deb $(VMBLOCK_CACHE) && cd / && rm -rf $$tmp; \
 	else echo "not root: vmware-vmblock-fuse not fetched; its tests will say so"; fi
+
+libfuse: $(LIBFUSE)
+
+$(LIBFUSE):
+	@if [ "$$(id -u)" = 0 ]; then \
+	  for p in meson ninja-build gcc libc6-dev pkg-config; do dpkg -s $$p >/dev/null 2>&1 || \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$p >/dev/null; done; \
+	  tmp=$$(mktemp -d) && cd $$tmp && \
+	  $(PYTHON) -c 'import sys, urllib.request; urllib.request.urlretrieve(*sys.argv[1:])' \
+	    https://deb.debian.org/debian/pool/main/f/fuse3/fuse3_$(LIBFUSE_VERSION).orig.tar.gz fuse3.tar.gz && \
+	  echo "$(LIBFUSE_SHA256)  fuse3.tar.gz" | sha256sum -c --quiet && tar xzf fuse3.tar.gz && \
+	  cd fuse-$(LIBFUSE_VERSION) && \
+	  meson setup build --prefix=$(LIBFUSE_CACHE) -Dutils=false -Dexamples=false -Dtests=false \
+	    -Duseroot=false -Dinitscriptdir= >/dev/null && \
+	  ninja -C build >/dev/null && ninja -C build install >/dev/null && cd / && rm -rf $$tmp; \
+	else echo "not root: libfuse $(LIBFUSE_VERSION) not built; union-fuse serves no O_TMPFILE"; fi
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { [ "$$(id -u)" = 0 ] && \

@@ -31,7 +31,22 @@ from ctypes import (
 from vfslab.impl.mfuse import mfusepy
 
 log = logging.getLogger("vfslab.fuse")
-lib = mfusepy._libfuse
+#: libfuse 3.17, which has the tmpfile request (O_TMPFILE), as the Makefile builds it beside Debian's 3.14 (whose
+#: soname differs: the two load side by side, mfusepy's high-level daemons staying on 3.14)
+LIBFUSE_317 = "/var/cache/vfslab/libfuse-3.17.2/lib/x86_64-linux-gnu/libfuse3.so.4"
+
+
+def _library() -> ctypes.CDLL:
+    """The libfuse the low-level daemons use: $VFSLAB_LIBFUSE (a path, or `system` for Debian's), else 3.17 where
+    it is built, else Debian's."""
+    chosen = os.environ.get("VFSLAB_LIBFUSE", LIBFUSE_317)
+    return ctypes.CDLL(chosen) if chosen != "system" and os.path.exists(chosen) else mfusepy._libfuse
+
+
+lib = _library()
+lib.fuse_pkgversion.restype = c_char_p
+#: the version of `lib`, e.g. "3.17.2"
+VERSION = lib.fuse_pkgversion().decode()
 c_stat = mfusepy.c_stat
 fuse_file_info = mfusepy.fuse_file_info
 req_t, ino_t = c_void_p, c_uint64
@@ -120,6 +135,9 @@ PROTOTYPES = {
     "fallocate": CFUNCTYPE(None, req_t, ino_t, c_int, c_int64, c_int64, FI),
     "readdirplus": CFUNCTYPE(None, req_t, ino_t, c_size_t, c_int64, FI),
 }
+if tuple(int(part) for part in VERSION.split(".")[:2]) >= (3, 17):
+    PROTOTYPES |= {"copy_file_range": c_void_p, "lseek": c_void_p,
+                   "tmpfile": CFUNCTYPE(None, req_t, ino_t, c_uint32, FI)}
 SERVED = [name for name, kind in PROTOTYPES.items() if kind is not c_void_p and name not in ("init", "destroy")]
 
 

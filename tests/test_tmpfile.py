@@ -3,16 +3,21 @@ makes no unnamed files answers."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import stat
+from pathlib import Path
 
 import pytest
 from conftest import replayable
+from test_union_fuse import on_both
 
 from vfslab.check.engine.generated import Budget
 from vfslab.check.union.stateful import check_stateful
 from vfslab.model.outcome import Err
 from vfslab.model.union import PROFILES, UnionModel
+from vfslab.subjects.driver import USER, as_caller
 from vfslab.subjects.tree import Node
 
 pytestmark = pytest.mark.mounts
@@ -36,6 +41,7 @@ def test_the_model_makes_unnamed_files_named_by_flink_only_where_the_mount_does(
 
 @pytest.mark.parametrize(("name", "profile"), [
     ("kernel-overlay", "overlayfs-redirect-index"), ("kernel-overlay", "overlayfs"), ("tmpfs", "posix"),
+    ("union-fuse", "overlayfs-redirect-index"),  # on libfuse 3.17, which has the tmpfile request
 ])
 def test_generated_programs_with_unnamed_files_agree_with_the_model(need, tmp_path, name, profile):
     """The CI check of O_TMPFILE and flink: 300 generated programs of the calls an unnamed file meets, by root and by
@@ -49,3 +55,79 @@ def test_generated_programs_with_unnamed_files_agree_with_the_model(need, tmp_pa
     for rule in ("union.open.tmpfile", "union.link.fd"):
         assert tally.coverage[rule], f"{rule} never fired"
     assert not tally.coverage["union.open.tmpfile-unsupported"], "the mount was taken for one that makes none"
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD, AT_SYMLINK_FOLLOW, AT_EMPTY_PATH = -100, 0x400, 0x1000
+
+
+def _linkat(fd: int, old: bytes, new: Path, flags: int, new_dir: int = AT_FDCWD) -> None:
+    if _libc.linkat(fd, old, new_dir, os.fsencode(new), flags) != 0:
+        raise OSError(ctypes.get_errno(), "linkat")
+
+
+def proc_link(fd: int, new: Path, new_dir: int = AT_FDCWD) -> None:
+    _linkat(AT_FDCWD, f"/proc/self/fd/{fd}".encode(), new, AT_SYMLINK_FOLLOW, new_dir)
+
+
+def empty_path_link(fd: int, new: Path) -> None:
+    _linkat(fd, b"", new, AT_EMPTY_PATH)
+
+
+def make_and_name_unnamed_files(mnt: Path) -> dict[str, object]:
+    """O_TMPFILE in a merged lower directory (copied up for it) and in a directory uid 1000 owns, by that user;
+    written, fstat'd, named by linkat of its fd (by /proc/self/fd as anyone may, and by AT_EMPTY_PATH as root),
+    and what refuses one: O_EXCL, O_RDONLY, a non-directory."""
+    seen: dict[str, object] = {}
+    old = os.umask(0o022)
+    try:
+        fd = os.open(mnt / "dir", os.O_TMPFILE | os.O_RDWR, 0o666)
+        os.write(fd, b"made unnamed")
+        s = os.fstat(fd)
+        seen["unnamed"] = (stat.filemode(s.st_mode), s.st_nlink, s.st_size, sorted(os.listdir(mnt / "dir")))
+        proc_link(fd, mnt / "dir" / "named")
+        seen["named"] = (os.fstat(fd).st_nlink, (mnt / "dir" / "named").read_bytes())
+        empty_path_link(fd, mnt / "dir" / "again")
+        seen["twice"] = os.stat(mnt / "dir" / "named").st_nlink
+        os.close(fd)
+        root = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)  # the caller needs no search permission above the mount
+        try:
+            with as_caller(USER):
+                fd = os.open("home", os.O_TMPFILE | os.O_WRONLY, 0o640, dir_fd=root)
+                proc_link(fd, Path("home/mine"), root)
+                os.close(fd)
+        finally:
+            os.close(root)
+        s = os.stat(mnt / "home" / "mine")
+        seen["by user"] = (stat.filemode(s.st_mode), s.st_uid, s.st_gid)
+        refused = []
+        fd = os.open(mnt / "dir", os.O_TMPFILE | os.O_RDWR | os.O_EXCL, 0o600)
+        for how in (lambda: proc_link(fd, mnt / "dir" / "never"),
+                    lambda: os.open(mnt / "dir", os.O_TMPFILE | os.O_RDONLY, 0o600),
+                    lambda: os.open(mnt / "dir" / "file", os.O_TMPFILE | os.O_RDWR, 0o600)):
+            try:
+                how()
+            except OSError as e:
+                refused.append(errno.errorcode[e.errno])
+        os.close(fd)
+        seen["refused"] = refused
+    finally:
+        os.umask(old)
+    seen["listing"] = sorted(os.listdir(mnt / "dir"))
+    return seen
+
+
+def test_unnamed_files_are_made_and_named_as_the_kernel_does(need, scratch):
+    seen, uppers = {}, {}
+    for who, (_lowers, upper, _work, _mnt), result in on_both(need, scratch, "", make_and_name_unnamed_files):
+        seen[who], uppers[who] = result, upper
+    kernel = seen["kernel"]
+    assert kernel["unnamed"][:3] == ("-rw-r--r--", 0, 12)  # no name yet: the directory shows nothing new
+    assert kernel["named"] == (1, b"made unnamed") and kernel["twice"] == 2
+    assert kernel["by user"] == ("-rw-r-----", USER, USER)
+    assert kernel["refused"] == ["ENOENT", "EINVAL", "ENOTDIR"]
+    assert seen["ours"] == kernel
+    for who, upper in uppers.items():  # the names are the upper layer's, the file one inode there
+        assert (upper / "dir" / "named").read_bytes() == b"made unnamed", who
+        assert os.stat(upper / "dir" / "named").st_ino == os.stat(upper / "dir" / "again").st_ino, who
+        assert sorted(os.listdir(upper / "dir")) == ["again", "named"], who

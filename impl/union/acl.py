@@ -14,6 +14,9 @@ import os
 import struct
 
 ACCESS, DEFAULT = "system.posix_acl_access", "system.posix_acl_default"
+#: file systems that read ACLs but set none (no set_acl: read-only images); overlayfs refuses to change an ACL of a
+#: lower file on one (EOPNOTSUPP) before it would copy the file up
+NO_SET_ACL = frozenset({"erofs", "squashfs", "iso9660", "cramfs", "romfs"})
 _VERSION = 2
 _HEADER, _ENTRY = struct.Struct("<I"), struct.Struct("<HHI")
 USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20

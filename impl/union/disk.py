@@ -35,6 +35,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
 _SYS_OPENAT2 = 437  # x86_64 and every other architecture since 5.6
 RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_BENEATH = 0x02, 0x04, 0x08
+AT_EMPTY_PATH = 0x1000
 RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
 O_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 MAX_HANDLE_SZ = 128
@@ -59,6 +60,11 @@ def openat2_beneath(dirfd: int, path: str, flags: int) -> int:
 
 def renameat2(olddirfd: int, old: str, newdirfd: int, new: str, flags: int = 0) -> None:
     _check(_libc.renameat2(olddirfd, old.encode(), newdirfd, new.encode(), flags))
+
+
+def linkat_fd(fd: int, newdirfd: int, new: str) -> None:
+    """A name for the file an fd is open on (AT_EMPTY_PATH: the daemon runs as root, CAP_DAC_READ_SEARCH)."""
+    _check(_libc.linkat(fd, b"", newdirfd, new.encode(), AT_EMPTY_PATH))
 
 
 def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
@@ -116,6 +122,18 @@ def decode_origin(mount_fd: int, fb: bytes) -> os.stat_result | None:
         os.close(fd)
 
 
+def fs_type(fd: int) -> str:
+    """The type of the file system an fd is on, found by its device in /proc/self/mountinfo ("" if none is)."""
+    dev = os.fstat(fd).st_dev
+    want = f"{os.major(dev)}:{os.minor(dev)}"
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            if pre.split()[2] == want:
+                return post.split()[0]
+    return ""
+
+
 # ---- one layer --------------------------------------------------------------------------------------
 
 class Layer:
@@ -128,6 +146,7 @@ class Layer:
         self.index = index
         # readable, not O_PATH: open_by_handle_at takes it as its mount fd
         self.root = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        self.fstype = fs_type(self.root)
         self._dirs: OrderedDict[Rel, int] = OrderedDict()
         self._lock = threading.Lock()
 

@@ -22,9 +22,9 @@ USAGE = 2
 
 def version() -> str:
     """`vfslab <version> (libfuse <version>)`."""
-    from vfslab.impl.mfuse import libfuse_version
+    from vfslab.impl.fuse_ll import VERSION
 
-    return f"vfslab {metadata.version('vfslab')} (libfuse {libfuse_version()})"
+    return f"vfslab {metadata.version('vfslab')} (libfuse {VERSION})"
 
 
 class _Version(argparse.Action):

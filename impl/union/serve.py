@@ -309,7 +309,11 @@ class UnionOps(ll.Operations):
     def link(self, req: int, node_id: int, parent: int, name: bytes) -> Reply:
         where = (parent, os.fsdecode(name))
         new = self._child(*where)
-        self.union.link(self._path(node_id), new)
+        path, h = self._target(node_id)
+        if path is None:  # an O_TMPFILE file's first name
+            self.union.link_open(h, new)
+        else:
+            self.union.link(path, new)
         node = self.union.existing(new)
         if self.inodes[node_id].alone:  # the new name is an upper one: it joins the inode's shared node id
             self.stale.add(node_id)  # whose link count the kernel will not take from the reply
@@ -454,7 +458,8 @@ class UnionOps(ll.Operations):
 
     # ---- files -----------------------------------------------------------------------------------------
 
-    def _register(self, node_id: int, node: Node, h: Handle, fi) -> None:
+    def _register(self, node_id: int, node: Node | None, h: Handle, fi) -> None:
+        """An open file of `node_id`, shown by `node` (None: one with no name yet, an O_TMPFILE file)."""
         fh = next(self._handles)
         self.files[fh] = h
         inode = self.inodes[node_id]
@@ -462,7 +467,7 @@ class UnionOps(ll.Operations):
         fi.contents.fh = fh
         # nobody changes a file behind the kernel, so its pages stay true across opens; unless it has other node
         # ids, whose writes the kernel learns of from the attributes they drop (mtime and size: auto_inval_data)
-        fi.contents.keep_cache = not self.union.indexed_links(node)
+        fi.contents.keep_cache = node is None or not self.union.indexed_links(node)
         if fi.contents.flags & (os.O_ACCMODE | os.O_TRUNC) != os.O_RDONLY:
             self.touched.add(node_id)
 
@@ -481,6 +486,18 @@ class UnionOps(ll.Operations):
         node = self.union.existing(path)
         node_id, attr = self._looked_up(where, node)
         self._register(node_id, node, h, fi)
+        return lambda: ll.reply_create(req, node_id, attr, TIMEOUT, fi)
+
+    @_serialised
+    def tmpfile(self, req: int, parent: int, mode: int, fi) -> Reply:
+        """O_TMPFILE (libfuse 3.17): a file with no name in the directory `parent`, held by a node id of its own
+        until a link names it."""
+        h = self.union.tmpfile(self._path(parent), mode, fi.contents.flags, _caller(req))
+        node_id = next(self._node_ids)
+        self.inodes[node_id] = Inode(h.key, lookups=1)
+        self.groups.setdefault(h.key, set()).add(node_id)
+        self._register(node_id, None, h, fi)
+        attr = self._stat(self.union.handle_attrs(h))
         return lambda: ll.reply_create(req, node_id, attr, TIMEOUT, fi)
 
     # no union lock on the data path: a request holding it may wait on pages a read has locked

@@ -47,6 +47,7 @@ from vfslab.impl.union.disk import (
     decode_origin,
     encode_origin,
     is_whiteout,
+    linkat_fd,
     proc,
     renameat2,
 )
@@ -1024,11 +1025,21 @@ class Union:
 
     def setxattr(self, path: str, name: str, value: bytes, flags: int) -> None:
         self._private(name)
+        if name in (acl.ACCESS, acl.DEFAULT):
+            self._acl_settable(self.existing(path).shown)
         os.setxattr(self._xattr_target(path), name, value, flags, follow_symlinks=False)
+
+    def _acl_settable(self, real: Real) -> None:
+        """overlayfs changes an ACL of a lower file only where the lower file system could (ovl_set_acl asks the
+        real inode for set_acl): EOPNOTSUPP on a read-only image, before any copy-up."""
+        if real.layer not in (self.upper, self.index) and real.layer.fstype in acl.NO_SET_ACL:
+            raise fail(E.EOPNOTSUPP)
 
     def removexattr(self, path: str, name: str) -> None:
         self._private(name)
         real = self.existing(path).shown
+        if name in (acl.ACCESS, acl.DEFAULT):
+            self._acl_settable(real)
         if real.layer not in (self.upper, self.index):  # overlayfs asks the lower layer before it copies up
             os.getxattr(real.layer.xpath(real.rel), name, follow_symlinks=False)
         os.removexattr(self._xattr_target(path), name, follow_symlinks=False)
@@ -1058,6 +1069,41 @@ class Union:
                 os.close(fd)
             raise
         return self._open(node, node.shown, flags, made[0])
+
+    def tmpfile(self, path: str, mode: int, flags: int, cred: Cred) -> Handle:
+        """O_TMPFILE: a file with no name, made in the upper copy of the directory `path` as overlayfs makes it
+        (ovl_tmpfile), owned and moded as a file made there by name would be."""
+        self._writable()
+        node = self.existing(path)
+        if not node.is_dir:
+            raise fail(E.ENOTDIR)
+        up = self.copy_up(node)
+        pfd = self.upper.dirfd(up.rel)
+        where = os.fstat(pfd)
+        if acl.default_acl(self.upper.xpath(up.rel)) is None:
+            mode &= ~cred.umask  # else the upper file system applies the default ACL to what it makes there
+        fd = os.open(".", os.O_TMPFILE | (flags & _REAL_OPEN) | os.O_CLOEXEC, mode & 0o7777, dir_fd=pfd)
+        try:
+            setgid = where.st_mode & st.S_ISGID
+            if setgid or (cred.uid, cred.gid) != (0, 0):
+                made = os.fstat(fd)
+                os.fchown(fd, cred.uid, where.st_gid if setgid else cred.gid)
+                if made.st_mode & 0o6000:  # a chown drops the set-id bits the file was made with
+                    os.fchmod(fd, st.S_IMODE(made.st_mode))
+            s = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        key = ("upper", s.st_dev, s.st_ino)
+        ovl = self._ovl.setdefault(key, OvlFile())
+        ovl.refs += 1
+        return Handle(fd, flags, key, ovl, True)
+
+    def link_open(self, h: Handle, new: str) -> None:
+        """A new name for an open file that has none left (an O_TMPFILE file): linkat of its upper fd. The kernel
+        has refused those it may not name (one unlinked, or made O_EXCL)."""
+        parent, name = self._free(new)
+        self._add(parent, name, lambda fd, n, _: linkat_fd(h.fd, fd, n), None, new_inode=False)
 
     def _open(self, node: Node, real: Real, flags: int, fd: int | None = None) -> Handle:
         if fd is None:

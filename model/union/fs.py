@@ -118,12 +118,15 @@ class UnionModel(Fires):
     """A union mount over `lowers` (topmost first), each an iterable of spec nodes with the attributes of
     `vfslab.subjects.tree.Node`, held to `profile`; `one_fs` when every layer is on one file system (the
     `same` placement); `falloc`, what the file system under the union does of fallocate (unless the profile
-    says); `tmpfile`, whether the mount makes O_TMPFILE files."""
+    says); `tmpfile`, whether the mount makes O_TMPFILE files; `fuse`, whether it is a FUSE mount; `lower_acls`,
+    whether each lower layer's file system keeps ACLs (all do, unless it says)."""
 
     def __init__(self, lowers: Iterable[Iterable], profile: Profile, umask: int = 0o022, one_fs: bool = True,
-                 falloc: FallocSupport = EVERY_KIND, tmpfile: bool = True) -> None:
+                 falloc: FallocSupport = EVERY_KIND, tmpfile: bool = True, fuse: bool = False,
+                 lower_acls: tuple[bool, ...] = ()) -> None:
         self.profile = profile
         self.tmpfile = tmpfile
+        self.fuse = fuse
         self.one_fs = one_fs
         self.falloc = falloc if profile.fallocate is None else FallocSupport(frozenset(profile.fallocate))
         self.umask = umask
@@ -132,6 +135,8 @@ class UnionModel(Fires):
         self.store.add_layer_below()
         for nodes in lowers:
             self._build_layer(self.store.add_layer_below(), nodes)
+        #: the roots of the lower layers on file systems that keep no ACLs (by root, which a push leaves as it is)
+        self.acl_less = {self.store.roots[i + 1] for i, kept in enumerate(lower_acls) if not kept}
         self.index: dict[int, int] = {}  # lower inode -> its indexed upper copy (index=on)
         self.index_nlink: dict[int, int] = {}  # lower inode -> the union's link count (trusted.overlay.nlink)
         self.ovl: dict[tuple, OvlInode] = {}
@@ -622,6 +627,8 @@ class UnionModel(Fires):
         node = self._inode(found)
         if node.kind not in (FILE, DIR):
             raise ModelError(E.EPERM if want == W else E.ENODATA, "union.xattr.user")
+        if want == W and node.kind == DIR and node.mode & S_ISVTX and self.cred.uid not in (0, node.uid):
+            raise ModelError(E.EPERM, "union.xattr.user")
         self._need(node, want)
         self._unsupported()  # the VFS checks permission before the file system is asked
         return found
@@ -693,9 +700,11 @@ class UnionModel(Fires):
         if entries is not None and not acl.valid(entries):
             raise ModelError(E.EINVAL, "union.acl.set")
         self._unsupported()
-        if entries is None and not self.profile.plain and name not in node.xattrs and not self._has_upper(found):
-            # overlayfs asks the lower layer before it copies up; a file system without ACLs answers EOPNOTSUPP
-            raise ModelError(E.ENODATA, "union.acl.remove-lower", also=(E.EOPNOTSUPP,))
+        if not self.profile.plain and not self._has_upper(found):  # overlayfs asks the lower layer first
+            if self.store.roots[found.stack[0][0]] in self.acl_less:
+                raise ModelError(E.EOPNOTSUPP, "union.acl.lower")
+            if entries is None and name not in node.xattrs:
+                raise ModelError(E.ENODATA, "union.acl.lower")
         up = self._xattr_copy_up(found)
         if entries is None:
             up.xattrs.pop(name, None)
@@ -826,7 +835,7 @@ class UnionModel(Fires):
         if dst is not None and op.path[: len(dst.path)] == dst.path:
             raise ModelError(E.ENOTEMPTY, "union.rename.subtree")
         same_inode = dst is not None and self._key(src) == self._key(dst)
-        if dst is not None and (src.path == dst.path or (same_inode and not self.profile.path_api)):
+        if dst is not None and (src.path == dst.path or (same_inode and not self._inode_per_name(src, dst))):
             self._fire("union.rename.same-inode")
             return
         self._need(self._inode(op), W | X)
@@ -856,6 +865,15 @@ class UnionModel(Fires):
         for f in self.fds.values():  # an open file, or one under an open directory, goes with its name
             if f.path[: len(src.path)] == src.path:
                 f.path = moved + f.path[len(src.path):]
+
+    def _inode_per_name(self, *names: Found) -> bool:
+        """Whether the kernel holds these names of one file as inodes of their own: served by path, or (a FUSE
+        mount with index=on) a lower name of an indexed hard-link group, whose changes must copy up that name."""
+        if self.profile.path_api:
+            return True
+        return self.fuse and self.profile.index and any(
+            n.upper is None and (lower := self._lower_of(n)) is not None and self.store.nlink(self.store[lower]) > 1
+            for n in names)
 
     def _move(self, op: Found, oname: str, src: Found, np_: Found, nname: str, dst: Found | None,
               is_dir: bool, not_empty: bool) -> None:

@@ -81,8 +81,10 @@ RULES: dict[str, str] = {
     "is marked opaque.",
     "union.rename.same-inode": "rename of two names of one inode does nothing and succeeds.",
     "union.rename.same-inode-path-api": "A FUSE daemon serving paths (libfuse's high-level API) has a kernel "
-    "inode per name: a rename of one name of a file onto another is checked as any rename is (write and search "
-    "permission on both parents) before the file system finds that it has nothing to do.",
+    "inode per name, as a FUSE overlay has for each lower name of an indexed hard link (a request names an inode, "
+    "and a change must copy up the name it came through): a rename of one such name of a file onto another is "
+    "checked as any rename is (write and search permission on both parents) before the file system finds that it has "
+    "nothing to do.",
     "union.rename.noreplace": "RENAME_NOREPLACE onto an existing name: EEXIST.",
     "union.rename.subtree": "Renaming a directory into its own subtree: EINVAL; onto its own ancestor: "
     "ENOTEMPTY.",
@@ -143,7 +145,8 @@ RULES: dict[str, str] = {
     "union.xattr.unsupported": "No xattrs at all (unionfs-fuse built without them): EOPNOTSUPP.",
     "union.readlink.notlink": "readlink of anything but a symlink: EINVAL.",
     # xattrs
-    "union.xattr.user": "user.* xattrs: ENODATA when absent; EPERM on a symlink; set needs write "
+    "union.xattr.user": "user.* xattrs: ENODATA when absent; EPERM on a symlink, and for any but the owner to "
+    "change them on a sticky directory; set needs write "
     "permission, get read permission.",
     # POSIX ACLs
     "union.acl.check": "Another caller than the owner is checked against the file's access ACL, where its mode's "
@@ -158,8 +161,9 @@ RULES: dict[str, str] = {
     "union.acl.inherit": "A new entry of a directory with a default ACL takes its mode from that ACL masked by the "
     "mode asked for, the umask left out, and an access ACL where the mode does not say all of it; a new directory "
     "also takes the default ACL as its own.",
-    "union.acl.remove-lower": "overlayfs: removing an ACL from a name with no upper copy asks the lower layer first: "
-    "ENODATA where it has none (EOPNOTSUPP from a file system without ACLs), and nothing is copied up.",
+    "union.acl.lower": "overlayfs: an ACL change on a name with no upper copy asks the lower layer first: where its "
+    "file system keeps no ACLs (a read-only image), EOPNOTSUPP; removing one the lower file does not have, ENODATA; "
+    "either way nothing is copied up.",
     # bench operations
     "union.bench.remount": "Unmount and mount again on the same layers: the union reads the same.",
     "union.bench.push": "The upper layer becomes the topmost lower layer under a fresh upper: its whiteouts "
@@ -182,6 +186,6 @@ LAYERED = frozenset(rule for rule in RULES if rule.startswith(("union.lookup.", 
     "union.readdir.fallthru", "union.rename.file", "union.rename.dir-exdev", "union.rename.dir-redirect",
     "union.rename.upper-dir", "union.rename.opaque-into-merged", "union.hardlink.broken", "union.hardlink.index",
     "union.nlink.merged-dir", "union.nlink.dir-one", "union.nlink.own", "union.fd.follows-copyup", "union.fd.stale",
-    "union.ino.origin", "union.ino.topmost", "union.ino.renumbered", "union.acl.remove-lower", "union.bench.push"})
+    "union.ino.origin", "union.ino.topmost", "union.ino.renumbered", "union.acl.lower", "union.bench.push"})
 #: what a plain file system held to a posix profile can show: no layers
 POSIX_RULES = {rule: text for rule, text in RULES.items() if rule not in LAYERED}

@@ -1,4 +1,4 @@
-"""What a mounted union subject does of the calls file systems differ in: fallocate's kinds and O_TMPFILE.
+"""What a mounted union subject does of the calls file systems differ in: fallocate's kinds, O_TMPFILE, ACLs below.
 
 Kernel overlayfs hands fallocate to the upper layer's file system, whose support differs (ext4 does every kind,
 tmpfs only allocation and punching holes), so the model is told what that file system does, found by trying each
@@ -17,6 +17,7 @@ import errno as E
 import os
 from pathlib import Path
 
+from vfslab.impl.union.acl import NO_SET_ACL
 from vfslab.impl.union.disk import fallocate
 from vfslab.model.union.ops import EVERY_KIND, FALLOC_KINDS, KEEP_SIZE, PUNCH, FallocSupport
 from vfslab.subjects.mounts import find_mount
@@ -32,10 +33,15 @@ def fallocate_support(mounted) -> FallocSupport:
     if mounted.upper is None:
         return EVERY_KIND
     found = _file_system(Path(mounted.upper).parent)
-    info = find_mount(Path(mounted.path))
-    if info is not None and info.fstype.split(".")[0] in ("fuse", "fuseblk"):
+    if is_fuse(mounted):
         return FallocSupport(found.kinds & FUSE_KINDS, found.block)
     return found
+
+
+def is_fuse(mounted) -> bool:
+    """Whether a mounted subject (with `path`) is a FUSE mount."""
+    info = None if mounted.path is None else find_mount(Path(mounted.path))
+    return info is not None and info.fstype.split(".")[0] in ("fuse", "fuseblk")
 
 
 #: what each file system (by st_dev) was found to do: a check mounts a subject per example, all on one
@@ -84,3 +90,13 @@ def tmpfile_support(mounted) -> bool:
             return False
         raise
     return True
+
+
+def lower_acls(mounted) -> tuple[bool, ...]:
+    """Whether each lower layer of a mounted union subject (`lowers`, topmost first) is on a file system that sets
+    POSIX ACLs (a read-only image does not); () where it has none (the model, a plain file system)."""
+    def sets(layer: Path) -> bool:
+        info = find_mount(layer)
+        return info is None or info.fstype not in NO_SET_ACL  # a layer below the mount point is the scratch's
+
+    return tuple(sets(Path(p)) for p in getattr(mounted, "lowers", ()))

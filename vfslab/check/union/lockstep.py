@@ -21,7 +21,7 @@ from vfslab.model.union import PROFILES, UnionModel
 from vfslab.model.union import profiles as union_profiles
 from vfslab.model.union.ops import BENCH_OPS, EVERY_KIND, OPENS, FallocSupport, Op
 from vfslab.subjects.driver import ModelDriver
-from vfslab.subjects.support import fallocate_support, tmpfile_support
+from vfslab.subjects.support import fallocate_support, is_fuse, lower_acls, tmpfile_support
 
 
 def _without_private(state: State, profile) -> State:
@@ -59,6 +59,8 @@ class Lockstep(Race):
         self.trace: list[str] = []
         self._falloc: FallocSupport | None = None
         self._tmpfile: bool | None = None
+        self._fuse = False
+        self._lower_acls: tuple[bool, ...] = ()
         self._start(held)
 
     def _start(self, name: str) -> None:
@@ -66,9 +68,11 @@ class Lockstep(Race):
         if profile.fallocate is None and self._falloc is None:
             self._falloc = fallocate_support(self.mounted)
         if self._tmpfile is None:
-            self._tmpfile = tmpfile_support(self.mounted)
+            self._tmpfile, self._fuse = tmpfile_support(self.mounted), is_fuse(self.mounted)
+            self._lower_acls = lower_acls(self.mounted)
         self.drivers[name] = ModelDriver(UnionModel(self.layers.lowers, profile, one_fs=self.one_fs,
-                                                    falloc=self._falloc or EVERY_KIND, tmpfile=self._tmpfile))
+                                                    falloc=self._falloc or EVERY_KIND, tmpfile=self._tmpfile,
+                                                    fuse=self._fuse, lower_acls=self._lower_acls))
         self.identity[name] = Identity(by_device=not self.one_fs)
 
     # -- the record and the comparisons -----------------------------------------------------------
