@@ -119,7 +119,7 @@ class UnionModel(Fires):
     `vfslab.subjects.tree.Node`, held to `profile`; `one_fs` when every layer is on one file system (the
     `same` placement); `falloc`, what the file system under the union does of fallocate (unless the profile
     says); `tmpfile`, whether the mount makes O_TMPFILE files; `fuse`, whether it is a FUSE mount; `lower_acls`,
-    whether each lower layer's file system keeps ACLs (all do, unless it says)."""
+    whether each lower layer's file system can set ACLs (a read-only image cannot; all can, unless it says)."""
 
     def __init__(self, lowers: Iterable[Iterable], profile: Profile, umask: int = 0o022, one_fs: bool = True,
                  falloc: FallocSupport = EVERY_KIND, tmpfile: bool = True, fuse: bool = False,
@@ -135,7 +135,7 @@ class UnionModel(Fires):
         self.store.add_layer_below()
         for nodes in lowers:
             self._build_layer(self.store.add_layer_below(), nodes)
-        #: the roots of the lower layers on file systems that keep no ACLs (by root, which a push leaves as it is)
+        #: the roots of the lower layers on file systems that set no ACLs (by root, which a push leaves as it is)
         self.acl_less = {self.store.roots[i + 1] for i, kept in enumerate(lower_acls) if not kept}
         self.index: dict[int, int] = {}  # lower inode -> its indexed upper copy (index=on)
         self.index_nlink: dict[int, int] = {}  # lower inode -> the union's link count (trusted.overlay.nlink)
