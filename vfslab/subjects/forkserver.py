@@ -2,14 +2,17 @@
 imported the daemon forks one per mount.
 
 Starting a Python daemon costs about 0.1 s of imports, and a check mounts thousands of times. The server is
-started once (a child of the bench, in its own session), has no threads and no open files but its two pipes,
-so each fork of it is a clean daemon: it gets its own session and log, runs the program's `main(argv)` in
-the foreground, and is reaped by the kernel (the server ignores SIGCHLD). Requests are JSON lines
-`{"main": "module:function", "argv": [...], "log": path}`; the answer is the child's pid, or `error: ...`.
+started once (a child of the bench, in its own session), has no threads and no open files but its two pipes
+(and one to its spare), so each fork of it is a clean daemon: it gets its own session and log, runs the
+program's `main(argv)` in the foreground, and is reaped by the kernel (the server ignores SIGCHLD). The server
+keeps one child forked ahead, waiting for the next request, and forks the next spare while the bench goes on.
+Requests are JSON lines `{"main": "module:function", "argv": [...], "log": path}`; the answer is the child's
+pid, or `error: ...`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -72,20 +75,54 @@ def _child(request: dict) -> None:
         os._exit(code)
 
 
+def _spare() -> tuple[int, int]:
+    """Fork a child that waits for its request on a pipe of its own: (its pid, the pipe's write end). Forked
+    ahead of its request, so that a mount does not wait for the fork."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(w)
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)  # the server's pipes: the bench must see them close when the server dies
+        os.dup2(null, 1)
+        os.close(null)
+        with os.fdopen(r, "rb") as pipe:
+            request = pipe.read()
+        if not request:  # the server is gone: nobody wants this child
+            os._exit(0)
+        _child(json.loads(request))
+    os.close(r)
+    return pid, w
+
+
+def _hand(spare: tuple[int, int], request: str) -> int:
+    pid, w = spare
+    try:
+        os.write(w, request.encode())
+    finally:
+        os.close(w)
+    return pid
+
+
 def serve() -> None:
     for name in PRELOAD:
         importlib.import_module(name)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    spare: tuple[int, int] | None = None
     for line in sys.stdin:
         try:
-            request = json.loads(line)
-            pid = os.fork()
+            json.loads(line)
+            given, spare = spare or _spare(), None
+            try:
+                pid = _hand(given, line)
+            except BrokenPipeError:  # the spare was killed while it waited
+                pid = _hand(_spare(), line)
         except (ValueError, OSError) as e:
             print(f"error: {e}", flush=True)
             continue
-        if pid == 0:
-            _child(request)
         print(pid, flush=True)
+        with contextlib.suppress(OSError):  # else forked at the next request, which says why if it fails again
+            spare = _spare()
 
 
 #: the bench's one fork server, shared by every subject that runs our daemons

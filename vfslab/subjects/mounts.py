@@ -33,6 +33,11 @@ class MountError(RuntimeError):
     """A mount or unmount failed; the message is one line a user can act on."""
 
 
+def is_fuse_type(fstype: str) -> bool:
+    """Whether mountinfo's file-system type is a FUSE one (`fuse`, `fuse.NAME`, `fuseblk`)."""
+    return fstype.split(".")[0] in ("fuse", "fuseblk")
+
+
 @dataclass(frozen=True)
 class MountInfo:
     """One line of /proc/self/mountinfo."""
@@ -46,7 +51,7 @@ class MountInfo:
 
     @property
     def is_fuse(self) -> bool:
-        return self.fstype == "fuse" or self.fstype.startswith("fuse.")
+        return is_fuse_type(self.fstype)
 
 
 @dataclass
@@ -134,10 +139,18 @@ def _abspath(p: Path) -> Path:
 
 def find_mount(mnt: Path) -> MountInfo | None:
     """The topmost mount at exactly `mnt`, or None."""
-    # only the line asked for is parsed: a mount or an unmount looks this up several times
-    target = os.path.abspath(mnt)
-    found = [line for line in _mountinfo_lines() if _mount_point(line) == target]
-    return _parse_mountinfo(found[-1]) if found else None
+    return find_mounts([mnt])[0]
+
+
+def find_mounts(points: list[Path]) -> list[MountInfo | None]:
+    """The topmost mount at exactly each of `points` (None where there is none), from one read of mountinfo."""
+    # only the lines asked for are parsed: a mount or an unmount looks this up several times
+    targets = [os.path.abspath(p) for p in points]
+    found: dict[str, str] = {}
+    for line in _mountinfo_lines():
+        if (point := _mount_point(line)) in targets:
+            found[point] = line
+    return [_parse_mountinfo(found[t]) if t in found else None for t in targets]
 
 
 def mounts_under(root: Path) -> list[MountInfo]:
@@ -509,11 +522,12 @@ def unmount(mnt: Path, pid: int | None = None, timeout: float = 5) -> None:
     pid = pid if pid is not None else (live.pid if live else None)
     forced = False
     try:
-        info = find_mount(mnt)
-        if info is not None:
+        # what we mounted there, as we registered it (a look at mountinfo where we did not)
+        fstype = live.fstype if live else getattr(find_mount(mnt), "fstype", None)
+        if fstype is not None:
             # a kernel mount cannot hang in umount; a FUSE one can
-            clean = _unmount_fuse(mnt, timeout) if info.is_fuse else _libc.umount2(os.fsencode(mnt), 0) == 0
-            if not clean:
+            clean = _unmount_fuse(mnt, timeout) if is_fuse_type(fstype) else _libc.umount2(os.fsencode(mnt), 0) == 0
+            if not clean and (info := find_mount(mnt)) is not None:  # else it was gone already
                 forced = True
                 _force_unmount(info, pid, timeout)
         for _ in range(16):  # something else may be stacked below what we just removed
@@ -522,7 +536,9 @@ def unmount(mnt: Path, pid: int | None = None, timeout: float = 5) -> None:
                 break
             forced = True
             _force_unmount(info, pid, timeout)
-        if (info := find_mount(mnt)) is not None:
+        else:
+            info = find_mount(mnt)
+        if info is not None:
             # keep it registered so the exit handler tries again; the daemon is reaped below, so no pid
             _register(LiveMount(mnt, info.fstype))
             raise MountError(f"could not unmount {mnt}: still listed in /proc/self/mountinfo")

@@ -20,7 +20,7 @@ from pathlib import Path
 from vfslab.impl.union.acl import NO_SET_ACL
 from vfslab.impl.union.disk import fallocate
 from vfslab.model.union.ops import EVERY_KIND, FALLOC_KINDS, KEEP_SIZE, PUNCH, FallocSupport
-from vfslab.subjects.mounts import find_mount
+from vfslab.subjects.mounts import find_mount, find_mounts
 
 #: what the kernel's FUSE client passes to a daemon (fuse_file_fallocate)
 FUSE_KINDS = frozenset({"allocate", "punch-hole", "zero-range"})
@@ -28,12 +28,13 @@ _PROBE = ".vfslab-fallocate-probe"
 _BLOCKS = 3
 
 
-def fallocate_support(mounted) -> FallocSupport:
-    """For a mounted union subject with `upper` and `path`; every kind where it has no upper layer (the model)."""
+def fallocate_support(mounted, fuse: bool | None = None) -> FallocSupport:
+    """For a mounted union subject with `upper` and `path` (a FUSE mount if `fuse`; looked up if None); every kind
+    where it has no upper layer (the model)."""
     if mounted.upper is None:
         return EVERY_KIND
     found = _file_system(Path(mounted.upper).parent)
-    if is_fuse(mounted):
+    if is_fuse(mounted) if fuse is None else fuse:
         return FallocSupport(found.kinds & FUSE_KINDS, found.block)
     return found
 
@@ -41,7 +42,7 @@ def fallocate_support(mounted) -> FallocSupport:
 def is_fuse(mounted) -> bool:
     """Whether a mounted subject (with `path`) is a FUSE mount."""
     info = None if mounted.path is None else find_mount(Path(mounted.path))
-    return info is not None and info.fstype.split(".")[0] in ("fuse", "fuseblk")
+    return info is not None and info.is_fuse
 
 
 #: what each file system (by st_dev) was found to do: a check mounts a subject per example, all on one
@@ -95,8 +96,6 @@ def tmpfile_support(mounted) -> bool:
 def lower_acls(mounted) -> tuple[bool, ...]:
     """Whether each lower layer of a mounted union subject (`lowers`, topmost first) is on a file system that sets
     POSIX ACLs (a read-only image does not); () where it has none (the model, a plain file system)."""
-    def sets(layer: Path) -> bool:
-        info = find_mount(layer)
-        return info is None or info.fstype not in NO_SET_ACL  # a layer below the mount point is the scratch's
-
-    return tuple(sets(Path(p)) for p in getattr(mounted, "lowers", ()))
+    # a layer that is no mount point is the scratch's file system
+    return tuple(info is None or info.fstype not in NO_SET_ACL
+                 for info in find_mounts([Path(p) for p in getattr(mounted, "lowers", ())]))

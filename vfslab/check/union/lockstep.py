@@ -65,11 +65,11 @@ class Lockstep(Race):
 
     def _start(self, name: str) -> None:
         profile = PROFILES[name]
-        if profile.fallocate is None and self._falloc is None:
-            self._falloc = fallocate_support(self.mounted)
         if self._tmpfile is None:
             self._tmpfile, self._fuse = tmpfile_support(self.mounted), is_fuse(self.mounted)
             self._lower_acls = lower_acls(self.mounted)
+        if profile.fallocate is None and self._falloc is None:
+            self._falloc = fallocate_support(self.mounted, self._fuse)
         self.drivers[name] = ModelDriver(UnionModel(self.layers.lowers, profile, one_fs=self.one_fs,
                                                     falloc=self._falloc or EVERY_KIND, tmpfile=self._tmpfile,
                                                     fuse=self._fuse, lower_acls=self._lower_acls))

@@ -46,7 +46,7 @@ def run_program(program: Program, subject, profile: str, scratch: Path,
     session = Session(subject, profile, program.layers, scratch, watchdog_seconds, program.placement)
     out = Replay()
     try:
-        session.check()
+        session.begin()
         for op in program.ops:
             result = session.step(op)
             out.results.append(result)

@@ -59,6 +59,15 @@ class Session:
         self.unchecked_disk &= not disk
         self.lock.check_state(union, upper)
 
+    def begin(self) -> None:
+        """The walk of the tree as mounted. On a profile whose lookups write nothing it waits, as after a call that
+        only looked, for the first call that changes something or for `finish`, and then takes the upper layer
+        on disk with it: a tree mounted wrong stays wrong until a call changes it."""
+        if self.pure:
+            self.unchecked = self.unchecked_disk = True
+        else:
+            self.check()
+
     def step(self, op: Op) -> object:
         """Apply one op to the subject and the models, then compare the whole visible state; the upper layer on
         disk is compared after every op that may write to it.

@@ -83,7 +83,7 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
             scratch = scratch_root / f"ex{tally.examples}"
             shutil.rmtree(scratch, ignore_errors=True)
             self.session = Session(subject, profile, layers, scratch, watchdog_seconds, placement)
-            self._guard(self.session.check)
+            self._guard(self.session.begin)
 
         # One rule draws the operation from the example's subset, then its call: Hypothesis choosing among a rule
         # per operation, each with a precondition, cost more than running the steps. What is drawn depends only on
