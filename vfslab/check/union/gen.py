@@ -124,30 +124,41 @@ def at_edge(limit: Limit, n: int, path: str) -> str:
     return f"{LOOP.path}/" * n + path
 
 
-_ONE_IN_TEN, _ONE_IN_FOUR = st.integers(0, 9), st.integers(0, 3)
 #: mostly shallow, as a random deep path rarely exists: each path of one name 48 times (half of all), of two
 #: names 8 times (a third), of three once (a sixth)
-_RANDOM_PATHS = st.sampled_from(tuple("/".join(names) for depth, times in ((1, 48), (2, 8), (3, 1))
-                                      for names in product(OP_NAMES, repeat=depth) for _ in range(times)))
-_LIMITS, _EDGES = st.sampled_from(LIMITS), st.sampled_from((-1, 0, 1))
-#: which of the paths the model shows, or (a negative number) none of them
-_EXISTING = st.integers(-64, 63)
+RANDOM_PATHS = tuple("/".join(names) for depth, times in ((1, 48), (2, 8), (3, 1))
+                     for names in product(OP_NAMES, repeat=depth) for _ in range(times))
+#: which of the paths the model shows a path argument means: 0-63 the n-th (modulo how many), 64-127 none
+_SHOWN = 128
+_EDGE_KINDS = tuple(product(LIMITS, (-1, 0, 1)))
 
 
-@st.composite
-def paths(draw: st.DrawFn, root: bool = False, long: bool = False) -> PathChoice:
-    """A path in the tree; sometimes the root (`.`) or, if `long`, a path at an edge of one of the limits."""
-    if root and draw(_ONE_IN_TEN) == 0:
-        return PathChoice(".", None)
-    path = draw(_RANDOM_PATHS)
-    if long and draw(_ONE_IN_FOUR) == 0:
-        limit = draw(_LIMITS)
-        return PathChoice(at_edge(limit, limit.value + draw(_EDGES), path), None)
-    existing = draw(_EXISTING)
-    return PathChoice(path, existing if existing >= 0 else None)
+def paths(root: bool = False, long: bool = False) -> st.SearchStrategy[PathChoice]:
+    """A path in the tree; sometimes (a tenth) the root (`.`) or, if `long`, (a quarter of the rest) a path at an
+    edge of one of the limits.
+
+    One choice, an integer read in three ranges: the root; a random path and which of the paths the model shows;
+    a random path and an edge. Four choices a path cost a step more than its comparisons, and shrinking an
+    integer goes to the root first, then to the model's first path, as it went when they were four."""
+    plain = len(RANDOM_PATHS) * _SHOWN
+    roots = plain // 9 if root else 0
+    edges = plain // 3 if long else 0
+
+    def read(i: int) -> PathChoice:
+        if i < roots:
+            return PathChoice(".", None)
+        n, shown = divmod(i - roots, _SHOWN)
+        if n < len(RANDOM_PATHS):
+            return PathChoice(RANDOM_PATHS[n], shown if shown < _SHOWN // 2 else None)
+        n, kind = divmod(i - roots - plain, len(_EDGE_KINDS))
+        limit, edge = _EDGE_KINDS[kind]
+        return PathChoice(at_edge(limit, limit.value + edge, RANDOM_PATHS[n % len(RANDOM_PATHS)]), None)
+
+    return st.integers(0, roots + plain + edges - 1).map(read)
 
 
-callers = st.sampled_from((0, 0, 0, USER))
+#: who makes a call: root three times in four
+CALLERS = (0, 0, 0, USER)
 create_modes = st.sampled_from((0o644, 0o600, 0o755, 0o000, 0o777))
 #: the set-id and sticky bits too: what chown, a write and a truncate clear, what a setgid directory hands down, and
 #: whom a sticky directory lets remove a name

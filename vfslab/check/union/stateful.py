@@ -29,21 +29,24 @@ MAX_PUSHES = 2
 
 
 @lru_cache
-def _calls(long_names: bool) -> dict[str, st.SearchStrategy[tuple]]:
-    """What a call of each operation draws: its name, the caller, for an fd operation which open slot (taken modulo
-    how many are open when it runs), then its arguments (paths still choices)."""
+def _calls(long_names: bool) -> dict[tuple[str, int], st.SearchStrategy[tuple]]:
+    """What a call of each operation by each caller draws: its name and the caller, for an fd operation which open
+    slot (taken modulo how many are open when it runs), then its arguments (paths still choices)."""
     slot = st.integers(0, 7)
-    calls = {name: st.tuples(st.just(name), gen.callers, *([slot] if BY_NAME[name].kind == FD else []), *strategies)
-             for name, strategies in gen.arguments(long_names).items()}
-    return calls | {name: st.just((name, ROOT_UID)) for name in BENCH_OPS}
+    calls = {(name, uid): st.tuples(st.just((name, uid)), *([slot] if BY_NAME[name].kind == FD else []), *strategies)
+             for name, strategies in gen.arguments(long_names).items() for uid in set(gen.CALLERS)}
+    return calls | {(name, ROOT_UID): st.just(((name, ROOT_UID),)) for name in BENCH_OPS}
 
 
 @lru_cache
 def _menu(enabled: tuple[str, ...], opened: bool, pushes_left: bool, long_names: bool) -> st.SearchStrategy[tuple]:
-    """A step's call: of one of the example's operations, but of no fd operation before an open was drawn (it could
-    only find no file open) and no push once MAX_PUSHES were. Cached: a new strategy is labelled again at each draw."""
+    """A step's call: of one of the example's operations, by one of the callers (one choice), but of no fd
+    operation before an open was drawn (it could only find no file open) and no push once MAX_PUSHES were.
+    Cached: a new strategy is labelled again at each draw."""
     names = tuple(name for name in enabled if (opened or BY_NAME[name].kind != FD) and (pushes_left or name != "push"))
-    return st.sampled_from(names).flatmap(_calls(long_names).__getitem__)
+    return st.sampled_from(tuple((name, uid) for name in names
+                                 for uid in ((ROOT_UID,) if name in BENCH_OPS else gen.CALLERS))
+                           ).flatmap(_calls(long_names).__getitem__)
 
 
 def supported(subject, ops: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
@@ -92,7 +95,7 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
         # Hypothesis finds its data generation flaky)
         @rule(call=st.runner().flatmap(lambda machine: machine.menu()))
         def step(self, call: tuple) -> None:
-            name, uid, *args = call
+            (name, uid), *args = call
             self.opened |= name == "open"
             self.pushes += name == "push"
             if self.session is None:
