@@ -14,11 +14,13 @@ from conftest import replayable
 from test_union_fuse import on_both
 
 from vfslab.check.engine.generated import Budget
+from vfslab.check.union.program import Program, run_program
 from vfslab.check.union.stateful import check_stateful
 from vfslab.model.outcome import Err
 from vfslab.model.union import PROFILES, UnionModel
+from vfslab.model.union.ops import Op
 from vfslab.subjects.driver import USER, as_caller
-from vfslab.subjects.tree import Node
+from vfslab.subjects.tree import Layers, Node
 
 pytestmark = pytest.mark.mounts
 
@@ -115,6 +117,38 @@ def make_and_name_unnamed_files(mnt: Path) -> dict[str, object]:
         os.umask(old)
     seen["listing"] = sorted(os.listdir(mnt / "dir"))
     return seen
+
+
+@pytest.mark.parametrize("name", ["kernel-overlay", "union-fuse"])
+@pytest.mark.parametrize(("removed", "named"), [(("a",), True), (("a", "c"), False)])
+def test_an_indexed_hard_link_opened_by_a_name_since_removed_is_named_by_its_fd(need, tmp_path, name, removed,
+                                                                                 named):
+    """With index=on, a lower hard link opened by `a`, then `a` unlinked (which indexes it): flink of the fd names
+    the index's inode, which the other name `c` shows too (one link count for both, nothing copied up for `c`);
+    once `c` is gone as well, the file has no link left and flink is ENOENT. Found by generated programs: the
+    model said a file with its last link gone could be named, and union-fuse copied `c` up to link it."""
+    tree = Layers(((Node("a", "file", data=b"x"), Node("c", "hardlink", target="a")),))
+    ops = [Op("open", ("a", os.O_RDONLY, 0)), *(Op("unlink", (n,)) for n in removed), Op("flink", (0, "d")),
+           Op("stat", ("d",))]
+    replay = run_program(Program(tree, ops, name), need(name), "overlayfs-redirect-index", tmp_path / "s")
+    assert replay.failure is None, replay.failure
+    linked, stat_d = replay.results[-2:]
+    assert (linked is None) == named and (named or linked == Err(errno.ENOENT))
+    assert stat_d.nlink == 2 if named else stat_d == Err(errno.ENOENT)
+    assert ("c" in replay.upper) == (not named), "c is copied up only as its removal indexes it"
+
+
+@pytest.mark.parametrize("name", ["kernel-overlay", "union-fuse"])
+def test_a_link_of_an_unlinked_file_is_checked_on_its_acl(need, tmp_path, name):
+    """A lower file anyone may write, opened, its name unlinked, then linked by its fd by uid 1000 into a directory
+    it may not write: EACCES. The kernel first asks whether the caller may read and write the file (else EPERM),
+    which on a FUSE mount fetches the file's ACL: union-fuse answered that getxattr by name, which was gone (found
+    by generated programs)."""
+    tree = Layers(((Node("c", "file", 0o666, data=b""),),))
+    ops = [Op("open", ("c", os.O_RDONLY, 0)), Op("unlink", ("c",)), Op("flink", (0, "d"), USER)]
+    replay = run_program(Program(tree, ops, name), need(name), "overlayfs-redirect-index", tmp_path / "s")
+    assert replay.failure is None, replay.failure
+    assert replay.results[-1] == Err(errno.EACCES)
 
 
 def test_unnamed_files_are_made_and_named_as_the_kernel_does(need, scratch):

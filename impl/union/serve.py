@@ -205,8 +205,8 @@ class UnionOps(ll.Operations):
         return self.files[min(inode.handles)]
 
     def _target(self, node_id: int) -> tuple[str | None, Handle | None]:
-        """What a change of attributes acts on: a name while the inode has one (which copies it up where it must),
-        else an open handle of it."""
+        """What a request on an inode's attributes or xattrs acts on: a name while the inode has one (a change
+        through it copies up where it must), else an open handle of it."""
         inode = self.inodes.get(node_id)
         if node_id == ll.ROOT or (inode is not None and inode.names):
             return self._path(node_id), None
@@ -390,12 +390,13 @@ class UnionOps(ll.Operations):
 
     @_serialised
     def getxattr(self, req: int, node_id: int, name: bytes, size: int) -> Reply:
-        value = self.union.getxattr(self._path(node_id), os.fsdecode(name))
+        path, h = self._target(node_id)
+        value = self.union.getxattr(path, os.fsdecode(name), h)
         return lambda: ll.reply_xattr(req, value, size)
 
     @_serialised
     def listxattr(self, req: int, node_id: int, size: int) -> Reply:
-        names = b"".join(os.fsencode(n) + b"\0" for n in self.union.listxattr(self._path(node_id)))
+        names = b"".join(os.fsencode(n) + b"\0" for n in self.union.listxattr(*self._target(node_id)))
         return lambda: ll.reply_xattr(req, names, size)
 
     @_serialised

@@ -457,11 +457,14 @@ class Union:
         own = entry.fresh().st_nlink
         os.setxattr(entry.layer.xpath(entry.rel), NLINK, b"U%+d" % (nlink - own), follow_symlinks=False)
 
+    def _index_of(self, node: Node | None) -> Real | None:
+        return self._identity(node)[1] if node is not None else None
+
     @contextmanager
-    def _counting(self, node: Node | None, delta: int) -> Iterator[None]:
-        """Keep the union's link count of an indexed inode across a change of names: its count before, plus
-        `delta` (the change may move the index inode's own count too, which the xattr is relative to)."""
-        entry = self._identity(node)[1] if node is not None else None
+    def _counting(self, entry: Real | None, delta: int) -> Iterator[None]:
+        """Keep the union's link count of an indexed inode (its index `entry`) across a change of names: its count
+        before, plus `delta` (the change may move the index inode's own count too, which the xattr is relative
+        to)."""
         before = self._union_nlink(entry) if entry is not None else 0
         yield
         if entry is not None:
@@ -806,7 +809,7 @@ class Union:
         parent, name = self._free(new)
         up = self.copy_up(src)
         ufd, uname = up.layer.at(up.rel)
-        with self._counting(src, +1):
+        with self._counting(self._index_of(src), +1):
             self._add(parent, name, lambda fd, n, _: os.link(uname, n, src_dir_fd=ufd, dst_dir_fd=fd,
                                                              follow_symlinks=False), None, new_inode=False)
 
@@ -815,7 +818,7 @@ class Union:
         if node.is_dir:
             raise fail(E.EISDIR)
         self._index_before_removal(node)
-        with self._counting(node, -1):
+        with self._counting(self._index_of(node), -1):
             self._remove(node.parent, node.path[-1], node)
 
     def rmdir(self, path: str) -> None:
@@ -856,7 +859,7 @@ class Union:
         self._writable()
         if dst is not None:
             self._index_before_removal(dst)
-        with self._counting(dst, -1):
+        with self._counting(self._index_of(dst), -1):
             self._move(src, op, np_, oname, nname, is_dir, movable, not_empty)
 
     def _move(self, src: Node, op: Node, np_: Node, oname: str, nname: str, is_dir: bool, movable: bool,
@@ -1005,15 +1008,23 @@ class Union:
         if name.startswith(PREFIX):
             raise fail(E.EOPNOTSUPP)
 
-    def getxattr(self, path: str, name: str) -> bytes:
+    def getxattr(self, path: str | None, name: str, h: Handle | None = None) -> bytes:
         self._private(name)
-        real = self.existing(path).shown
-        return os.getxattr(real.layer.xpath(real.rel), name, follow_symlinks=False)
+        src = self._xattr_source(path, h)
+        return os.getxattr(src, name, follow_symlinks=isinstance(src, int))
 
-    def listxattr(self, path: str) -> list[str]:
+    def listxattr(self, path: str | None, h: Handle | None = None) -> list[str]:
+        src = self._xattr_source(path, h)
+        return [n for n in os.listxattr(src, follow_symlinks=isinstance(src, int)) if not n.startswith(PREFIX)]
+
+    def _xattr_source(self, path: str | None, h: Handle | None) -> str | int:
+        """Where xattrs are read: the file a name shows, or for a file with no name left the one its open handle
+        reads (the kernel asks for an unlinked file's ACL to check a link of it)."""
+        if path is None:
+            self._follow(h)
+            return h.fd
         real = self.existing(path).shown
-        return [n for n in os.listxattr(real.layer.xpath(real.rel), follow_symlinks=False)
-                if not n.startswith(PREFIX)]
+        return real.layer.xpath(real.rel)
 
     def _xattr_target(self, path: str) -> str:
         """Where an xattr change lands: the copy-up, or for a lower name of an indexed inode the index inode
@@ -1100,10 +1111,15 @@ class Union:
         return Handle(fd, flags, key, ovl, True)
 
     def link_open(self, h: Handle, new: str) -> None:
-        """A new name for an open file that has none left (an O_TMPFILE file): linkat of its upper fd. The kernel
-        has refused those it may not name (one unlinked, or made O_EXCL)."""
+        """A new name for an open file the kernel knows by no name (an O_TMPFILE file, or an indexed lower hard link
+        whose name it was opened by went): linkat of its upper fd. The kernel has refused those it may not name
+        (one with no link left, or made O_EXCL)."""
         parent, name = self._free(new)
-        self._add(parent, name, lambda fd, n, _: linkat_fd(h.fd, fd, n), None, new_inode=False)
+        self._follow(h)
+        # an indexed lower hard link whose names the union removed: its index inode, named again
+        index = self._by_origin(self._fd_origin(h.fd), os.fstat(h.fd))[1] if h.on_upper else None
+        with self._counting(index, +1):
+            self._add(parent, name, lambda fd, n, _: linkat_fd(h.fd, fd, n), None, new_inode=False)
 
     def _open(self, node: Node, real: Real, flags: int, fd: int | None = None) -> Handle:
         if fd is None:

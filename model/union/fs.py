@@ -1068,7 +1068,7 @@ class UnionModel(Fires):
         up = None if f.ovl.upper is None else self.store[f.ovl.upper]
         if self.profile.path_api:
             raise ModelError(E.ENOENT, "union.fd.path-api")
-        if up is None or (up.links == 0 and not f.linkable):
+        if up is None or (self._fd_nlink(f) == 0 and not f.linkable):
             raise ModelError(E.ENOENT, "union.link.fd")
         if f.linkable:
             self._fire("union.open.tmpfile")
@@ -1076,6 +1076,13 @@ class UnionModel(Fires):
         self._add(parent, name, up)
         if f.ovl.lower in self.index_nlink:  # an indexed file whose name the fd came by was renamed away
             self.index_nlink[f.ovl.lower] += 1
+
+    def _fd_nlink(self, f: OpenFile) -> int:
+        """The link count of the file an fd refers to: the union's, kept in the index, for an indexed lower hard
+        link (the upper copy's own count has the index entry in it), else the file's."""
+        if f.ovl.lower in self.index_nlink and self.profile.fd_follows_copyup:
+            return self.index_nlink[f.ovl.lower]
+        return self.store.nlink(self._fd_inode(f))
 
     def _name_of(self, f: OpenFile) -> Found | None:
         """The name an open file was opened by, if it still shows that file (an O_TMPFILE file has none)."""
@@ -1150,16 +1157,12 @@ class UnionModel(Fires):
             finally:
                 self.cred = cred
         node = self._fd_inode(f)
-        lower = f.ovl.lower
-        if lower in self.index_nlink and self.profile.fd_follows_copyup:
-            nlink = self.index_nlink[lower]
-        else:
-            nlink = self.store.nlink(node)
+        nlink = self._fd_nlink(f)
         identity = node.ino
         # an origin counts only on the upper layer (as in `_identity`): a copy pushed down to a lower layer keeps
         # its origin xattr, which overlayfs no longer follows. The upper copy is the file's, or for a lower name of
         # an indexed group opened after a remount, the index's
-        on_upper = node.ino in (f.ovl.upper, self.index.get(lower))
+        on_upper = node.ino in (f.ovl.upper, self.index.get(f.ovl.lower))
         if self.profile.ino_from_origin and on_upper and node.origin is not None and (
                 node.origin in self.index or self.store.nlink(self.store[node.origin]) == 1):
             self._fire("union.ino.origin")
