@@ -88,7 +88,7 @@ class fuse_conn_info(ctypes.Structure):
 
 
 #: capabilities a file system may ask for (fuse_common.h)
-CAP_DONT_MASK, CAP_POSIX_ACL, CAP_HANDLE_KILLPRIV = 1 << 6, 1 << 19, 1 << 20
+CAP_DONT_MASK, CAP_POSIX_ACL, CAP_HANDLE_KILLPRIV, CAP_CACHE_SYMLINKS = 1 << 6, 1 << 19, 1 << 20, 1 << 23
 FI = POINTER(fuse_file_info)
 #: struct fuse_lowlevel_ops, in libfuse's order; the requests nobody here serves are opaque slots left NULL
 PROTOTYPES = {

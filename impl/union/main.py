@@ -18,6 +18,7 @@ from importlib import metadata
 from vfslab.impl.union.options import OptionError, parse
 
 USAGE = 2
+PROG = "vfslab-union"
 
 
 def version() -> str:
@@ -41,7 +42,7 @@ class _Version(argparse.Action):
 
 
 @functools.cache
-def parser(prog: str = "vfslab-union") -> argparse.ArgumentParser:
+def parser(prog: str = PROG) -> argparse.ArgumentParser:
     """Built once per program name, and once at import for the usual one: a check starts the daemon thousands of
     times, from a fork server that imported this module (building it costs a start 1.5 ms)."""
     p = argparse.ArgumentParser(
@@ -65,7 +66,7 @@ def parser(prog: str = "vfslab-union") -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None, prog: str = "vfslab-union") -> int:
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     args = parser(prog).parse_args(argv)
     if len(args.where) > 2:
         print(f"{prog}: error: expected [SOURCE] MOUNTPOINT, got {' '.join(args.where)}", file=sys.stderr)
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None, prog: str = "vfslab-union") -> int:
     return 0
 
 
-parser()
+parser(PROG)  # as main asks for it: functools.cache keeps parser() and parser(PROG) apart
 
 if __name__ == "__main__":
     sys.exit(main())

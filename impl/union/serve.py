@@ -88,9 +88,10 @@ def _caller(req: int) -> Cred:
 
 
 class UnionOps(ll.Operations):
-    #: POSIX ACLs checked by the kernel and kept by the layers, modes passed as asked, umask apart (`Cred`), and the
-    #: set-id bits a caller's change drops left to us (`_drop_set_id`)
-    want = ll.CAP_POSIX_ACL | ll.CAP_DONT_MASK | ll.CAP_HANDLE_KILLPRIV
+    #: POSIX ACLs checked by the kernel and kept by the layers, modes passed as asked, umask apart (`Cred`), the
+    #: set-id bits a caller's change drops left to us (`_drop_set_id`), and symlink targets kept by the kernel: a
+    #: symlink never changes its target, and a node id is never given to another inode
+    want = ll.CAP_POSIX_ACL | ll.CAP_DONT_MASK | ll.CAP_HANDLE_KILLPRIV | ll.CAP_CACHE_SYMLINKS
 
     def __init__(self, union: Union) -> None:
         self.union = union
