@@ -16,6 +16,7 @@ from test_union_fuse import on_both
 from vfslab.check.engine.generated import Budget
 from vfslab.check.union.program import Program, run_program
 from vfslab.check.union.stateful import check_stateful
+from vfslab.impl.union.disk import linkat_fd
 from vfslab.model.outcome import Err
 from vfslab.model.union import PROFILES, UnionModel
 from vfslab.model.union.ops import Op
@@ -60,20 +61,13 @@ def test_generated_programs_with_unnamed_files_agree_with_the_model(need, tmp_pa
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
-AT_FDCWD, AT_SYMLINK_FOLLOW, AT_EMPTY_PATH = -100, 0x400, 0x1000
-
-
-def _linkat(fd: int, old: bytes, new: Path, flags: int, new_dir: int = AT_FDCWD) -> None:
-    if _libc.linkat(fd, old, new_dir, os.fsencode(new), flags) != 0:
-        raise OSError(ctypes.get_errno(), "linkat")
+AT_FDCWD, AT_SYMLINK_FOLLOW = -100, 0x400
 
 
 def proc_link(fd: int, new: Path, new_dir: int = AT_FDCWD) -> None:
-    _linkat(AT_FDCWD, f"/proc/self/fd/{fd}".encode(), new, AT_SYMLINK_FOLLOW, new_dir)
-
-
-def empty_path_link(fd: int, new: Path) -> None:
-    _linkat(fd, b"", new, AT_EMPTY_PATH)
+    """linkat of the fd's /proc/self/fd link, followed: what any caller may do."""
+    if _libc.linkat(AT_FDCWD, f"/proc/self/fd/{fd}".encode(), new_dir, os.fsencode(new), AT_SYMLINK_FOLLOW) != 0:
+        raise OSError(ctypes.get_errno(), "linkat")
 
 
 def make_and_name_unnamed_files(mnt: Path) -> dict[str, object]:
@@ -89,7 +83,7 @@ def make_and_name_unnamed_files(mnt: Path) -> dict[str, object]:
         seen["unnamed"] = (stat.filemode(s.st_mode), s.st_nlink, s.st_size, sorted(os.listdir(mnt / "dir")))
         proc_link(fd, mnt / "dir" / "named")
         seen["named"] = (os.fstat(fd).st_nlink, (mnt / "dir" / "named").read_bytes())
-        empty_path_link(fd, mnt / "dir" / "again")
+        linkat_fd(fd, AT_FDCWD, str(mnt / "dir" / "again"))
         seen["twice"] = os.stat(mnt / "dir" / "named").st_nlink
         os.close(fd)
         root = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)  # the caller needs no search permission above the mount

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import stat as st
 import struct
@@ -146,12 +147,16 @@ class Layer:
         self.index = index
         # readable, not O_PATH: open_by_handle_at takes it as its mount fd
         self.root = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        self.fstype = fs_type(self.root)
         self._dirs: OrderedDict[Rel, int] = OrderedDict()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Layer({self.index}: {self.path})"
+
+    @functools.cached_property
+    def fstype(self) -> str:
+        """Its file system's type: asked only by an ACL change on a lower file, not at every mount."""
+        return fs_type(self.root)
 
     def dirfd(self, rel: Rel) -> int:
         """An O_PATH fd on the directory `rel` (ENOENT, ENOTDIR, or ELOOP for a symlink on the way)."""

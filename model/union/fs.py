@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import errno as E
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import wraps
 
@@ -1077,6 +1078,15 @@ class UnionModel(Fires):
         if f.ovl.lower in self.index_nlink:  # an indexed file whose name the fd came by was renamed away
             self.index_nlink[f.ovl.lower] += 1
 
+    @contextmanager
+    def _as_root(self) -> Iterator[None]:
+        """Look as root: what an fd refers to is found by its own path, which needs no permission of its holder."""
+        cred, self.cred = self.cred, ROOT
+        try:
+            yield
+        finally:
+            self.cred = cred
+
     def _fd_nlink(self, f: OpenFile) -> int:
         """The link count of the file an fd refers to: the union's, kept in the index, for an indexed lower hard
         link (the upper copy's own count has the index entry in it), else the file's."""
@@ -1086,13 +1096,11 @@ class UnionModel(Fires):
 
     def _name_of(self, f: OpenFile) -> Found | None:
         """The name an open file was opened by, if it still shows that file (an O_TMPFILE file has none)."""
-        cred, self.cred = self.cred, ROOT  # the fd's own name, not a lookup by the caller
         try:
-            _, _, found = self._resolve("/".join(f.path) or ".", follow=False)
+            with self._as_root():  # the fd's own name, not a lookup by the caller
+                _, _, found = self._resolve("/".join(f.path) or ".", follow=False)
         except ModelError:
             return None
-        finally:
-            self.cred = cred
         return found if found is not None and self.ovl.get(self._key(found)) is f.ovl else None
 
     @operation
@@ -1151,11 +1159,8 @@ class UnionModel(Fires):
         f = self._fd(fd)
         if f.is_dir:
             # an open directory is looked up again by its path (which needs no permission of the fd's holder)
-            cred, self.cred = self.cred, ROOT
-            try:
+            with self._as_root():
                 return self._entry(self._existing("/".join(f.path) or ".", follow=False))
-            finally:
-                self.cred = cred
         node = self._fd_inode(f)
         nlink = self._fd_nlink(f)
         identity = node.ino
