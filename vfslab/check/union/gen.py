@@ -1,4 +1,4 @@
-"""Hypothesis strategies for small scopes: initial layers and operation arguments.
+"""What generated checks draw, for small scopes: initial layers and operation arguments.
 
 Names come from a tiny alphabet and trees are at most three deep, so operations collide with what is
 there. Symlink targets are relative and never contain `..`, so nothing resolves outside the mount. Paths also come
@@ -9,12 +9,17 @@ symlink to `.`, repeated).
 
 from __future__ import annotations
 
+import operator
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import product
+from functools import reduce
+from itertools import combinations, product
+from math import comb
 
 from hypothesis import strategies as st
 
+from vfslab.check.engine.choices import Pick, Table, picks
 from vfslab.model import acl
 from vfslab.model.limits import Limit
 from vfslab.model.union.ops import BENCH, COLLAPSE, INSERT, KEEP_SIZE, OPEN_FLAGS, OPERATIONS, PUNCH, ZERO
@@ -27,64 +32,60 @@ MAX_DEPTH = 3
 #: in the bottom layer of every tree: a symlink to its own directory, so `s/s/.../s/x` follows as many as asked
 LOOP = Node("s", SYMLINK, 0o777, target=".")
 
-names = st.sampled_from(NAMES)
 #: operations also use a name no generated tree holds, so that creations are not mostly EEXIST
 OP_NAMES = ("d", *NAMES)
 LINK_TARGETS = ("a", "b", "c", "a/b", "b/c", ".", "x", "a/x")
-link_targets = st.sampled_from(LINK_TARGETS)
 OWNERS = (0, USER)
 XATTR_NAMES, XATTR_VALUES = ("user.k", "user.m"), (b"1", b"two", b"")
-xattr_names, xattr_values = st.sampled_from(XATTR_NAMES), st.sampled_from(XATTR_VALUES)
-acl_kinds = st.sampled_from(tuple(acl.KINDS))
 #: ACLs that decide an access (uid 1000 named and granted rwx; named and refused what other may do; its group named
 #: and granted), one the mode bits say all of, one out of order and one that is not an ACL
 ACLS = ("u::rwx,u:1000:rwx,g::r-x,m::rwx,o::r-x", "u::rw-,u:1000:---,g::rw-,m::rw-,o::rw-",
         "u::rwx,g::---,g:1000:rwx,m::rwx,o::---", "u::rw-,g::r--,o::---", "u::rwx,g::r-x,u:1000:rwx,m::rwx,o::---",
         acl.NOT_AN_ACL)
-acls = st.sampled_from(ACLS)
 #: a node's user xattrs: none half the time, else one
 XATTR_SETS = ((),) * 6 + tuple(((n, v),) for n, v in product(XATTR_NAMES, XATTR_VALUES))
 
 # Each choice Hypothesis makes costs about as much as a step's comparisons, so a thing drawn is one choice where it
-# can be (a table to sample, not a loop of draws) and only what is used is drawn. Strategies are built once, here:
-# one built at each draw is validated and labelled again, which costs more than the draw itself.
+# can be (an entry of a table, not a loop of draws), only what is used is drawn, and draws are picks
+# (engine/choices.py), which open no span of their own.
 #: what a layer's file, directory and symlink are made of, each one choice: (mode, owner, data, xattrs), (mode,
 #: owner, xattrs) and (owner, target)
-_FILES = st.sampled_from(tuple(product((0o644, 0o600, 0o666, 0o444, 0o755, 0o000), OWNERS,
-                                       (b"", b"x", b"hello\n", b"0123456789" * 500), XATTR_SETS)))
-_DIRS = st.sampled_from(tuple(product((0o755, 0o700, 0o777, 0o555, 0o711), OWNERS, XATTR_SETS)))
-_SYMLINKS = st.sampled_from(tuple(product(OWNERS, LINK_TARGETS)))
+_FILES = tuple(product((0o644, 0o600, 0o666, 0o444, 0o755, 0o000), OWNERS,
+                       (b"", b"x", b"hello\n", b"0123456789" * 500), XATTR_SETS))
+_DIRS = tuple(product((0o755, 0o700, 0o777, 0o555, 0o711), OWNERS, XATTR_SETS))
+_SYMLINKS = tuple(product(OWNERS, LINK_TARGETS))
 #: what a name of a layer is, by whether a directory there may hold more and whether a file to link to exists
-_KINDS = {(deeper, linkable): st.sampled_from(["none", "none", FILE, SYMLINK] + [DIR, DIR] * deeper
-                                              + [HARDLINK] * linkable)
+_KINDS = {(deeper, linkable): ("none", "none", FILE, SYMLINK, *(DIR, DIR) * deeper, *(HARDLINK,) * linkable)
           for deeper in (False, True) for linkable in (False, True)}
 
 
-@st.composite
-def layer(draw: st.DrawFn) -> tuple[Node, ...]:
+def _layer(pick: Pick) -> tuple[Node, ...]:
     nodes: list[Node] = []
     files: list[str] = []
 
     def fill(prefix: str, depth: int) -> None:
         for name in NAMES:
             path = f"{prefix}{name}"
-            kind = draw(_KINDS[depth < MAX_DEPTH, bool(files)])
+            kind = pick(_KINDS[depth < MAX_DEPTH, bool(files)])
             if kind == HARDLINK:
-                nodes.append(Node(path, HARDLINK, target=draw(st.sampled_from(files))))
+                nodes.append(Node(path, HARDLINK, target=pick(files)))
             elif kind == SYMLINK:
-                owner, target = draw(_SYMLINKS)
+                owner, target = pick(_SYMLINKS)
                 nodes.append(Node(path, SYMLINK, 0o777, owner, owner, target=target))
             elif kind == FILE:
-                mode, owner, data, xattrs = draw(_FILES)
+                mode, owner, data, xattrs = pick(_FILES)
                 nodes.append(Node(path, FILE, mode, owner, owner, data, xattrs=xattrs))
                 files.append(path)
             elif kind == DIR:
-                mode, owner, xattrs = draw(_DIRS)
+                mode, owner, xattrs = pick(_DIRS)
                 nodes.append(Node(path, DIR, mode, owner, owner, xattrs=xattrs))
                 fill(f"{path}/", depth + 1)
 
     fill("", 1)
     return tuple(nodes)
+
+
+layer = picks(_layer)
 
 
 def layers_of(most: int = 3) -> st.SearchStrategy[Layers]:
@@ -93,7 +94,7 @@ def layers_of(most: int = 3) -> st.SearchStrategy[Layers]:
         bottom = ls[-1] if any(n.path == LOOP.path for n in ls[-1]) else (LOOP, *ls[-1])
         return Layers((*ls[:-1], bottom))
 
-    return st.lists(layer(), min_size=1, max_size=most).map(with_loop)
+    return st.lists(layer, min_size=1, max_size=most).map(with_loop)
 
 
 layers = layers_of()
@@ -133,101 +134,96 @@ _SHOWN = 128
 _EDGE_KINDS = tuple(product(LIMITS, (-1, 0, 1)))
 
 
-def paths(root: bool = False, long: bool = False) -> st.SearchStrategy[PathChoice]:
-    """A path in the tree; sometimes (a tenth) the root (`.`) or, if `long`, (a quarter of the rest) a path at an
-    edge of one of the limits.
+class Paths(Sequence[PathChoice]):
+    """The paths an argument is drawn from: sometimes (a tenth) the root (`.`), the rest a random path and which of
+    the paths the model shows, or, if `long`, (a quarter of the rest) a random path at an edge of one of the
+    limits. One table read in three ranges, so one choice; shrinking its index goes to the root first, then to
+    the model's first path."""
 
-    One choice, an integer read in three ranges: the root; a random path and which of the paths the model shows;
-    a random path and an edge. Four choices a path cost a step more than its comparisons, and shrinking an
-    integer goes to the root first, then to the model's first path, as it went when they were four."""
-    plain = len(RANDOM_PATHS) * _SHOWN
-    roots = plain // 9 if root else 0
-    edges = plain // 3 if long else 0
+    def __init__(self, root: bool = False, long: bool = False) -> None:
+        self.plain = len(RANDOM_PATHS) * _SHOWN
+        self.roots = self.plain // 9 if root else 0
+        self.edges = self.plain // 3 if long else 0
 
-    def read(i: int) -> PathChoice:
-        if i < roots:
+    def __len__(self) -> int:
+        return self.roots + self.plain + self.edges
+
+    def __getitem__(self, i: int) -> PathChoice:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        if i < self.roots:
             return PathChoice(".", None)
-        n, shown = divmod(i - roots, _SHOWN)
+        n, shown = divmod(i - self.roots, _SHOWN)
         if n < len(RANDOM_PATHS):
             return PathChoice(RANDOM_PATHS[n], shown if shown < _SHOWN // 2 else None)
-        n, kind = divmod(i - roots - plain, len(_EDGE_KINDS))
+        n, kind = divmod(i - self.roots - self.plain, len(_EDGE_KINDS))
         limit, edge = _EDGE_KINDS[kind]
         return PathChoice(at_edge(limit, limit.value + edge, RANDOM_PATHS[n % len(RANDOM_PATHS)]), None)
-
-    return st.integers(0, roots + plain + edges - 1).map(read)
 
 
 #: who makes a call: root three times in four
 CALLERS = (0, 0, 0, USER)
-create_modes = st.sampled_from((0o644, 0o600, 0o755, 0o000, 0o777))
+CREATE_MODES = (0o644, 0o600, 0o755, 0o000, 0o777)
 #: the set-id and sticky bits too: what chown, a write and a truncate clear, what a setgid directory hands down, and
 #: whom a sticky directory lets remove a name
-chmod_modes = st.sampled_from((0o644, 0o600, 0o755, 0o000, 0o777, 0o555, 0o700, 0o4755, 0o2755, 0o2775, 0o6777,
-                               0o1777, 0o3777, 0o2745))
+CHMOD_MODES = (0o644, 0o600, 0o755, 0o000, 0o777, 0o555, 0o700, 0o4755, 0o2755, 0o2775, 0o6777, 0o1777, 0o3777,
+               0o2745)
 
 
-_ACCESS = st.sampled_from((OPEN_FLAGS["O_RDONLY"], OPEN_FLAGS["O_WRONLY"], OPEN_FLAGS["O_RDWR"]))
-_EXTRA = st.sets(st.sampled_from(("O_CREAT", "O_EXCL", "O_TRUNC", "O_APPEND", "O_NOFOLLOW", "O_DIRECTORY", "O_SYNC",
-                                  "O_DSYNC")), max_size=3)
+def _open_flags() -> tuple[int, ...]:
+    """What an open's flags are drawn from: an access mode and up to three more flags, each number of them as
+    likely (a set of k flags listed C(8, 3) / C(8, k) times); about one in eight an O_TMPFILE open, for writing or
+    not, O_EXCL (never to be named) or not, with O_CREAT (EINVAL)."""
+    extra = ("O_CREAT", "O_EXCL", "O_TRUNC", "O_APPEND", "O_NOFOLLOW", "O_DIRECTORY", "O_SYNC", "O_DSYNC")
+    sets = [names for k in range(4) for names in combinations(extra, k)
+            for _ in range(comb(len(extra), 3) // comb(len(extra), k))]
+    plain = []
+    for access, names in product(("O_RDONLY", "O_WRONLY", "O_RDWR"), sets):
+        if "O_CREAT" in names:
+            names = tuple(n for n in names if n != "O_DIRECTORY")  # EINVAL since Linux 6.4: not a union question
+        plain.append(reduce(operator.or_, (OPEN_FLAGS[n] for n in names), OPEN_FLAGS[access]))
+    tmpfiles = (os.O_TMPFILE | os.O_WRONLY, os.O_TMPFILE | os.O_RDWR, os.O_TMPFILE | os.O_RDWR | os.O_EXCL,
+                os.O_TMPFILE | os.O_RDONLY, os.O_TMPFILE | os.O_RDWR | os.O_CREAT)
+    return (*plain, *(f for f in tmpfiles for _ in range(len(plain) // 7 // len(tmpfiles))))
 
 
-#: an O_TMPFILE open, one in eight: for writing or not, O_EXCL (never to be named) or not, with O_CREAT (EINVAL)
-_TMPFILES = (os.O_TMPFILE | os.O_WRONLY, os.O_TMPFILE | os.O_RDWR, os.O_TMPFILE | os.O_RDWR | os.O_EXCL,
-             os.O_TMPFILE | os.O_RDONLY, os.O_TMPFILE | os.O_RDWR | os.O_CREAT)
-_TMPFILE = st.sampled_from((None,) * 7 * len(_TMPFILES) + _TMPFILES)
-
-
-@st.composite
-def open_flags(draw: st.DrawFn) -> int:
-    if (tmpfile := draw(_TMPFILE)) is not None:
-        return tmpfile
-    flags = draw(_ACCESS)
-    extra = draw(_EXTRA)
-    if "O_CREAT" in extra:
-        extra.discard("O_DIRECTORY")  # O_CREAT|O_DIRECTORY is EINVAL since Linux 6.4: not a union question
-    for name in extra:
-        flags |= OPEN_FLAGS[name]
-    return flags
-
-
-def domains(long_names: bool = True) -> dict[str, st.SearchStrategy]:
-    """What each argument domain of the operation table (`model/union/ops.py`) draws; with `long_names`, a path
-    of a `|long` domain is sometimes at an edge of a limit."""
+def domains(long_names: bool = True) -> dict[str, Table]:
+    """What each argument domain of the operation table (`model/union/ops.py`) is drawn from, a table each; with
+    `long_names`, a path of a `|long` domain is sometimes at an edge of a limit."""
     return {
-        "path": paths(),
-        "path|root": paths(root=True),
-        "path|long": paths(long=long_names),
-        "path|root|long": paths(root=True, long=long_names),
-        "flags": open_flags(),
-        "create-mode": create_modes,
-        "chmod-mode": chmod_modes,
-        "length": st.sampled_from((0, 1, 3, 7000)),
-        "noreplace": st.booleans(),
-        "target": link_targets,
-        "owner": st.sampled_from(OWNERS),
-        "times": st.just((1_000_000_000, 2_000_000_000)),
-        "xattr-name": xattr_names,
-        "xattr-value": xattr_values,
-        "acl-kind": acl_kinds,
-        "acl": acls,
-        "read-size": st.sampled_from((1, 5, 100_000)),
-        "data": st.sampled_from((b"W", b"write\n", b"Z" * 3000)),
-        "fd-length": st.sampled_from((0, 2, 6000)),
+        "path": Paths(),
+        "path|root": Paths(root=True),
+        "path|long": Paths(long=long_names),
+        "path|root|long": Paths(root=True, long=long_names),
+        "flags": _open_flags(),
+        "create-mode": CREATE_MODES,
+        "chmod-mode": CHMOD_MODES,
+        "length": (0, 1, 3, 7000),
+        "noreplace": (False, True),
+        "target": LINK_TARGETS,
+        "owner": OWNERS,
+        "times": ((1_000_000_000, 2_000_000_000),),
+        "xattr-name": XATTR_NAMES,
+        "xattr-value": XATTR_VALUES,
+        "acl-kind": tuple(acl.KINDS),
+        "acl": ACLS,
+        "read-size": (1, 5, 100_000),
+        "data": (b"W", b"write\n", b"Z" * 3000),
+        "fd-length": (0, 2, 6000),
         # past the end (a write there leaves a hole and ends the file in data), before the start, and a whence
         # that is none (SEEK_DATA and SEEK_HOLE are 3 and 4)
-        "offset": st.sampled_from((0, 1, 4, 9000, -1)),
-        "whence": st.sampled_from((os.SEEK_SET, os.SEEK_CUR, os.SEEK_END, 7)),
+        "offset": (0, 1, 4, 9000, -1),
+        "whence": (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END, 7),
         # every kind, with and without KEEP_SIZE where that is a question; PUNCH_HOLE alone is refused
-        "falloc-mode": st.sampled_from((0, KEEP_SIZE, PUNCH | KEEP_SIZE, PUNCH, ZERO, ZERO | KEEP_SIZE, COLLAPSE,
-                                        INSERT)),
+        "falloc-mode": (0, KEEP_SIZE, PUNCH | KEEP_SIZE, PUNCH, ZERO, ZERO | KEEP_SIZE, COLLAPSE, INSERT),
         # whole blocks and not (collapse and insert need them), inside and past the data the files hold
-        "falloc-offset": st.sampled_from((0, 1, 4096, 8192)),
-        "falloc-length": st.sampled_from((4096, 1, 8192, 0)),
+        "falloc-offset": (0, 1, 4096, 8192),
+        "falloc-length": (4096, 1, 8192, 0),
     }
 
 
-def arguments(long_names: bool = True) -> dict[str, tuple[st.SearchStrategy, ...]]:
-    """The argument strategies of every operation but the bench's own, in call order (after the slot, for fd
+def arguments(long_names: bool = True) -> dict[str, tuple[Table, ...]]:
+    """The argument tables of every operation but the bench's own, in call order (after the slot, for fd
     operations); an optional argument is always drawn."""
     drawn = domains(long_names)
     return {o.name: tuple(drawn[d.rstrip("?")] for d in o.args) for o in OPERATIONS

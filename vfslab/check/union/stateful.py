@@ -16,6 +16,7 @@ from pathlib import Path
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
+from vfslab.check.engine.choices import Pick, Table, machine_picks
 from vfslab.check.engine.generated import Budget, Tally, check_generated
 from vfslab.check.engine.race import WATCHDOG_SECONDS, Hang, Mismatch
 from vfslab.check.union import gen
@@ -29,24 +30,22 @@ MAX_PUSHES = 2
 
 
 @lru_cache
-def _calls(long_names: bool) -> dict[tuple[str, int], st.SearchStrategy[tuple]]:
-    """What a call of each operation by each caller draws: its name and the caller, for an fd operation which open
-    slot (taken modulo how many are open when it runs), then its arguments (paths still choices)."""
-    slot = st.integers(0, 7)
-    calls = {(name, uid): st.tuples(st.just((name, uid)), *([slot] if BY_NAME[name].kind == FD else []), *strategies)
-             for name, strategies in gen.arguments(long_names).items() for uid in set(gen.CALLERS)}
-    return calls | {(name, ROOT_UID): st.just(((name, ROOT_UID),)) for name in BENCH_OPS}
+def _calls(long_names: bool) -> dict[tuple[str, int], tuple[Table, ...]]:
+    """What a call of each operation by each caller is drawn from: for an fd operation which open slot (taken
+    modulo how many are open when it runs), then its arguments (paths still choices)."""
+    slot = range(8)
+    calls = {(name, uid): (*([slot] if BY_NAME[name].kind == FD else []), *tables)
+             for name, tables in gen.arguments(long_names).items() for uid in set(gen.CALLERS)}
+    return calls | {(name, ROOT_UID): () for name in BENCH_OPS}
 
 
 @lru_cache
-def _menu(enabled: tuple[str, ...], opened: bool, pushes_left: bool, long_names: bool) -> st.SearchStrategy[tuple]:
-    """A step's call: of one of the example's operations, by one of the callers (one choice), but of no fd
-    operation before an open was drawn (it could only find no file open) and no push once MAX_PUSHES were.
-    Cached: a new strategy is labelled again at each draw."""
+def _menu(enabled: tuple[str, ...], opened: bool, pushes_left: bool) -> tuple[tuple[str, int], ...]:
+    """Which calls a step chooses from, `(name, caller)`: of the example's operations, by each of the callers, but
+    of no fd operation before an open was drawn (it could only find no file open) and no push once MAX_PUSHES
+    were."""
     names = tuple(name for name in enabled if (opened or BY_NAME[name].kind != FD) and (pushes_left or name != "push"))
-    return st.sampled_from(tuple((name, uid) for name in names
-                                 for uid in ((ROOT_UID,) if name in BENCH_OPS else gen.CALLERS))
-                           ).flatmap(_calls(long_names).__getitem__)
+    return tuple((name, uid) for name in names for uid in ((ROOT_UID,) if name in BENCH_OPS else gen.CALLERS))
 
 
 def supported(subject, ops: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
@@ -60,6 +59,8 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
                  ops: tuple[str, ...] = ALL_OPS, long_names: bool = True,
                  placement: str = SAME) -> type[RuleBasedStateMachine]:
     """A state machine class checking `subject` held to `profile`, recording into `tally`."""
+
+    calls = _calls(long_names)
 
     class UnionMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -93,7 +94,7 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
         # what was drawn before, never on what ran: an example Hypothesis draws again after the time budget is
         # spent, or a step whose fd operation finds no open file, does nothing, but draws as it did (else
         # Hypothesis finds its data generation flaky)
-        @rule(call=st.runner().flatmap(lambda machine: machine.menu()))
+        @rule(call=machine_picks(lambda pick, machine: machine.call(pick)))
         def step(self, call: tuple) -> None:
             (name, uid), *args = call
             self.opened |= name == "open"
@@ -116,8 +117,10 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
             tally.steps += 1
             self._guard(lambda: self.session.step(op))
 
-        def menu(self) -> st.SearchStrategy[tuple]:
-            return _menu(self.enabled, self.opened, self.pushes < MAX_PUSHES, long_names)
+        def call(self, pick: Pick) -> tuple:
+            """A step's call, `((name, caller), *arguments)`: which of the menu (one choice), then each argument."""
+            chosen = pick(_menu(self.enabled, self.opened, self.pushes < MAX_PUSHES))
+            return (chosen, *(pick(table) for table in calls[chosen]))
 
         def _guard(self, call) -> None:
             try:
