@@ -217,6 +217,11 @@ def test_watchdog_turns_hung_stat_into_error(setup: Setup, name: str) -> None:
     assert_gone(m, pid)
 
 
+def thread_states(pid: int) -> list[str]:
+    """The state letter (proc(5)) of each of the process's threads."""
+    return [(task / "stat").read_text().rpartition(")")[2].split()[0] for task in Path(f"/proc/{pid}/task").iterdir()]
+
+
 def start_hung_stat(m: UnionMount) -> tuple[threading.Thread, dict[str, int]]:
     """Stop the daemon and start a stat that must wait for it; the thread records the errno it ends with."""
     assert m.pid is not None
@@ -230,10 +235,16 @@ def start_hung_stat(m: UnionMount) -> tuple[threading.Thread, dict[str, int]]:
             outcome["errno"] = e.errno or 0
 
     os.kill(m.pid, signal.SIGSTOP)
+    # a stop takes effect as each thread next runs: on a busy machine a daemon thread woken by the stat could
+    # still answer it
+    deadline = time.monotonic() + 5
+    while not all(state == "T" for state in thread_states(m.pid)):
+        assert time.monotonic() < deadline, f"the daemon's threads did not stop: {thread_states(m.pid)}"
+        time.sleep(0.001)
     worker = threading.Thread(target=probe, daemon=True)
     worker.start()
     worker.join(0.5)
-    assert worker.is_alive(), "the stat should hang while the daemon is stopped"
+    assert worker.is_alive(), f"the stat should hang while the daemon is stopped, but it ended: {outcome}"
     return worker, outcome
 
 

@@ -72,7 +72,7 @@ OPERATIONS = (
     Operation("lseek", ("offset", "whence"), FD, dirs=False),
     Operation("fallocate", ("falloc-mode", "falloc-offset", "falloc-length"), FD),
     Operation("dup", (), FD, opens=True),
-    Operation("flink", ("path|long",), FD),
+    Operation("flink", ("path|new|long",), FD),
     Operation("push", (), BENCH),
     Operation("remount", (), BENCH),
 )

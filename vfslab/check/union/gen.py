@@ -33,7 +33,9 @@ MAX_DEPTH = 3
 LOOP = Node("s", SYMLINK, 0o777, target=".")
 
 #: operations also use a name no generated tree holds, so that creations are not mostly EEXIST
-OP_NAMES = ("d", *NAMES)
+#: the name no layer holds
+NEW = "d"
+OP_NAMES = (NEW, *NAMES)
 LINK_TARGETS = ("a", "b", "c", "a/b", "b/c", ".", "x", "a/x")
 OWNERS = (0, USER)
 XATTR_NAMES, XATTR_VALUES = ("user.k", "user.m"), (b"1", b"two", b"")
@@ -103,14 +105,19 @@ layers = layers_of()
 @dataclass(frozen=True)
 class PathChoice:
     """A path argument as drawn: a path of random names, or (half the time) the n-th path the model shows now,
-    so that operations meet what is there instead of ending in ENOENT. Resolved when the rule runs; the op
-    records the concrete path, so programs replay without the model."""
+    so that operations meet what is there instead of ending in ENOENT, or, for a name to be made, `NEW` in it, so
+    that they meet no EEXIST. Resolved when the rule runs; the op records the concrete path, so programs replay
+    without the model."""
 
     path: str
     existing: int | None
+    new: bool = False
 
     def resolve(self, visible: list[str]) -> str:
-        return visible[self.existing % len(visible)] if self.existing is not None and visible else self.path
+        if self.existing is None or not visible:
+            return self.path
+        shown = visible[self.existing % len(visible)]
+        return f"{shown}/{NEW}" if self.new else shown
 
 
 def at_edge(limit: Limit, n: int, path: str) -> str:
@@ -136,14 +143,15 @@ _EDGE_KINDS = tuple(product(LIMITS, (-1, 0, 1)))
 
 class Paths(Sequence[PathChoice]):
     """The paths an argument is drawn from: sometimes (a tenth) the root (`.`), the rest a random path and which of
-    the paths the model shows, or, if `long`, (a quarter of the rest) a random path at an edge of one of the
-    limits. One table read in three ranges, so one choice; shrinking its index goes to the root first, then to
-    the model's first path."""
+    the paths the model shows (if `new`, a name `NEW` in it: a name to be made is otherwise nearly always taken),
+    or, if `long`, (a quarter of the rest) a random path at an edge of one of the limits. One table read in three
+    ranges, so one choice; shrinking its index goes to the root first, then to the model's first path."""
 
-    def __init__(self, root: bool = False, long: bool = False) -> None:
+    def __init__(self, root: bool = False, long: bool = False, new: bool = False) -> None:
         self.plain = len(RANDOM_PATHS) * _SHOWN
         self.roots = self.plain // 9 if root else 0
         self.edges = self.plain // 3 if long else 0
+        self.new = new
 
     def __len__(self) -> int:
         return self.roots + self.plain + self.edges
@@ -155,7 +163,7 @@ class Paths(Sequence[PathChoice]):
             return PathChoice(".", None)
         n, shown = divmod(i - self.roots, _SHOWN)
         if n < len(RANDOM_PATHS):
-            return PathChoice(RANDOM_PATHS[n], shown if shown < _SHOWN // 2 else None)
+            return PathChoice(RANDOM_PATHS[n], shown if shown < _SHOWN // 2 else None, self.new)
         n, kind = divmod(i - self.roots - self.plain, len(_EDGE_KINDS))
         limit, edge = _EDGE_KINDS[kind]
         return PathChoice(at_edge(limit, limit.value + edge, RANDOM_PATHS[n % len(RANDOM_PATHS)]), None)
@@ -195,6 +203,7 @@ def domains(long_names: bool = True) -> dict[str, Table]:
         "path|root": Paths(root=True),
         "path|long": Paths(long=long_names),
         "path|root|long": Paths(root=True, long=long_names),
+        "path|new|long": Paths(long=long_names, new=True),
         "flags": _open_flags(),
         "create-mode": CREATE_MODES,
         "chmod-mode": CHMOD_MODES,

@@ -32,7 +32,7 @@ MAX_PUSHES = 2
 @lru_cache
 def _calls(long_names: bool) -> dict[tuple[str, int], tuple[Table, ...]]:
     """What a call of each operation by each caller is drawn from: for an fd operation which open slot (taken
-    modulo how many are open when it runs), then its arguments (paths still choices)."""
+    modulo how many it could take are open when it runs), then its arguments (paths still choices)."""
     slot = range(8)
     calls = {(name, uid): (*([slot] if BY_NAME[name].kind == FD else []), *tables)
              for name, tables in gen.arguments(long_names).items() for uid in set(gen.CALLERS)}
@@ -103,13 +103,12 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
                 return  # the time budget is spent: examples from now on do nothing
             if BY_NAME[name].kind == FD:
                 pick, *args = args
-                slots = sorted(self.session.driver.slots)
+                # of the open files, those the operation takes: a file operation on a directory only wastes a step
+                slots = [slot for slot in sorted(self.session.driver.slots)
+                         if BY_NAME[name].dirs or not self.session.lock.holds_dir(slot)]
                 if not slots:
                     return
-                slot = slots[pick % len(slots)]
-                if not BY_NAME[name].dirs and self.session.lock.holds_dir(slot):
-                    return
-                args = (slot, *args)
+                args = (slots[pick % len(slots)], *args)
             visible = self.session.lock.visible_paths()
             args = tuple(a.resolve(visible) if isinstance(a, gen.PathChoice) else a for a in args)
             op = Op(name, args, uid)
