@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 OUT ?= out
 # make run FULL=1: each scenario's own budget (default: the quick run)
 FULL ?=
+# make run JOBS=N: the run's N shards side by side (default: one per core; a mount waits on its daemon as often
+# as on the CPU)
+JOBS ?= $(shell nproc)
 APT_PACKAGES := fuse3 fuse-overlayfs unionfs-fuse attr erofs-utils squashfs-tools chromium
 # Debian's vmware-vmblock-fuse, unpacked from open-vm-tools (not installed: no VMware services start)
 VMBLOCK_CACHE := /var/cache/vfslab/open-vm-tools
@@ -19,7 +22,7 @@ LIBFUSE := $(LIBFUSE_CACHE)/lib/x86_64-linux-gnu/libfuse3.so.4
 .PHONY: run test bench mutants lint deps install-helpers vmware-vmblock libfuse clean
 
 run: $(VENV)/.installed deps install-helpers vmware-vmblock libfuse
-	$(BIN)/vfslab run --out $(OUT) $(if $(FULL),--full)
+	$(BIN)/vfslab run --out $(OUT) --jobs $(JOBS) $(if $(FULL),--full)
 	@echo "results: $(OUT)/results.json (reports: $(OUT)/report.md, $(OUT)/report.html)"
 
 test: $(VENV)/.installed deps install-helpers vmware-vmblock libfuse

@@ -4,6 +4,8 @@ run, and a JUnit file that real parsers and the CI servers' schema accept."""
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 
 import junitparser
@@ -12,8 +14,9 @@ import xmlschema
 
 from vfslab.baseline import BaselineError, check_spec, load, within
 from vfslab.check.results import Results
-from vfslab.cli import main
+from vfslab.cli import _parser, main, shard_argv
 from vfslab.reports import junit
+from vfslab.shard import Shard, side_by_side
 from vfslab.suite import default_suite
 
 SUITE = [str(default_suite() / "sim"), str(default_suite() / "union" / "seed-examples.toml")]
@@ -182,6 +185,47 @@ def test_shards_merged_are_the_unsharded_run(ran, tmp_path, capsys):
     assert verdicts == [(r.scenario, r.subject, r.verdict, r.examples) for r in Results.read(ran).records]
     assert main(["merge", str(shards[0]), "-o", str(merged)]) == 2
     assert "shard 1/2 missing" in capsys.readouterr().err
+
+
+def test_jobs_side_by_side_make_the_records_one_process_makes(ran, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    out = tmp_path / "jobs"
+    assert main(["run", *SUITE, *SUBJECTS, "--out", str(out), "--jobs", "3"]) == 0
+    verdicts = [(r.scenario, r.subject, r.verdict, r.examples) for r in Results.read(out / "results.json").records]
+    assert verdicts == [(r.scenario, r.subject, r.verdict, r.examples) for r in Results.read(ran).records]
+    assert not Results.read(out / "results.json").meta.shard, "the merged run is whole"
+    assert sorted(p.name for p in (out / "shards").iterdir()) == ["1", "2", "3"]
+    assert (out / "report.md").exists() and (out / "junit.xml").exists()
+    assert (tmp_path / "summary.md").read_text().count("## vfslab run") == 1, "the run is summed up once, not per shard"
+    with pytest.raises(SystemExit):
+        main(["run", *SUITE, "--jobs", "0"])
+    assert "--jobs: expected a number of processes, at least 1, not '0'" in capsys.readouterr().err
+
+
+def test_a_shard_that_fails_fails_the_run_and_stops_the_others(tmp_path):
+    started = time.monotonic()
+
+    def argv(part: Shard, out: Path) -> list[str]:
+        if part.index == 2:
+            return [sys.executable, "-c", "import sys; print('cannot mount'); sys.exit(2)"]
+        return [sys.executable, "-c", f"import time; open({str(out / 'began')!r}, 'w'); time.sleep(600)"]
+
+    with pytest.raises(RuntimeError, match=r"shard 2/2 ended with exit 2: cannot mount \(log: .*shards/2/run.log\)"):
+        side_by_side(argv, 2, tmp_path)
+    assert (tmp_path / "shards" / "1" / "began").exists()
+    assert time.monotonic() - started < 60, "the sleeping shard was stopped, not waited out"
+
+
+def test_a_shard_is_the_run_asked_for_but_its_share_and_folder():
+    argv = ["run", "a.toml", "b", "--subject", "sim", "--subject-file", "f.toml", "--subjects", "d",
+            "--placement", "all", "--profile", "overlayfs", "--seed", "7", "--budget", "2.5", "--examples", "9",
+            "--full", "--out", "o", "--baseline", "base.toml", "--jobs", "4"]
+    args = _parser().parse_args(argv)
+    child = _parser().parse_args(shard_argv(args, Shard(3, 4), Path("o/shards/3"))[3:])
+    assert (child.shard, child.out, child.jobs, child.baseline) == (Shard(3, 4), Path("o/shards/3"), 1, None)
+    for option in set(vars(args)) - {"shard", "out", "jobs", "baseline"}:
+        assert getattr(child, option) == getattr(args, option), f"--{option} reaches the shards"
 
 
 def test_junit_reads_in_a_real_parser_and_meets_the_ci_servers_schema(ran, tmp_path):

@@ -57,6 +57,8 @@ def test_a_failing_scenario_exits_1_and_saves_a_replayable_program(tmp_path, cap
 @pytest.mark.parametrize(("argv", "text"), [
     (["run", "--subject", "no-such-fs"], "unknown subject 'no-such-fs'"),
     (["run", "/nonexistent.toml"], "no such scenario file"),
+    (["run", "--profile", "overlay"], "--profile 'overlay': no family has it (known: fuse-overlayfs, kernel, "),
+    (["run", "--jobs", "2", "--shard", "1/2"], "give --shard or --jobs, not both"),
     (["replay", "/nonexistent.json"], "not a vfslab program"),
     (["report", "/nonexistent.json"], "No such file"),
 ])

@@ -7,8 +7,13 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from vfslab.baseline import Baseline
+    from vfslab.check.results import Results
 
 from vfslab import __version__, ci, gate, shard
 from vfslab.check.engine.generated import QUICK
@@ -76,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--shard", type=shard.parse, default=shard.WHOLE, metavar="K/N",
                    help="run the K-th of N equal shares of the scenario x subject jobs (merge the shards' "
                    "results.json with `vfslab merge`)")
+    r.add_argument("--jobs", type=_jobs, default=1, metavar="N",
+                   help="run the N shards of the run side by side, each a process writing under OUT/shards/K, "
+                   "and merge them: the same records as one process makes (default 1)")
 
     b = sub.add_parser("baseline", help="write a run's verdicts as a baseline of expectations",
                        description="Write each record of RESULTS as an expected verdict (with a reason to fill "
@@ -169,21 +177,58 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _jobs(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, at least 1, not {text!r}")
+    return int(text)
+
+
+def shard_argv(args: argparse.Namespace, part: shard.Shard, out: Path) -> list[str]:
+    """The command line of one shard of the run `args` asks for (`--jobs`): the same run, its `part`, into `out`,
+    ungated (the merged run is held to the baseline)."""
+    argv = [sys.executable, "-m", "vfslab", "run", *map(str, args.paths), *(f"--subject={s}" for s in args.subject),
+            *(f"--subject-file={f}" for f in args.subject_file), *(f"--subjects={d}" for d in args.subject_dirs),
+            *(f"--placement={p}" for p in args.placement), f"--seed={args.seed}", f"--out={out}", f"--shard={part}"]
+    for option in ("profile", "budget", "examples"):
+        if getattr(args, option) is not None:
+            argv.append(f"--{option}={getattr(args, option)}")
+    return argv + (["--full"] if args.full else [])
+
+
 def _run(args: argparse.Namespace, console: Console) -> int:
     from vfslab import runner, subjects, suite
     from vfslab.baseline import load
-    from vfslab.reports import formats
     from vfslab.subjects import placement
 
     baseline = load(args.baseline) if args.baseline else None  # a bad one is said before the run, not after
+    if args.jobs > 1 and args.shard != shard.WHOLE:
+        raise ValueError("--jobs runs every shard of the run: give --shard or --jobs, not both")
+    if args.profile is not None:
+        from vfslab.check.families import FAMILIES
+
+        known = sorted({p for family in FAMILIES.values() for p in family.profiles})
+        if args.profile not in known:  # else no subject could be held to it, and the run would run nothing
+            raise ValueError(f"--profile {args.profile!r}: no family has it (known: {', '.join(known)})")
     with _subject_files(args) as added:
         for name in args.subject:
             subjects.get(name)
         scenarios = suite.collect(args.paths or [suite.default_suite()])
+        if args.jobs > 1:
+            with console.status(f"{args.jobs} shards side by side (logs: {args.out / 'shards'})"):
+                results = shard.side_by_side(lambda part, out: shard_argv(args, part, out), args.jobs, args.out)
+            return _said(results, args, baseline, console)
         options = runner.Options(tuple(args.subject), args.profile, args.seed, args.budget, args.examples, args.out,
                                  added, placement.parse(args.placement) if args.placement else (placement.SAME,),
                                  quick=not args.full, shard=args.shard)
         results = runner.run(scenarios, options)
+    return _said(results, args, baseline, console)
+
+
+def _said(results: Results, args: argparse.Namespace, baseline: Baseline | None, console: Console) -> int:
+    """A run's results written into --out as results.json and every report, shown, and announced to CI; the
+    exit code: its verdicts held to the scenarios' expectations or to the baseline."""
+    from vfslab.reports import formats
+
     results.write(args.out / "results.json")
     shown = formats()
     for fmt in shown.values():

@@ -1,5 +1,6 @@
 """Shards: `vfslab run --shard K/N` runs every N-th job of a run, from the K-th; `vfslab merge` puts the shards'
-records back in the order one unsharded run would have made them.
+records back in the order one unsharded run would have made them; `vfslab run --jobs N` runs the N shards of a
+run side by side on one machine and merges them.
 
 The jobs (scenario x subject x placement) are listed the same way on every machine, from the scenario files and
 the options alone, and a job's checks are derandomised by the run's seed, so shard K of N is the same work
@@ -8,9 +9,14 @@ wherever it runs and the merged records are the unsharded run's.
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Sequence
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TypeVar
 
 from vfslab.check.results import Results
@@ -84,3 +90,44 @@ def merge(parts: Sequence[tuple[str, Results]]) -> Results:
     placed = sorted((((k - 1) + i * count, record) for _, r in sharded for k in [r.meta.shard[0]]
                      for i, record in enumerate(r.records)), key=lambda p: p[0])
     return Results(meta, [record for _, record in placed])
+
+
+#: what a shard's process ends with when its run went as a run can (1: findings, the merged run's to judge)
+_RAN = (0, 1)
+
+
+def side_by_side(argv: Callable[[Shard, Path], list[str]], count: int, out: Path) -> Results:
+    """Run the `count` shards of one run at once, each a process `argv(shard, its out folder)` writing under
+    OUT/shards/K (its log there too), and merge their results. A mount waits on its daemon as often as on the
+    CPU, so shards side by side finish sooner than one after another even on a machine of few cores."""
+    procs: list[tuple[Shard, Path, subprocess.Popen]] = []
+    # a shard's own summary would say a part as if it were the run: the merged run's is said once, by the caller
+    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY")}
+    try:
+        for k in range(1, count + 1):
+            part, folder = Shard(k, count), out / "shards" / str(k)
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(folder / "run.log", "wb") as log:
+                procs.append((part, folder, subprocess.Popen(argv(part, folder), stdin=subprocess.DEVNULL,
+                                                             stdout=log, stderr=subprocess.STDOUT, env=env)))
+        # each looked at in turn, not waited for in order: a shard that fails ends the run at once
+        while True:
+            ends = [proc.poll() for _, _, proc in procs]
+            for (part, folder, _), end in zip(procs, ends, strict=True):
+                if end not in (None, *_RAN):
+                    tail = (folder / "run.log").read_text(errors="replace").strip().splitlines()[-1:]
+                    raise RuntimeError(f"shard {part} ended with exit {end}"
+                                       f"{': ' + tail[0] if tail else ''} (log: {folder / 'run.log'})")
+            if None not in ends:
+                break
+            time.sleep(0.1)
+    finally:
+        for _, _, proc in procs:  # interrupted, or one shard failed: none is left running
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)  # as Ctrl-C: it unmounts what it mounted, then ends
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    return merge([(str(folder), Results.read(folder / "results.json")) for _, folder, _ in procs])
