@@ -207,13 +207,17 @@ def test_a_shard_that_fails_fails_the_run_and_stops_the_others(tmp_path):
     started = time.monotonic()
 
     def argv(part: Shard, out: Path) -> list[str]:
-        if part.index == 2:
-            return [sys.executable, "-c", "import sys; print('cannot mount'); sys.exit(2)"]
-        return [sys.executable, "-c", f"import time; open({str(out / 'began')!r}, 'w'); time.sleep(600)"]
+        began = out.parent / "1" / "began"
+        if part.index == 2:  # fails once shard 1 is under way
+            return [sys.executable, "-c", f"import os, sys, time\nwhile not os.path.exists({str(began)!r}):\n"
+                    "    time.sleep(0.01)\nprint('cannot mount')\nsys.exit(2)"]
+        # as a shard's run does, it cleans up when interrupted (here: says so)
+        return [sys.executable, "-c", f"import time\ntry:\n    open({str(began)!r}, 'w').close()\n"
+                f"    time.sleep(600)\nexcept KeyboardInterrupt:\n    open({str(out / 'stopped')!r}, 'w')"]
 
     with pytest.raises(RuntimeError, match=r"shard 2/2 ended with exit 2: cannot mount \(log: .*shards/2/run.log\)"):
         side_by_side(argv, 2, tmp_path)
-    assert (tmp_path / "shards" / "1" / "began").exists()
+    assert (tmp_path / "shards" / "1" / "stopped").exists(), "stopped as by Ctrl-C, so it could unmount"
     assert time.monotonic() - started < 60, "the sleeping shard was stopped, not waited out"
 
 

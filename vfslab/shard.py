@@ -94,6 +94,8 @@ def merge(parts: Sequence[tuple[str, Results]]) -> Results:
 
 #: what a shard's process ends with when its run went as a run can (1: findings, the merged run's to judge)
 _RAN = (0, 1)
+#: how long stopped shards have to unmount what they mounted (each mount's own teardown is bounded well below)
+STOP_SECONDS = 60
 
 
 def side_by_side(argv: Callable[[Shard, Path], list[str]], count: int, out: Path) -> Results:
@@ -108,8 +110,11 @@ def side_by_side(argv: Callable[[Shard, Path], list[str]], count: int, out: Path
             part, folder = Shard(k, count), out / "shards" / str(k)
             folder.mkdir(parents=True, exist_ok=True)
             with open(folder / "run.log", "wb") as log:
+                # a session of its own: a Ctrl-C reaches us alone, and we pass it on once (a second one could cut
+                # short a shard's unmounting)
                 procs.append((part, folder, subprocess.Popen(argv(part, folder), stdin=subprocess.DEVNULL,
-                                                             stdout=log, stderr=subprocess.STDOUT, env=env)))
+                                                             stdout=log, stderr=subprocess.STDOUT, env=env,
+                                                             start_new_session=True)))
         # each looked at in turn, not waited for in order: a shard that fails ends the run at once
         while True:
             ends = [proc.poll() for _, _, proc in procs]
@@ -122,12 +127,14 @@ def side_by_side(argv: Callable[[Shard, Path], list[str]], count: int, out: Path
                 break
             time.sleep(0.1)
     finally:
-        for _, _, proc in procs:  # interrupted, or one shard failed: none is left running
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)  # as Ctrl-C: it unmounts what it mounted, then ends
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        running = [proc for _, _, proc in procs if proc.poll() is None]  # interrupted, or one shard failed
+        for proc in running:
+            proc.send_signal(signal.SIGINT)  # as Ctrl-C: it unmounts what it mounted, then ends
+        deadline = time.monotonic() + STOP_SECONDS
+        for proc in running:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     return merge([(str(folder), Results.read(folder / "results.json")) for _, folder, _ in procs])
