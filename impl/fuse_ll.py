@@ -88,7 +88,8 @@ class fuse_conn_info(ctypes.Structure):
 
 
 #: capabilities a file system may ask for (fuse_common.h)
-CAP_DONT_MASK, CAP_POSIX_ACL, CAP_HANDLE_KILLPRIV, CAP_CACHE_SYMLINKS = 1 << 6, 1 << 19, 1 << 20, 1 << 23
+CAP_EXPORT_SUPPORT, CAP_DONT_MASK, CAP_POSIX_ACL, CAP_HANDLE_KILLPRIV, CAP_CACHE_SYMLINKS = (
+    1 << 4, 1 << 6, 1 << 19, 1 << 20, 1 << 23)
 FI = POINTER(fuse_file_info)
 #: struct fuse_lowlevel_ops, in libfuse's order; the requests nobody here serves are opaque slots left NULL
 PROTOTYPES = {
@@ -227,14 +228,15 @@ def reply_err(req: int, errno: int) -> None:
     held.fuse_reply_err(req, errno)
 
 
-def reply_entry(req: int, ino: int, attr: c_stat, timeout: float = 0.0) -> None:
-    """A lookup's answer; inode 0 is a negative entry (no such name), cached for `timeout` seconds."""
-    e = fuse_entry_param(ino, 0, attr, timeout, timeout)
+def reply_entry(req: int, ino: int, attr: c_stat, timeout: float = 0.0, generation: int = 0) -> None:
+    """A lookup's answer; inode 0 is a negative entry (no such name), cached for `timeout` seconds. The node id
+    and `generation` together are what a file handle of it holds."""
+    e = fuse_entry_param(ino, generation, attr, timeout, timeout)
     held.fuse_reply_entry(req, ctypes.byref(e))
 
 
-def reply_create(req: int, ino: int, attr: c_stat, timeout: float, fi) -> None:
-    e = fuse_entry_param(ino, 0, attr, timeout, timeout)
+def reply_create(req: int, ino: int, attr: c_stat, timeout: float, fi, generation: int = 0) -> None:
+    e = fuse_entry_param(ino, generation, attr, timeout, timeout)
     held.fuse_reply_create(req, ctypes.byref(e), fi)
 
 
@@ -303,14 +305,15 @@ def reply_dir(req: int, entries: list[tuple[str, int, int]], size: int, off: int
     held.fuse_reply_buf(req, buf, pos)
 
 
-def reply_dir_plus(req: int, entries: list[tuple[str, int, c_stat]], size: int, off: int,
+def reply_dir_plus(req: int, entries: list[tuple[str, int, int, c_stat]], size: int, off: int,
                    timeout: float) -> int:
-    """Reply to readdirplus with `entries` (name, node id, attributes), the directory's from index `off` on, as
-    many as fit in `size` bytes; the number replied. The kernel takes each with a node id as a lookup."""
+    """Reply to readdirplus with `entries` (name, node id, generation, attributes), the directory's from index
+    `off` on, as many as fit in `size` bytes; the number replied. The kernel takes each with a node id as a
+    lookup."""
     buf = ctypes.create_string_buffer(size)
     pos = done = 0
-    for i, (name, ino, a) in enumerate(entries, start=off + 1):
-        e = fuse_entry_param(ino, 0, a, timeout, timeout)
+    for i, (name, ino, generation, a) in enumerate(entries, start=off + 1):
+        e = fuse_entry_param(ino, generation, a, timeout, timeout)
         need = held.fuse_add_direntry_plus(req, ctypes.byref(buf, pos), size - pos, os.fsencode(name),
                                           ctypes.byref(e), i)
         if need > size - pos:

@@ -103,6 +103,11 @@ def encode_origin(dirfd: int, name: str) -> bytes:
     return _FB_HEADER.pack(OVL_FH_VERSION, OVL_FH_MAGIC, _FB_HEADER.size + len(fid), 0, h.type, bytes(16)) + fid
 
 
+def origin_fid(fb: bytes) -> bytes:
+    """The part of an origin handle its file system made (what name_to_handle_at gave), the header aside."""
+    return fb[_FB_HEADER.size:]
+
+
 def decode_origin(mount_fd: int, fb: bytes) -> os.stat_result | None:
     """fstat of the inode an origin handle names on the file system of `mount_fd`; None if it names none.
     Only its attributes are read: the handle might name an inode outside the layers."""

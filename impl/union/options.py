@@ -36,6 +36,8 @@ class MountOptions:
     index: bool = True
     #: skip the fsync that makes a copy-up durable before it becomes visible (as overlayfs's `volatile`)
     volatile: bool = False
+    #: file handles (name_to_handle_at) that open their file again after a remount, as overlayfs's `nfs_export`
+    nfs_export: bool = False
     fuse: tuple[str, ...] = ()
     #: 1 (the default) serves every request from one thread; N > 1 runs libfuse's multithreaded loop with N workers
     #: at most. Under the GIL the workers add no throughput and cost each request a hand-off between threads
@@ -99,7 +101,7 @@ def parse(texts: list[str]) -> MountOptions:
                 values["lowerdirs"] = tuple(_directory("lowerdir", p) for p in value.split(":"))
             elif key in ("upperdir", "workdir") and eq:
                 values[key] = _directory(key, value)
-            elif key in ("redirect_dir", "index") and value in ON_OFF:
+            elif key in ("redirect_dir", "index", "nfs_export") and value in ON_OFF:
                 values[key] = ON_OFF[value]
             elif key == "volatile" and not eq:
                 values["volatile"] = True
@@ -117,5 +119,8 @@ def parse(texts: list[str]) -> MountOptions:
             raise OptionError("workdir and upperdir must be on the same file system")
         if upper == work or work.startswith(upper + "/") or upper.startswith(work + "/"):
             raise OptionError("workdir and upperdir must be separate directories, neither inside the other")
+    if values.get("nfs_export") and not values.get("index", True):
+        # overlayfs falls back to nfs_export=off with a line in the kernel log, where nobody may look
+        raise OptionError("nfs_export=on needs index=on: a handle of a lower hard link must find its copy-up")
     values["fuse"] = tuple(values["fuse"])
     return MountOptions(**values)

@@ -27,6 +27,7 @@ import ctypes
 import errno as E
 import itertools
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import wraps
@@ -38,6 +39,8 @@ from vfslab.impl.union.union import UTIME_NOW, UTIME_OMIT, Attrs, Cred, Handle, 
 
 #: seconds the kernel may keep entries and attributes without asking: what changes behind its back is dropped
 TIMEOUT = 3600.0
+#: with nfs_export, the node ids that are not inode numbers start here (no layer's inode number is this large)
+SPARE = 1 << 63
 #: setattr's bits (fuse_lowlevel.h FUSE_SET_ATTR_*)
 SET_MODE, SET_UID, SET_GID, SET_SIZE, SET_ATIME, SET_MTIME, SET_ATIME_NOW, SET_MTIME_NOW = (
     1, 2, 4, 8, 16, 32, 128, 256)
@@ -56,6 +59,8 @@ class Inode:
     names: set[Name] = field(default_factory=set)
     lookups: int = 0
     handles: set[int] = field(default_factory=set)
+    #: with the node id, what a file handle of it holds (nfs_export; else 0)
+    generation: int = 0
 
 
 @dataclass
@@ -95,6 +100,11 @@ class UnionOps(ll.Operations):
 
     def __init__(self, union: Union) -> None:
         self.union = union
+        #: nfs_export: a union inode's node id is its inode number where it can be, so that a file handle (which
+        #: holds the node id) names it again after a remount
+        self.stable = union.opts.nfs_export
+        if self.stable:
+            self.want = type(self).want | ll.CAP_EXPORT_SUPPORT
         self.inodes: dict[int, Inode] = {ll.ROOT: Inode(None, lookups=1)}
         self.entries: dict[Name, int] = {}
         #: the node ids of each union inode the kernel holds a name or an open file of (an inode that has
@@ -105,7 +115,7 @@ class UnionOps(ll.Operations):
         self.stale: set[int] = set()
         self.files: dict[int, Handle] = {}
         self.dirs: dict[int, Listing] = {}
-        self._node_ids = itertools.count(ll.ROOT + 1)
+        self._node_ids = itertools.count(SPARE if self.stable else ll.ROOT + 1)
         self._handles = itertools.count(1)  # next() on it is atomic: file handles need no lock of their own
 
     # ---- what the kernel holds ---------------------------------------------------------------------
@@ -172,10 +182,52 @@ class UnionOps(ll.Operations):
             if shared:
                 node_id = min(shared)
             else:
-                node_id = next(self._node_ids)
-                self.inodes[node_id] = Inode(key, alone)
+                node_id = self._new_node_id(node)
+                self.inodes[node_id] = Inode(key, alone, generation=self.union.generation(node) if self.stable else 0)
             self._name(node_id, where)
         return node_id
+
+    def _new_node_id(self, node: Node) -> int:
+        """A node id for a union inode the kernel is told of: with nfs_export its inode number, unless a node id
+        the kernel holds has that number already (an unlinked file still open, a second name of an indexed hard
+        link that must be alone); else the next of ours."""
+        if self.stable:
+            ino = self.union.ino(node)
+            if ll.ROOT < ino < SPARE and ino not in self.inodes:
+                return ino
+        return next(self._node_ids)
+
+    def _found(self, node_id: int) -> str:
+        """The path of the union inode whose inode number is `node_id`, searched for from the root (a handle's
+        node id after a remount); ENOENT, which the kernel answers as ESTALE, if the union shows none."""
+        todo = ["/"]
+        while todo:
+            path = todo.pop(0)
+            for name, mode, ino in self.union.entries(self.union.existing(path))[2:]:
+                child = path + name if path == "/" else f"{path}/{name}"
+                if ino == node_id and mode:
+                    return child
+                if stat.S_ISDIR(mode):
+                    todo.append(child)
+        raise fail(E.ENOENT)
+
+    def _by_handle(self, req: int, node_id: int, name: str) -> Reply:
+        """FUSE_CAP_EXPORT_SUPPORT: the kernel asks for `.` of a file handle's node id it no longer holds (the
+        node itself) and for `..` of a directory's (its parent, to connect it to the root). Each name on the way
+        is given its node id, as lookups would give them."""
+        inode = self.inodes.get(node_id)
+        path = self._path(node_id) if node_id == ll.ROOT or (inode is not None and inode.names) else \
+            self._found(node_id)
+        if name == "..":
+            path = path.rpartition("/")[0] or "/"
+        if path == "/":
+            attr = self._stat(self.union.attrs(self.union.existing("/")))
+            return lambda: ll.reply_entry(req, ll.ROOT, attr, TIMEOUT)
+        names = path.split("/")[1:]
+        parent_id = ll.ROOT
+        for depth, name in enumerate(names[:-1], 1):
+            parent_id = self._known((parent_id, name), self.union.existing("/" + "/".join(names[:depth])))
+        return self._entry(req, parent_id, names[-1])
 
     def _siblings(self, node_id: int) -> list[int]:
         """The other node ids of `node_id`'s union inode. Safe without the lock (a write asks): the group is
@@ -192,8 +244,11 @@ class UnionOps(ll.Operations):
 
     def _entry(self, req: int, parent: int, name: str) -> Reply:
         where = (parent, name)
-        node_id, attr = self._looked_up(where, self.union.existing(self._child(*where)))
-        return lambda: ll.reply_entry(req, node_id, attr, TIMEOUT)
+        return self._reply_entry(req, *self._looked_up(where, self.union.existing(self._child(*where))))
+
+    def _reply_entry(self, req: int, node_id: int, attr: ll.c_stat) -> Reply:
+        generation = self.inodes[node_id].generation
+        return lambda: ll.reply_entry(req, node_id, attr, TIMEOUT, generation)
 
     @staticmethod
     def _stat(a: Attrs) -> ll.c_stat:
@@ -280,13 +335,14 @@ class UnionOps(ll.Operations):
 
     @_serialised
     def lookup(self, req: int, parent: int, name: bytes) -> Reply:
+        if self.stable and name in (b".", b".."):  # only a file handle's decoding asks these
+            return self._by_handle(req, parent, os.fsdecode(name))
         where = (parent, os.fsdecode(name))
         node = self.union.resolve(self._child(*where))
         if node is None:
             self._unname(where)
             return lambda: ll.reply_entry(req, 0, ll.c_stat(), TIMEOUT)
-        node_id, attr = self._looked_up(where, node)
-        return lambda: ll.reply_entry(req, node_id, attr, TIMEOUT)
+        return self._reply_entry(req, *self._looked_up(where, node))
 
     @_serialised
     def mkdir(self, req: int, parent: int, name: bytes, mode: int) -> Reply:
@@ -323,8 +379,7 @@ class UnionOps(ll.Operations):
             self._name(node_id, where)
         self.inodes[node_id].lookups += 1
         self.touched.add(node_id)
-        attr = self._stat(self.union.attrs(node))
-        return lambda: ll.reply_entry(req, node_id, attr, TIMEOUT)
+        return self._reply_entry(req, node_id, self._stat(self.union.attrs(node)))
 
     @_serialised
     def unlink(self, req: int, parent: int, name: bytes) -> Reply:
@@ -441,13 +496,14 @@ class UnionOps(ll.Operations):
         for name, mode, ino in self._listing(fi, off).entries[off:]:
             node = None if name in (".", "..") or not mode else self.union.resolve(self._child(node_id, name))
             if node is None:  # the kernel takes nothing from `.`, `..` and a name that cannot be looked up
-                entries.append((name, 0, ll.stat(mode, ino=ino)))
+                entries.append((name, 0, 0, ll.stat(mode, ino=ino)))
             else:
-                entries.append((name, self._known((node_id, name), node), self._stat(self.union.attrs(node))))
+                known = self._known((node_id, name), node)
+                entries.append((name, known, self.inodes[known].generation, self._stat(self.union.attrs(node))))
 
         def reply() -> None:
             done = ll.reply_dir_plus(req, entries, size, off, TIMEOUT)
-            for _, taken, _ in entries[:done]:
+            for _, taken, _, _ in entries[:done]:
                 if taken:
                     self.inodes[taken].lookups += 1
 
@@ -488,7 +544,8 @@ class UnionOps(ll.Operations):
         node = self.union.existing(path)
         node_id, attr = self._looked_up(where, node)
         self._register(node_id, node, h, fi)
-        return lambda: ll.reply_create(req, node_id, attr, TIMEOUT, fi)
+        generation = self.inodes[node_id].generation
+        return lambda: ll.reply_create(req, node_id, attr, TIMEOUT, fi, generation)
 
     @_serialised
     def tmpfile(self, req: int, parent: int, mode: int, fi) -> Reply:

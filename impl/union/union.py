@@ -27,6 +27,7 @@ import shutil
 import stat as st
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from vfslab.impl.union.disk import (
     encode_origin,
     is_whiteout,
     linkat_fd,
+    origin_fid,
     proc,
     renameat2,
 )
@@ -441,6 +443,17 @@ class Union:
 
     def ino(self, node: Node) -> int:
         return self._identity(node)[0]
+
+    def generation(self, node: Node) -> int:
+        """A 32-bit tag of the real inode whose number a name shows, from that inode's file handle (which holds
+        its file system's generation): an inode number used again by another file, after the first was removed,
+        comes with another tag."""
+        real = node.stack[0]
+        if node.is_dir:
+            real = ([r for r in node.stack if r.layer is not self.upper] or node.stack)[0]
+        elif real.layer is self.upper and self.ino(node) != self._number(real.st):
+            return zlib.crc32(origin_fid(self._origin(real)))  # it shows its origin's number
+        return zlib.crc32(origin_fid(self._handle(real)))
 
     def _union_nlink(self, entry: Real) -> int:
         """The union's link count of an indexed inode: `trusted.overlay.nlink` is `U<delta>` from its own."""

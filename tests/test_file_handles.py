@@ -1,0 +1,126 @@
+"""File handles (name_to_handle_at / open_by_handle_at, what an NFS server keeps): with `nfs_export=on`, union-fuse
+opens a handle again after a remount exactly where kernel overlayfs does, and says ESTALE where it does."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from pathlib import Path
+
+import pytest
+from test_union_fuse import LOWER, MIDDLE, _dirs, _layers, mount_kernel, mount_ours
+
+from vfslab.impl.union.options import OptionError, parse
+from vfslab.subjects import mounts
+
+pytestmark = pytest.mark.mounts
+
+_libc = ctypes.CDLL(None, use_errno=True)
+MAX_HANDLE = 128
+EXPORT = "redirect_dir=on,index=on,nfs_export=on"
+
+
+class _FileHandle(ctypes.Structure):
+    _fields_ = [("bytes", ctypes.c_uint), ("type", ctypes.c_int), ("f", ctypes.c_ubyte * MAX_HANDLE)]
+
+
+def handle_of(path: Path) -> tuple[int, bytes] | str:
+    """name_to_handle_at: the handle's type and bytes, or the errno's name."""
+    h, mount_id = _FileHandle(MAX_HANDLE), ctypes.c_int()
+    if _libc.name_to_handle_at(-100, os.fsencode(path), ctypes.byref(h), ctypes.byref(mount_id), 0) != 0:
+        return errno.errorcode[ctypes.get_errno()]
+    return h.type, bytes(h.f[: h.bytes])
+
+
+def open_handle(mnt: Path, handle: tuple[int, bytes] | str) -> object:
+    """What open_by_handle_at of `handle` in the mount at `mnt` opens: a file's bytes, a directory's names, or
+    the errno's name."""
+    if isinstance(handle, str):
+        return handle
+    kind, data = handle
+    h = _FileHandle(len(data), kind)
+    ctypes.memmove(h.f, data, len(data))
+    mount_fd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = _libc.open_by_handle_at(mount_fd, ctypes.byref(h), os.O_RDONLY)
+        if fd < 0:
+            return errno.errorcode[ctypes.get_errno()]
+        try:
+            return sorted(os.listdir(fd)) if os.path.isdir(f"/proc/self/fd/{fd}") else os.read(fd, 4096)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(mount_fd)
+
+
+def handles_across_remount(scratch: Path, who: str, extra: str) -> tuple[dict, dict]:
+    """Handles of lower and upper files and directories, taken before their files are changed, copied up,
+    renamed, removed (and a removed one's inode number used again), opened in the same mount and after a
+    remount of the same layers."""
+    root = scratch / who
+    root.mkdir()
+    lowers = _layers(root, LOWER, MIDDLE)
+    upper, work, mnt = _dirs(root, "upper", "work", "mnt")
+    mount = mount_kernel if who == "kernel" else mount_ours
+    pid = mount(lowers, upper, work, mnt, extra)
+    try:
+        (mnt / "new").write_bytes(b"upper file")
+        (mnt / "dir" / "newdir").mkdir()
+        names = ("dir/file", "dir/sub/deep", "dir/sub", "dir", "link2", "gone", "new", "dir/newdir", "dir/below",
+                 "mode600", "removed")
+        (mnt / "removed").write_bytes(b"removed")
+        handles = {name: handle_of(mnt / name) for name in names}
+        with open(mnt / "dir" / "file", "ab") as f:
+            f.write(b", copied up")
+        with open(mnt / "link1", "ab") as f:
+            f.write(b", through the other name")
+        os.rename(mnt / "dir" / "sub", mnt / "moved")
+        os.unlink(mnt / "gone")
+        gone = os.stat(mnt / "removed").st_ino
+        os.unlink(mnt / "removed")
+        for i in range(50):  # a new file, most likely on the removed one's inode number
+            (mnt / f"after{i}").write_bytes(b"another file")
+            if os.stat(mnt / f"after{i}").st_ino == gone:
+                break
+        same = {name: open_handle(mnt, h) for name, h in handles.items()}
+    finally:
+        mounts.unmount(mnt, pid)
+    pid = mount(lowers, upper, work, mnt, extra)
+    try:
+        again = {name: open_handle(mnt, h) for name, h in handles.items()}
+        # what the handles found, the paths find as well
+        assert (mnt / "moved" / "deep").read_bytes() == b"deep" and sorted(os.listdir(mnt / "moved")) == ["deep"]
+    finally:
+        mounts.unmount(mnt, pid)
+    return same, again
+
+
+def test_handles_open_after_a_remount_as_on_kernel_overlayfs(need, scratch):
+    need("kernel-overlay")
+    need("union-fuse")
+    kernel = handles_across_remount(scratch, "kernel", EXPORT)
+    ours = handles_across_remount(scratch, "ours", EXPORT)
+    assert ours == kernel
+    same, again = kernel
+    assert again["dir/file"] == b"lower file, copied up" and again["link2"] == b"linked, through the other name"
+    assert again["dir/sub"] == ["deep"] and again["dir/newdir"] == [] and again["new"] == b"upper file"
+    assert again["gone"] == again["removed"] == "ESTALE", "a removed file's handle is stale, its number used again"
+    assert same == again
+
+
+def test_without_nfs_export_handles_do_not_outlive_the_mount(need, scratch):
+    """The kernel makes no handles then (EOPNOTSUPP); FUSE always makes them, so union-fuse's open in the same
+    mount while the kernel holds the inode, and are stale after a remount: a named difference."""
+    need("kernel-overlay")
+    need("union-fuse")
+    _, kernel = handles_across_remount(scratch, "kernel", "redirect_dir=on,index=on")
+    same, ours = handles_across_remount(scratch, "ours", "redirect_dir=on,index=on")
+    assert set(kernel.values()) == {errno.errorcode[errno.EOPNOTSUPP]}
+    assert same["new"] == b"upper file" and set(ours.values()) == {"ESTALE"}
+
+
+def test_nfs_export_needs_the_index():
+    with pytest.raises(OptionError, match="nfs_export=on needs index=on"):
+        parse(["lowerdir=/,upperdir=/tmp,workdir=/var,index=off,nfs_export=on"])
+    assert parse(["lowerdir=/,nfs_export=on"]).nfs_export
