@@ -200,6 +200,8 @@ class UnionOps(ll.Operations):
     def _found(self, node_id: int) -> str:
         """The path of the union inode whose inode number is `node_id`, searched for from the root (a handle's
         node id after a remount); ENOENT, which the kernel answers as ESTALE, if the union shows none."""
+        if node_id >= SPARE:  # one of ours, which no longer names anything
+            raise fail(E.ENOENT)
         todo = ["/"]
         while todo:
             path = todo.pop(0)
