@@ -6,6 +6,8 @@ request on a node id is a `Union` call on one of its current names. The names of
 share a node id, as they share an overlayfs inode, with one exception: a request says which inode it is on, not
 through which name, and a change through a lower name of an indexed hard-link group copies up that name. So each
 such name keeps a node id of its own, and the node ids of one union inode are told of each other's changes.
+With nfs_export a node id is the union inode's inode number where it can be, so that a file handle, which holds
+the node id, names the same inode after a remount (`_by_handle`).
 
 Caching: every change of the union goes through this mount, so the kernel may keep entries, negative entries,
 attributes and file pages (keep_cache) as long as it likes (TIMEOUT), if it is told what it cannot see:
@@ -227,8 +229,8 @@ class UnionOps(ll.Operations):
             return lambda: ll.reply_entry(req, ll.ROOT, attr, TIMEOUT)
         names = path.split("/")[1:]
         parent_id = ll.ROOT
-        for depth, name in enumerate(names[:-1], 1):
-            parent_id = self._known((parent_id, name), self.union.existing("/" + "/".join(names[:depth])))
+        for depth, part in enumerate(names[:-1], 1):
+            parent_id = self._known((parent_id, part), self.union.existing("/" + "/".join(names[:depth])))
         return self._entry(req, parent_id, names[-1])
 
     def _siblings(self, node_id: int) -> list[int]:
