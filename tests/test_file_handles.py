@@ -13,6 +13,7 @@ from test_union_fuse import LOWER, MIDDLE, _dirs, _layers, mount_kernel, mount_o
 
 from vfslab.impl.union.options import OptionError, parse
 from vfslab.subjects import mounts
+from vfslab.subjects.tree import Layers, Node
 
 pytestmark = pytest.mark.mounts
 
@@ -54,10 +55,11 @@ def open_handle(mnt: Path, handle: tuple[int, bytes] | str) -> object:
         os.close(mount_fd)
 
 
-def handles_across_remount(scratch: Path, who: str, extra: str) -> tuple[dict, dict]:
+def handles_across_remount(scratch: Path, who: str, extra: str) -> tuple[dict, dict, dict]:
     """Handles of lower and upper files and directories, taken before their files are changed, copied up,
-    renamed, removed (and a removed one's inode number used again), opened in the same mount and after a
-    remount of the same layers."""
+    renamed, removed (and a removed one's inode number used again), opened in the same mount, after a remount of
+    the same layers, and again once every name of the new mount was looked up (a daemon numbering its inodes in
+    the order it is asked for them has then given the old numbers to inodes again)."""
     root = scratch / who
     root.mkdir()
     lowers = _layers(root, LOWER, MIDDLE)
@@ -91,9 +93,13 @@ def handles_across_remount(scratch: Path, who: str, extra: str) -> tuple[dict, d
         again = {name: open_handle(mnt, h) for name, h in handles.items()}
         # what the handles found, the paths find as well
         assert (mnt / "moved" / "deep").read_bytes() == b"deep" and sorted(os.listdir(mnt / "moved")) == ["deep"]
+        for top, dirs, files in os.walk(mnt):
+            for name in dirs + files:
+                os.lstat(Path(top, name))
+        looked_up = {name: open_handle(mnt, h) for name, h in handles.items()}
     finally:
         mounts.unmount(mnt, pid)
-    return same, again
+    return same, again, looked_up
 
 
 def test_handles_open_after_a_remount_as_on_kernel_overlayfs(need, scratch):
@@ -102,25 +108,51 @@ def test_handles_open_after_a_remount_as_on_kernel_overlayfs(need, scratch):
     kernel = handles_across_remount(scratch, "kernel", EXPORT)
     ours = handles_across_remount(scratch, "ours", EXPORT)
     assert ours == kernel
-    same, again = kernel
+    same, again, looked_up = kernel
     assert again["dir/file"] == b"lower file, copied up" and again["link2"] == b"linked, through the other name"
     assert again["dir/sub"] == ["deep"] and again["dir/newdir"] == [] and again["new"] == b"upper file"
     assert again["gone"] == again["removed"] == "ESTALE", "a removed file's handle is stale, its number used again"
-    assert same == again
+    assert same == again == looked_up
 
 
 def test_without_nfs_export_handles_do_not_outlive_the_mount(need, scratch):
     """The kernel makes no handles then (EOPNOTSUPP); FUSE always makes them, so union-fuse's open in the same
-    mount while the kernel holds the inode, and are stale after a remount: a named difference."""
+    mount while the kernel holds the inode, and are stale after a remount, never another file once the new
+    mount's node ids repeat the old ones: a named difference."""
     need("kernel-overlay")
     need("union-fuse")
-    _, kernel = handles_across_remount(scratch, "kernel", "redirect_dir=on,index=on")
-    same, ours = handles_across_remount(scratch, "ours", "redirect_dir=on,index=on")
+    _, kernel, _ = handles_across_remount(scratch, "kernel", "redirect_dir=on,index=on")
+    same, ours, looked_up = handles_across_remount(scratch, "ours", "redirect_dir=on,index=on")
     assert set(kernel.values()) == {errno.errorcode[errno.EOPNOTSUPP]}
-    assert same["new"] == b"upper file" and set(ours.values()) == {"ESTALE"}
+    assert same["new"] == b"upper file" and set(ours.values()) == set(looked_up.values()) == {"ESTALE"}
 
 
 def test_nfs_export_needs_the_index():
     with pytest.raises(OptionError, match="nfs_export=on needs index=on"):
         parse(["lowerdir=/,upperdir=/tmp,workdir=/var,index=off,nfs_export=on"])
     assert parse(["lowerdir=/,nfs_export=on"]).nfs_export
+
+
+#: what a FUSE union's file handle from before a remount opens once the new mount has looked its names up in
+#: another order (docs/facts.md, FUSE 12): unionfs-fuse numbers inodes as it is asked for them, with no
+#: generation to tell the mounts apart
+AFTER_REMOUNT = {"union-fuse": "ESTALE", "fuse-overlayfs": "ESTALE", "unionfs-fuse": "another file"}
+FILES = tuple(Node(f"f{i}", "file", data=f"file {i}".encode()) for i in range(20))
+
+
+@pytest.mark.parametrize("name", sorted(AFTER_REMOUNT))
+def test_a_fuse_unions_handle_from_before_a_remount(need, scratch, name):
+    subject = need(name)
+    m = subject.setup(Layers((FILES,)), scratch, subject.profiles[0])
+    try:
+        handles = {node.path: handle_of(m.path / node.path) for node in FILES}
+        assert all(not isinstance(h, str) for h in handles.values())
+        m.remount()
+        for node in reversed(FILES):
+            os.lstat(m.path / node.path)
+        opened = {path: open_handle(m.path, h) for path, h in handles.items()}
+        seen = {"ESTALE" if got == "ESTALE" else "its file" if got == (m.path / path).read_bytes() else
+                "another file" if isinstance(got, bytes) else got for path, got in opened.items()}
+    finally:
+        m.teardown()
+    assert AFTER_REMOUNT[name] in seen and seen <= {AFTER_REMOUNT[name], "its file"}, seen

@@ -61,7 +61,7 @@ class Inode:
     names: set[Name] = field(default_factory=set)
     lookups: int = 0
     handles: set[int] = field(default_factory=set)
-    #: with the node id, what a file handle of it holds (nfs_export; else 0)
+    #: with the node id, what a file handle of it holds
     generation: int = 0
 
 
@@ -107,6 +107,9 @@ class UnionOps(ll.Operations):
         self.stable = union.opts.nfs_export
         if self.stable:
             self.want = type(self).want | ll.CAP_EXPORT_SUPPORT
+        # the generation of every node id this mount makes up: a file handle from an earlier mount, whose node id
+        # may now be another inode's, is then stale (an identity, not a choice a check could replay)
+        self.generation = int.from_bytes(os.urandom(4), "little") | 1
         self.inodes: dict[int, Inode] = {ll.ROOT: Inode(None, lookups=1)}
         self.entries: dict[Name, int] = {}
         #: the node ids of each union inode the kernel holds a name or an open file of (an inode that has
@@ -185,7 +188,8 @@ class UnionOps(ll.Operations):
                 node_id = min(shared)
             else:
                 node_id = self._new_node_id(node)
-                self.inodes[node_id] = Inode(key, alone, generation=self.union.generation(node) if self.stable else 0)
+                generation = self.union.generation(node) if self.stable and node_id < SPARE else self.generation
+                self.inodes[node_id] = Inode(key, alone, generation=generation)
             self._name(node_id, where)
         return node_id
 
@@ -557,11 +561,11 @@ class UnionOps(ll.Operations):
         until a link names it."""
         h = self.union.tmpfile(self._path(parent), mode, fi.contents.flags, _caller(req))
         node_id = next(self._node_ids)
-        self.inodes[node_id] = Inode(h.key, lookups=1)
+        self.inodes[node_id] = Inode(h.key, lookups=1, generation=self.generation)
         self.groups.setdefault(h.key, set()).add(node_id)
         self._register(node_id, None, h, fi)
         attr = self._stat(self.union.handle_attrs(h))
-        return lambda: ll.reply_create(req, node_id, attr, TIMEOUT, fi)
+        return lambda: ll.reply_create(req, node_id, attr, TIMEOUT, fi, self.generation)
 
     # no union lock on the data path: a request holding it may wait on pages a read has locked
     def read(self, req: int, node_id: int, size: int, off: int, fi) -> None:
