@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_union_fuse import LOWER, MIDDLE, _dirs, _layers, mount_kernel, mount_ours
+from test_union_fuse import fresh
 
 from vfslab.impl.union.options import OptionError, parse
 from vfslab.subjects import mounts
@@ -60,11 +60,7 @@ def handles_across_remount(scratch: Path, who: str, extra: str) -> tuple[dict, d
     renamed, removed (and a removed one's inode number used again), opened in the same mount, after a remount of
     the same layers, and again once every name of the new mount was looked up (a daemon numbering its inodes in
     the order it is asked for them has then given the old numbers to inodes again)."""
-    root = scratch / who
-    root.mkdir()
-    lowers = _layers(root, LOWER, MIDDLE)
-    upper, work, mnt = _dirs(root, "upper", "work", "mnt")
-    mount = mount_kernel if who == "kernel" else mount_ours
+    lowers, upper, work, mnt, mount = fresh(scratch, who)
     pid = mount(lowers, upper, work, mnt, extra)
     try:
         (mnt / "new").write_bytes(b"upper file")

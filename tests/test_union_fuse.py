@@ -96,17 +96,23 @@ def run_workload(mnt: Path) -> None:
         os.rename(mnt / "dir/sub/deep", mnt / "dir/deep")
 
 
+def fresh(scratch: Path, who: str) -> tuple[list[Path], Path, Path, Path, Callable]:
+    """Fresh LOWER and MIDDLE layers with an upper, work and mount directory under scratch/who, and the mount
+    call of `who` (kernel overlayfs, or ours)."""
+    root = scratch / who
+    root.mkdir()
+    lowers = _layers(root, LOWER, MIDDLE)
+    upper, work, mnt = _dirs(root, "upper", "work", "mnt")
+    return lowers, upper, work, mnt, mount_kernel if who == "kernel" else mount_ours
+
+
 def on_both(need, scratch: Path, extra: str, run: Callable[[Path], object]) -> Iterator[tuple[str, tuple, object]]:
     """Kernel overlayfs, then union-fuse, each mounted with `extra` over fresh LOWER and MIDDLE layers: who, its
     (lowers, upper, work, mnt), and what `run(mnt)` gave, with the mount gone again."""
     need("union-fuse")
     need("kernel-overlay")
     for who in ("kernel", "ours"):
-        root = scratch / who
-        root.mkdir()
-        lowers = _layers(root, LOWER, MIDDLE)
-        upper, work, mnt = _dirs(root, "upper", "work", "mnt")
-        mount = mount_kernel if who == "kernel" else mount_ours
+        lowers, upper, work, mnt, mount = fresh(scratch, who)
         pid = mount(lowers, upper, work, mnt, extra)
         try:
             result = run(mnt)

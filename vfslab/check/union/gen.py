@@ -32,9 +32,9 @@ MAX_DEPTH = 3
 #: in the bottom layer of every tree: a symlink to its own directory, so `s/s/.../s/x` follows as many as asked
 LOOP = Node("s", SYMLINK, 0o777, target=".")
 
-#: operations also use a name no generated tree holds, so that creations are not mostly EEXIST
-#: the name no layer holds
+#: the name no generated tree holds
 NEW = "d"
+#: operations also use it, so that creations are not mostly EEXIST
 OP_NAMES = (NEW, *NAMES)
 LINK_TARGETS = ("a", "b", "c", "a/b", "b/c", ".", "x", "a/x")
 OWNERS = (0, USER)
