@@ -215,7 +215,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         scenarios = suite.collect(args.paths or [suite.default_suite()])
         if args.jobs > 1:
             with console.status(f"{args.jobs} shards side by side (logs: {args.out / 'shards'})"):
-                results = shard.side_by_side(lambda part, out: shard_argv(args, part, out), args.jobs, args.out)
+                results = shard.side_by_side(lambda part, out: shard_argv(args, part, out), args.jobs, args.out,
+                                             ran=(EXPECTED, UNEXPECTED))
             return _said(results, args, baseline, console)
         options = runner.Options(tuple(args.subject), args.profile, args.seed, args.budget, args.examples, args.out,
                                  added, placement.parse(args.placement) if args.placement else (placement.SAME,),

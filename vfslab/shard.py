@@ -92,16 +92,17 @@ def merge(parts: Sequence[tuple[str, Results]]) -> Results:
     return Results(meta, [record for _, record in placed])
 
 
-#: what a shard's process ends with when its run went as a run can (1: findings, the merged run's to judge)
-_RAN = (0, 1)
 #: how long stopped shards have to unmount what they mounted (each mount's own teardown is bounded well below)
 STOP_SECONDS = 60
 
 
-def side_by_side(argv: Callable[[Shard, Path], list[str]], count: int, out: Path) -> Results:
+def side_by_side(argv: Callable[[Shard, Path], list[str]], count: int, out: Path, *,
+                 ran: tuple[int, ...]) -> Results:
     """Run the `count` shards of one run at once, each a process `argv(shard, its out folder)` writing under
-    OUT/shards/K (its log there too), and merge their results. A mount waits on its daemon as often as on the
-    CPU, so shards side by side finish sooner than one after another even on a machine of few cores."""
+    OUT/shards/K (its log there too), and merge their results; a shard whose exit status is not one of `ran`
+    (the run went as a run can, findings or not: the merged run's to judge) ends them all. A mount waits on its
+    daemon as often as on the CPU, so shards side by side finish sooner than one after another even on a
+    machine of few cores."""
     procs: list[tuple[Shard, Path, subprocess.Popen]] = []
     # a shard's own summary would say a part as if it were the run: the merged run's is said once, by the caller
     env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY")}
@@ -119,7 +120,7 @@ def side_by_side(argv: Callable[[Shard, Path], list[str]], count: int, out: Path
         while True:
             ends = [proc.poll() for _, _, proc in procs]
             for (part, folder, _), end in zip(procs, ends, strict=True):
-                if end not in (None, *_RAN):
+                if end not in (None, *ran):
                     tail = (folder / "run.log").read_text(errors="replace").strip().splitlines()[-1:]
                     raise RuntimeError(f"shard {part} ended with exit {end}"
                                        f"{': ' + tail[0] if tail else ''} (log: {folder / 'run.log'})")

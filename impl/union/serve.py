@@ -187,21 +187,21 @@ class UnionOps(ll.Operations):
             if shared:
                 node_id = min(shared)
             else:
-                node_id = self._new_node_id(node)
-                generation = self.union.generation(node) if self.stable and node_id < SPARE else self.generation
+                node_id, generation = self._new_node_id(node)
                 self.inodes[node_id] = Inode(key, alone, generation=generation)
             self._name(node_id, where)
         return node_id
 
-    def _new_node_id(self, node: Node) -> int:
-        """A node id for a union inode the kernel is told of: with nfs_export its inode number, unless a node id
-        the kernel holds has that number already (an unlinked file still open, a second name of an indexed hard
-        link that must be alone); else the next of ours."""
+    def _new_node_id(self, node: Node) -> tuple[int, int]:
+        """A node id and generation for a union inode the kernel is told of: with nfs_export its inode number and
+        its real inode's tag, unless a node id the kernel holds has that number already (an unlinked file still
+        open, a second name of an indexed hard link that must be alone); else the next of ours, with the
+        mount's."""
         if self.stable:
             ino = self.union.ino(node)
             if ll.ROOT < ino < SPARE and ino not in self.inodes:
-                return ino
-        return next(self._node_ids)
+                return ino, self.union.generation(node)
+        return next(self._node_ids), self.generation
 
     def _found(self, node_id: int) -> str:
         """The path of the union inode whose inode number is `node_id`, searched for from the root (a handle's
