@@ -59,6 +59,8 @@ class Inode:
     #: a lower name of an indexed hard-link group: it holds that one name, whose copy-up a change makes
     alone: bool = False
     names: set[Name] = field(default_factory=set)
+    #: the names the kernel holds in this directory (forgetting it forgets them)
+    children: set[Name] = field(default_factory=set)
     lookups: int = 0
     handles: set[int] = field(default_factory=set)
     #: with the node id, what a file handle of it holds
@@ -142,6 +144,7 @@ class UnionOps(ll.Operations):
         if self.entries.get(where, node_id) != node_id:
             self._unname(where)
         self.entries[where] = node_id
+        self.inodes[where[0]].children.add(where)
         inode = self.inodes[node_id]
         inode.names.add(where)
         if inode.key is not None:
@@ -151,6 +154,8 @@ class UnionOps(ll.Operations):
         node_id = self.entries.pop(where, None)
         if node_id is not None:
             self.inodes[node_id].names.discard(where)
+            if (parent := self.inodes.get(where[0])) is not None:
+                parent.children.discard(where)
             self._leave(node_id)
 
     def _leave(self, node_id: int) -> None:
@@ -334,7 +339,7 @@ class UnionOps(ll.Operations):
             if inode is not None and node_id != ll.ROOT:
                 inode.lookups -= nlookup
                 if inode.lookups <= 0:
-                    for where in [*inode.names, *(w for w in self.entries if w[0] == node_id)]:
+                    for where in [*inode.names, *inode.children]:
                         self._unname(where)
                     del self.inodes[node_id]
         ll.reply_none(req)
