@@ -249,11 +249,12 @@ class UnionOps(ll.Operations):
         group = tuple(self.groups.get(inode.key, ())) if inode is not None and inode.key is not None else ()
         return [n for n in group if n != node_id]
 
-    def _looked_up(self, where: Name, node: Node) -> tuple[int, ll.c_stat]:
-        """A name the kernel is given, with its node id and attributes: one more lookup for it to forget."""
+    def _looked_up(self, where: Name, node: Node, attrs: Attrs | None = None) -> tuple[int, ll.c_stat]:
+        """A name the kernel is given, with its node id and attributes (`attrs` if they were just read): one more
+        lookup for it to forget."""
         node_id = self._known(where, node)
         self.inodes[node_id].lookups += 1
-        return node_id, self._stat(self.union.attrs(node))
+        return node_id, self._stat(attrs or self.union.attrs(node))
 
     def _entry(self, req: int, parent: int, name: str) -> Reply:
         where = (parent, name)
@@ -351,11 +352,11 @@ class UnionOps(ll.Operations):
         if self.stable and name in (b".", b".."):  # only a file handle's decoding asks these
             return self._by_handle(req, parent, os.fsdecode(name))
         where = (parent, os.fsdecode(name))
-        node = self.union.resolve(self._child(*where))
-        if node is None:
+        found = self.union.lookup(self._child(*where))
+        if found is None:
             self._unname(where)
             return lambda: ll.reply_entry(req, 0, ll.c_stat(), TIMEOUT)
-        return self._reply_entry(req, *self._looked_up(where, node))
+        return self._reply_entry(req, *self._looked_up(where, *found))
 
     @_serialised
     def mkdir(self, req: int, parent: int, name: bytes, mode: int) -> Reply:

@@ -318,6 +318,15 @@ class Union:
         node = self._nodes[path] = self.child(parent, name)
         return node
 
+    def lookup(self, path: str) -> tuple[Node, Attrs] | None:
+        """The node at `path` and its attributes, as a lookup asks for both: a name resolved now shows what
+        resolving it read (one stat, not two)."""
+        known = path in self._nodes
+        node = self.resolve(path)
+        if node is None:
+            return None
+        return node, self.attrs(node, None if known else node.shown.st)
+
     def existing(self, path: str) -> Node:
         node = self.resolve(path)
         if node is None:
@@ -503,8 +512,9 @@ class Union:
 
     # ---- attributes ----------------------------------------------------------------------------------
 
-    def attrs(self, node: Node) -> Attrs:
-        s = node.shown.fresh()
+    def attrs(self, node: Node, s: os.stat_result | None = None) -> Attrs:
+        """A name's attributes, from `s` if it is what `node.shown` was stat'ed as just now."""
+        s = s or node.shown.fresh()
         ino, index = self._identity(node)
         if node.is_dir:
             nlink = 1 if node.merged else s.st_nlink
@@ -546,12 +556,13 @@ class Union:
         rel = (*up_parent.rel, name)
         pfd = upper.dirfd(up_parent.rel)
         done = upper.lstat(rel)
+        origin = _UNREAD  # the copy's origin xattr, where it is known without reading it back
         if done is not None and not is_whiteout(done):
             pass  # copied up already, through another node for the same name
         elif top.is_dir:
             self._copy(top, pfd, name)
         elif self.index is not None and top.st.st_nlink > 1:
-            fb = self._handle(top)
+            fb = origin = self._handle(top)
             entry = self._index_entry(fb)
             # the union's link count starts at the lower inode's, and another name's copy-up keeps it
             nlink = self._union_nlink(entry) if entry is not None else top.st.st_nlink
@@ -561,8 +572,10 @@ class Union:
             os.link(entry.rel[-1], name, src_dir_fd=self.index.root, dst_dir_fd=pfd, follow_symlinks=False)
             self._set_union_nlink(entry, nlink)
         else:
-            self._copy(top, pfd, name)
-        real = Real(upper, rel, os.stat(name, dir_fd=pfd, follow_symlinks=False))
+            origin = self._copy(top, pfd, name)
+        if origin is not _UNREAD:
+            self._origins.setdefault(origin, top.st)  # what decoding it would find: the lower inode copied
+        real = Real(upper, rel, os.stat(name, dir_fd=pfd, follow_symlinks=False), origin)
         node.stack.insert(0, real) if top.is_dir else node.stack.__setitem__(0, real)
         node.shown = real
         self.copied.append(node.path)
@@ -583,15 +596,15 @@ class Union:
         self._copy(lower, self.index.root, name, origin=fb)
         return Real(self.index, (name,), os.stat(name, dir_fd=self.index.root, follow_symlinks=False))
 
-    def _copy(self, src: Real, dest_fd: int, dest: str, origin: bytes | None = None) -> None:
+    def _copy(self, src: Real, dest_fd: int, dest: str, origin: bytes | None = None) -> bytes:
         """Copy a lower entry (not a directory's contents) to `dest` in `dest_fd`: built in the work directory
-        with every attribute, made durable, then put in place in one step."""
+        with every attribute, made durable, then put in place in one step. Returns the origin it was given."""
         sfd, sname = src.layer.at(src.rel)
         origin = origin or encode_origin(sfd, sname)
         s = src.st
         if st.S_ISREG(s.st_mode):
             self._copy_file(sfd, sname, s, dest_fd, dest, origin)
-            return
+            return origin
         wfd, tmp = self.work.root, self._tmpname()
         if st.S_ISDIR(s.st_mode):
             os.mkdir(tmp, 0o700, dir_fd=wfd)
@@ -607,6 +620,7 @@ class Union:
         except BaseException:
             self._purge(wfd, tmp)
             raise
+        return origin
 
     def _copy_file(self, sfd: int, sname: str, s: os.stat_result, dest_fd: int, dest: str, origin: bytes) -> None:
         """A regular file's copy-up, as overlayfs makes it: an unnamed file (O_TMPFILE) given the data, fsync'ed,
