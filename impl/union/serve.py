@@ -545,9 +545,12 @@ class UnionOps(ll.Operations):
 
     @_serialised
     def open(self, req: int, node_id: int, fi) -> Reply:
-        path = self._path(node_id)
-        h = self.union.open(path, fi.contents.flags)
-        self._register(node_id, self.union.existing(path), h, fi)
+        path, held = self._target(node_id)  # no name left: a file handle's open, of a file still open
+        if held is not None:
+            self._register(node_id, None, self.union.reopen(held, fi.contents.flags), fi)
+        else:
+            h = self.union.open(path, fi.contents.flags)
+            self._register(node_id, self.union.existing(path), h, fi)
         return lambda: ll.reply_open(req, fi)
 
     @_serialised

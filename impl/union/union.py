@@ -1159,6 +1159,16 @@ class Union:
         ovl.refs += 1
         return Handle(fd, flags, key, ovl, real.layer is self.upper or real.layer is self.index)
 
+    def reopen(self, h: Handle, flags: int) -> Handle:
+        """Another open of the file `h` reads, which has no name left (open_by_handle_at of it): by its own fd's
+        /proc link. A lower file is never written: it would have to be copied up, which needs a name."""
+        self._follow(h)
+        if not h.on_upper and (flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC):
+            raise fail(E.EROFS)
+        fd = _open_real(proc(h.fd), (flags & _REAL_OPEN) | os.O_CLOEXEC)
+        h.ovl.refs += 1
+        return Handle(fd, flags, h.key, h.ovl, h.on_upper)
+
     def _noatime(self, layer: Layer) -> int:
         """O_NOATIME where reading must change no access time: a lower layer's files, whose times overlayfs never
         changes, and every file on a noatime mount; reading an upper file changes its time as its own mount says."""

@@ -93,6 +93,20 @@ class OpenFile:
     offset: int = 0
     #: an O_TMPFILE file not yet named, that flink may name (one opened O_EXCL may not: I_LINKABLE)
     linkable: bool = False
+    #: a directory's st_ino when it was opened (what a handle of it holds)
+    dir_ino: int | None = None
+
+
+@dataclass
+class FileHandle:
+    """What name_to_handle_at gave: the union inode it names, by the inode number the union shows for it (which a
+    copy-up and a rename keep), and the mount it was made in; where the kernel holds each name of the file as an
+    inode of its own, also the name (followed through renames, as an open file's is)."""
+
+    ino: int
+    mount: int
+    root: bool
+    path: tuple[str, ...] | None = None
 
 
 def operation(method: Callable) -> Callable:
@@ -143,6 +157,10 @@ class UnionModel(Fires):
         self.ovl: dict[tuple, OvlInode] = {}
         self.fds: dict[int, OpenFile] = {}
         self._next_fd = 0
+        #: the program's file handles, numbered in the order they were made (none is ever given up)
+        self.handles: list[FileHandle] = []
+        #: how many times the union was mounted again (remount, push) since it was first
+        self.mounts = 0
         self._fired: list[str] = []
         # state() and upper_state() are asked for after every step; they are kept until an operation may write
         self._views: dict[str, State] = {}
@@ -866,6 +884,9 @@ class UnionModel(Fires):
         for f in self.fds.values():  # an open file, or one under an open directory, goes with its name
             if f.path[: len(src.path)] == src.path:
                 f.path = moved + f.path[len(src.path):]
+        for h in self.handles:  # and so does the inode a handle holds by its name
+            if h.path is not None and h.path[: len(src.path)] == src.path:
+                h.path = moved + h.path[len(src.path):]
 
     def _inode_per_name(self, *names: Found) -> bool:
         """Whether the kernel holds these names of one file as inodes of their own: served by path, or (a FUSE
@@ -937,7 +958,6 @@ class UnionModel(Fires):
     def open(self, path: str, flags: int, mode: int = 0o644) -> int:
         if flags & O_TMPFILE_BIT:
             return self._open_tmpfile(path, flags, mode)
-        acc = flags & O_ACCMODE
         create, excl = bool(flags & O_CREAT), bool(flags & O_EXCL) and bool(flags & O_CREAT)
         follow = not (flags & O_NOFOLLOW) and not excl
         parent, name, found = self._resolve(path, follow)
@@ -950,31 +970,39 @@ class UnionModel(Fires):
             found = self._lookup_child(parent, name)
             created = True
         else:
-            node = self._inode(found)
             if excl:
                 raise ModelError(E.EEXIST, "union.open.flags")
-            if create and node.kind == DIR:
+            if create and self._inode(found).kind == DIR:
                 raise ModelError(E.EISDIR, "union.open.flags")
-            if flags & O_DIRECTORY and node.kind != DIR:
-                raise ModelError(E.ENOTDIR, "union.open.flags")
-            if node.kind == SYMLINK:
-                raise ModelError(E.ELOOP, "union.path.eloop")
-            writing = acc != O_RDONLY or bool(flags & O_TRUNC)
-            if node.kind == DIR and writing:
-                raise ModelError(E.EISDIR, "union.open.flags")
-            want = (R if acc != O_WRONLY else 0) | (W if writing else 0)
-            self._need(node, want)
-            if writing and node.kind == FILE:
-                self._fire("union.copyup.open-write")
-                up = self._copy_up(found)
-                if flags & O_TRUNC:
-                    self._kill_setid(up)
-                    up.data = b""
+            self._open_existing(found, flags)
+        return self._fd_of(found, flags & ~(O_CREAT | O_EXCL | O_TRUNC) if created else flags)
+
+    def _open_existing(self, found: Found, flags: int) -> None:
+        """What opening an existing name checks, and the copy-up (and truncation) a write-open makes."""
+        node = self._inode(found)
+        acc = flags & O_ACCMODE
+        if flags & O_DIRECTORY and node.kind != DIR:
+            raise ModelError(E.ENOTDIR, "union.open.flags")
+        if node.kind == SYMLINK:
+            raise ModelError(E.ELOOP, "union.path.eloop")
+        writing = acc != O_RDONLY or bool(flags & O_TRUNC)
+        if node.kind == DIR and writing:
+            raise ModelError(E.EISDIR, "union.open.flags")
+        want = (R if acc != O_WRONLY else 0) | (W if writing else 0)
+        self._need(node, want)
+        if writing and node.kind == FILE:
+            self._fire("union.copyup.open-write")
+            up = self._copy_up(found)
+            if flags & O_TRUNC:
+                self._kill_setid(up)
+                up.data = b""
+
+    def _fd_of(self, found: Found, flags: int) -> int:
         node = self._inode(found)
         is_dir = node.kind == DIR
         ovl = OvlInode(found.upper, None) if is_dir else self._ovl_inode(found)
-        return self._new_fd(OpenFile(ovl, node.ino, flags & ~(O_CREAT | O_EXCL | O_TRUNC) if created else flags,
-                                     found.path, is_dir))
+        return self._new_fd(OpenFile(ovl, node.ino, flags, found.path, is_dir,
+                                     dir_ino=self._identity(found) if is_dir else None))
 
     def _open_tmpfile(self, path: str, flags: int, mode: int) -> int:
         """O_TMPFILE: a new regular file with no name in the directory `path`, open for writing."""
@@ -1162,8 +1190,15 @@ class UnionModel(Fires):
             with self._as_root():
                 return self._entry(self._existing("/".join(f.path) or ".", follow=False))
         node = self._fd_inode(f)
-        nlink = self._fd_nlink(f)
-        identity = node.ino
+        shown = entry(node, self._fd_nlink(f), self._fd_identity(f))
+        if self.profile.path_api and self._name_of(f) is None:
+            self._fire("union.fd.path-api")
+            return Either(shown, (replace(shown, nlink=0),))
+        return shown
+
+    def _fd_identity(self, f: OpenFile) -> int:
+        """The st_ino of the non-directory an fd refers to."""
+        node = self._fd_inode(f)
         # an origin counts only on the upper layer (as in `_identity`): a copy pushed down to a lower layer keeps
         # its origin xattr, which overlayfs no longer follows. The upper copy is the file's, or for a lower name of
         # an indexed group opened after a remount, the index's
@@ -1171,17 +1206,82 @@ class UnionModel(Fires):
         if self.profile.ino_from_origin and on_upper and node.origin is not None and (
                 node.origin in self.index or self.store.nlink(self.store[node.origin]) == 1):
             self._fire("union.ino.origin")
-            identity = node.origin
-        shown = entry(node, nlink, identity)
-        if self.profile.path_api and self._name_of(f) is None:
-            self._fire("union.fd.path-api")
-            return Either(shown, (replace(shown, nlink=0),))
-        return shown
+            return node.origin
+        return node.ino
 
     @operation
     def close(self, fd: int) -> None:
         self._fd(fd)
         del self.fds[fd]
+
+    # ---- file handles ----------------------------------------------------------------------------
+
+    @operation
+    def handle(self, path: str) -> int:
+        """name_to_handle_at(path, 0): a handle of the inode `path` names, a last symlink not followed; the n-th
+        handle a program makes is handle n."""
+        found = self._existing(path, follow=False)
+        if not (self.fuse or self.profile.handles):
+            raise ModelError(E.EOPNOTSUPP, "union.handle.unsupported")
+        self._fire("union.handle.make")
+        by_name = found.path if found.path and self._inode_per_name(found) else None
+        self.handles.append(FileHandle(self._identity(found), self.mounts, not found.path, by_name))
+        return len(self.handles) - 1
+
+    @operation
+    def open_handle(self, handle: int, flags: int) -> int:
+        """open_by_handle_at: the inode a handle names, opened as open() opens an existing name of it (by root:
+        nothing on the way to it is checked), or, once it has no name, through a file still open."""
+        if self.cred.uid != 0:
+            raise ModelError(E.EPERM, "union.handle.perm")
+        if not 0 <= handle < len(self.handles):
+            raise ModelError(E.EBADF, "union.handle.slot")
+        h = self.handles[handle]
+        if h.mount != self.mounts and self.fuse and not h.root:
+            raise ModelError(E.ESTALE, "union.handle.remount")
+        with self._as_root():
+            found = self._named_by(h)
+            if found is not None:
+                self._fire("union.handle.open")
+                if self._inode(found).kind == SYMLINK:  # a handle's open has no name to check O_DIRECTORY against
+                    raise ModelError(E.ELOOP, "union.path.eloop")
+                self._open_existing(found, flags)
+                return self._fd_of(found, flags)
+        held = next((f for f in self.fds.values()
+                     if (f.path == h.path if h.path is not None else self._held_identity(f) == h.ino)), None)
+        if held is None:
+            raise ModelError(E.ESTALE, "union.handle.stale")
+        self._fire("union.handle.open")
+        if flags & O_DIRECTORY and not held.is_dir:
+            raise ModelError(E.ENOTDIR, "union.open.flags")
+        if held.is_dir and (flags & O_ACCMODE != O_RDONLY or flags & O_TRUNC):
+            raise ModelError(E.EISDIR, "union.open.flags")
+        if flags & O_TRUNC:
+            node = self._fd_inode(held)
+            self._kill_setid(node)
+            node.data = b""
+        return self._new_fd(replace(held, flags=flags, offset=0, linkable=False))
+
+    def _named_by(self, h: FileHandle) -> Found | None:
+        """A name that shows the inode a handle holds: its own name if it holds one, else any."""
+        fired = list(self._fired)  # a search of the whole union is not the call's own lookups
+        try:
+            if h.path is not None:
+                try:
+                    _, _, found = self._resolve("/".join(h.path), follow=False)
+                except ModelError:
+                    return None
+                return found if found is not None and self._identity(found) == h.ino else None
+            root = self._root()
+            if h.root:
+                return root
+            return next((f for f in self._walk(root) if self._identity(f) == h.ino), None)
+        finally:
+            self._fired = fired
+
+    def _held_identity(self, f: OpenFile) -> int:
+        """The st_ino of what an open file refers to, also once its name is gone."""
+        return f.dir_ino if f.is_dir else self._fd_identity(f)
 
     # ---- bench operations ------------------------------------------------------------------------
 
@@ -1189,6 +1289,7 @@ class UnionModel(Fires):
     def remount(self) -> None:
         """Unmount (closing every file) and mount again on the same layers."""
         self._fire("union.bench.remount")
+        self.mounts += 1
         self._renumber()
         self.fds.clear()
         self.ovl.clear()
@@ -1203,6 +1304,7 @@ class UnionModel(Fires):
     def push(self) -> None:
         """The upper layer becomes the topmost lower layer under a fresh, empty upper layer."""
         self._fire("union.bench.push")
+        self.mounts += 1
         self._renumber()
         self.fds.clear()
         self.ovl.clear()

@@ -8,7 +8,8 @@ the index). Everything else (the generator, the drivers, program JSON, the model
 help) is derived from this table.
 
 Calls on open files name a *slot*: the n-th successful open of the program, so a program means the same thing
-to the model and to any subject whatever fd numbers they hand out.
+to the model and to any subject whatever fd numbers they hand out. A file handle is named the same way: the n-th
+handle the program made (none is ever given up).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 from dataclasses import dataclass
 
 ROOT_UID = 0
-PATH, FD, BENCH = "path", "fd", "bench"
+PATH, FD, HANDLE, BENCH = "path", "fd", "handle", "bench"
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,15 @@ class Operation:
     looks: bool = False
     #: succeeds with a new slot (open, dup): the n-th such success of a program is slot n
     opens: bool = False
+    #: succeeds with a new file handle: the n-th such success of a program is handle n
+    handles: bool = False
     #: the model decides its outcome on an open directory too (a directory's offsets are each file system's own)
     dirs: bool = True
 
     @property
     def arity(self) -> tuple[int, int]:
         """How many arguments a call takes (at least, at most), the slot included."""
-        slot = self.kind == FD
+        slot = self.kind in (FD, HANDLE)
         return slot + sum(not a.endswith("?") for a in self.args), slot + len(self.args)
 
 
@@ -73,6 +76,8 @@ OPERATIONS = (
     Operation("fallocate", ("falloc-mode", "falloc-offset", "falloc-length"), FD),
     Operation("dup", (), FD, opens=True),
     Operation("flink", ("path|new|long",), FD),
+    Operation("handle", ("path|root",), handles=True),
+    Operation("open_handle", ("handle-flags",), HANDLE, opens=True),
     Operation("push", (), BENCH),
     Operation("remount", (), BENCH),
 )
@@ -81,6 +86,8 @@ BY_NAME = {o.name: o for o in OPERATIONS}
 FD_OPS = frozenset(o.name for o in OPERATIONS if o.kind == FD)
 #: ops the bench itself performs on the whole mount
 BENCH_OPS = frozenset(o.name for o in OPERATIONS if o.kind == BENCH)
+#: ops whose first argument is a file handle (the n-th the program made)
+HANDLE_OPS = frozenset(o.name for o in OPERATIONS if o.kind == HANDLE)
 #: ops whose success is a new slot
 OPENS = frozenset(o.name for o in OPERATIONS if o.opens)
 #: ops that change neither the layers nor the index (unless lookups themselves write: union mounts)
@@ -164,10 +171,8 @@ class Op:
     def __str__(self) -> str:
         shown = []
         for i, a in enumerate(self.args):
-            if self.name == "open" and i == 1:
-                shown.append(flags_text(a))
-            elif self.name == "fallocate" and i == 1:
-                shown.append(falloc_text(a))
+            if self.name in _TEXT_ARGS and i == 1:
+                shown.append(_TEXT_ARGS[self.name][0](a))
             elif self.name in ("open", "mkdir", "chmod") and i == 2 - (self.name != "open"):
                 shown.append(oct(a))
             elif isinstance(a, str) and len(a) > 40:
@@ -208,4 +213,5 @@ class Op:
 
 
 #: arguments program JSON spells by name: (to text, from text) of each op's second argument
-_TEXT_ARGS = {"open": (flags_text, flags_value), "fallocate": (falloc_text, falloc_value)}
+_TEXT_ARGS = {"open": (flags_text, flags_value), "open_handle": (flags_text, flags_value),
+              "fallocate": (falloc_text, falloc_value)}

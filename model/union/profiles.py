@@ -47,6 +47,9 @@ class Profile:
 
     #: a plain file system, not a union: nothing lies below the names it shows (the posix family)
     plain: bool = False
+    #: name_to_handle_at makes file handles, on a mount that is not FUSE's (whose kernel client makes them of any
+    #: inode): a plain file system does; overlayfs does only with nfs_export=on, which no profile here stands for
+    handles: bool = False
 
     @property
     def lookups_write(self) -> bool:
@@ -89,11 +92,11 @@ PROFILES: dict[str, Profile] = {
         Profile("posix", "a plain POSIX file system holding the union's visible tree (tmpfs): every name is an "
                 "upper one, directories count their subdirectories in nlink.",
                 redirect_dir=True, index=True, dir_nlink="subdirs", fallocate=TMPFS_FALLOCATE, observed=True,
-                plain=True),
+                plain=True, handles=True),
         Profile("posix-no-xattr", "posix, on a file system with no extended attributes (a pmem pool): ENOTSUP; "
                 "served by path (pmem-fuse, on libfuse's high-level API: union.rename.same-inode-path-api).",
                 redirect_dir=True, index=True, dir_nlink="subdirs", user_xattrs=False, fallocate=TMPFS_FALLOCATE,
-                path_api=True, observed=True, plain=True),
+                path_api=True, observed=True, plain=True, handles=True),
         Profile("ovlfs", "ovlfs (seed 002) over one base directory, every change kept by a storage method: no "
                 "whiteouts (a removed name is an unlinked entry of the storage, which hides the base's); st_ino is the "
                 "storage's inode number, mapped from the base inode, so the same across copy-up and remount and one "

@@ -164,6 +164,21 @@ RULES: dict[str, str] = {
     "union.acl.lower": "overlayfs: an ACL change on a name with no upper copy asks the lower layer first: where its "
     "file system keeps no ACLs (a read-only image), EOPNOTSUPP; removing one the lower file does not have, ENODATA; "
     "either way nothing is copied up.",
+    # file handles
+    "union.handle.make": "name_to_handle_at of a name (a last symlink not followed, each directory on the way "
+    "searched by the caller) gives a handle of its inode.",
+    "union.handle.unsupported": "overlayfs without nfs_export=on makes no file handles: name_to_handle_at is "
+    "EOPNOTSUPP, after the lookup (a FUSE mount's kernel client makes them of any inode, a plain file system too).",
+    "union.handle.open": "open_by_handle_at opens the inode a handle holds wherever its names are now (renamed, copied "
+    "up), as open() opens an existing name of it but with nothing on the way to it checked; an inode with no name "
+    "left, through a file still open.",
+    "union.handle.stale": "A handle of an inode with no name left and no open file: ESTALE. Where the kernel holds "
+    "each name of a file as an inode of its own (served by path; a FUSE overlay's lower name of an indexed hard "
+    "link), the handle holds that name's inode, which goes with the name.",
+    "union.handle.perm": "open_by_handle_at needs CAP_DAC_READ_SEARCH: EPERM for any other caller.",
+    "union.handle.remount": "A FUSE mount that does not export its inodes knows a handle by a node id of one "
+    "mount: after a remount or push, ESTALE (but the root's, always node 1).",
+    "union.handle.slot": "A handle the program never made: EBADF.",
     # bench operations
     "union.bench.remount": "Unmount and mount again on the same layers: the union reads the same.",
     "union.bench.push": "The upper layer becomes the topmost lower layer under a fresh upper: its whiteouts "

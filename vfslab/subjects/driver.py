@@ -20,9 +20,11 @@ from vfslab.model import acl
 from vfslab.model.outcome import Err, Outcome
 from vfslab.model.state import Entry
 from vfslab.model.union import Cred, UnionModel
-from vfslab.model.union.ops import FD_OPS, OPENS, Op
+from vfslab.model.union.ops import FD_OPS, HANDLE_OPS, OPENS, Op
 
 _libc = ctypes.CDLL(None, use_errno=True)
+#: the largest file handle a file system may give (MAX_HANDLE_SZ)
+MAX_HANDLE = 128
 RENAME_NOREPLACE = 1
 AT_FDCWD, AT_SYMLINK_FOLLOW = -100, 0x400
 UMASK = 0o022  # the model's umask (UnionModel's default)
@@ -50,6 +52,12 @@ def as_caller(uid: int) -> Iterator[None]:
         _libc.setfsgid(0)
 
 
+class _FileHandle(ctypes.Structure):
+    """struct file_handle"""
+
+    _fields_ = [("bytes", ctypes.c_uint), ("type", ctypes.c_int), ("f", ctypes.c_ubyte * MAX_HANDLE)]
+
+
 def stat_entry(s: os.stat_result) -> Entry:
     kind = ("dir" if st.S_ISDIR(s.st_mode) else "file" if st.S_ISREG(s.st_mode)
             else "symlink" if st.S_ISLNK(s.st_mode)
@@ -61,7 +69,8 @@ def stat_entry(s: os.stat_result) -> Entry:
 
 
 class OsDriver:
-    """Runs ops on the tree at `root`. Slots map to real fds."""
+    """Runs ops on the tree at `root`. Slots map to real fds, and file handles are kept in the order they were made
+    (across remounts: that is what they are for)."""
 
     def __init__(self, root: Path) -> None:
         # a non-root caller must not get access through root's supplementary groups
@@ -69,15 +78,21 @@ class OsDriver:
         os.umask(UMASK)
         self.root = root
         self.slots: dict[int, int] = {}
+        self.handles: list[_FileHandle] = []
         self._rfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
 
     def apply(self, op: Op) -> object:
-        """The op's result, or Err(errno). An fd op on a slot this side does not have is EBADF."""
+        """The op's result, or Err(errno). An fd op on a slot this side does not have, or a handle op on a handle it
+        never made, is EBADF."""
         args = op.args
         if op.name in FD_OPS:
             if args[0] not in self.slots:
                 return Err(errno.EBADF)
             args = (self.slots[args[0]], *args[1:])
+        elif op.name in HANDLE_OPS:
+            if not 0 <= args[0] < len(self.handles):
+                return Err(errno.EBADF)
+            args = (self.handles[args[0]], *args[1:])
         try:
             with as_caller(op.uid):
                 return getattr(self, op.name)(*args)
@@ -132,6 +147,19 @@ class OsDriver:
         CAP_DAC_READ_SEARCH)."""
         if _libc.linkat(AT_FDCWD, f"/proc/self/fd/{fd}".encode(), self._rfd, path.encode(), AT_SYMLINK_FOLLOW) != 0:
             raise OSError(ctypes.get_errno(), "linkat")
+
+    def handle(self, path: str) -> int:
+        h, mount_id = _FileHandle(MAX_HANDLE), ctypes.c_int()
+        if _libc.name_to_handle_at(self._rfd, path.encode(), ctypes.byref(h), ctypes.byref(mount_id), 0) != 0:
+            raise OSError(ctypes.get_errno(), "name_to_handle_at")
+        self.handles.append(h)
+        return len(self.handles) - 1
+
+    def open_handle(self, h: _FileHandle, flags: int) -> int:
+        fd = _libc.open_by_handle_at(self._rfd, ctypes.byref(h), flags)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "open_by_handle_at")
+        return self._slot(fd)
 
     def read(self, fd: int, size: int) -> bytes:
         return os.read(fd, size)
@@ -249,6 +277,11 @@ class ModelDriver:
         """The op's result as OsDriver gives it (a slot for an open), and the model's outcome."""
         outcome = self.call(op)
         return max(self.slots) if op.name in OPENS and not outcome.failed else outcome.result, outcome
+
+    @property
+    def handles(self) -> list:
+        """The file handles made so far, numbered as OsDriver numbers them."""
+        return self.model.handles
 
     def release(self) -> None:
         self.slots.clear()

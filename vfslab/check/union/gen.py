@@ -223,6 +223,8 @@ def domains(long_names: bool = True) -> dict[str, Table]:
         # that is none (SEEK_DATA and SEEK_HOLE are 3 and 4)
         "offset": (0, 1, 4, 9000, -1),
         "whence": (os.SEEK_SET, os.SEEK_CUR, os.SEEK_END, 7),
+        # reading and writing (a write copies up), truncating, and asking for a directory
+        "handle-flags": (os.O_RDONLY, os.O_RDWR, os.O_WRONLY | os.O_TRUNC, os.O_RDONLY | os.O_DIRECTORY),
         # every kind, with and without KEEP_SIZE where that is a question; PUNCH_HOLE alone is refused
         "falloc-mode": (0, KEEP_SIZE, PUNCH | KEEP_SIZE, PUNCH, ZERO, ZERO | KEEP_SIZE, COLLAPSE, INSERT),
         # whole blocks and not (collapse and insert need them), inside and past the data the files hold

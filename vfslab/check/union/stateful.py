@@ -22,7 +22,7 @@ from vfslab.check.engine.race import WATCHDOG_SECONDS, Hang, Mismatch
 from vfslab.check.union import gen
 from vfslab.check.union.program import Program
 from vfslab.check.union.session import Session
-from vfslab.model.union.ops import ALL_OPS, BENCH_OPS, BY_NAME, FD, ROOT_UID, Op
+from vfslab.model.union.ops import ALL_OPS, BENCH_OPS, BY_NAME, FD, HANDLE, ROOT_UID, Op
 from vfslab.subjects.placement import SAME
 from vfslab.subjects.tree import Layers
 
@@ -32,19 +32,25 @@ MAX_PUSHES = 2
 @lru_cache
 def _calls(long_names: bool) -> dict[tuple[str, int], tuple[Table, ...]]:
     """What a call of each operation by each caller is drawn from: for an fd operation which open slot (taken
-    modulo how many it could take are open when it runs), then its arguments (paths still choices)."""
+    modulo how many it could take are open when it runs), for a handle operation which handle (modulo how many were
+    made), then its arguments (paths still choices)."""
     slot = range(8)
-    calls = {(name, uid): (*([slot] if BY_NAME[name].kind == FD else []), *tables)
+    calls = {(name, uid): (*([slot] if BY_NAME[name].kind in (FD, HANDLE) else []), *tables)
              for name, tables in gen.arguments(long_names).items() for uid in set(gen.CALLERS)}
     return calls | {(name, ROOT_UID): () for name in BENCH_OPS}
 
 
+#: what must have been drawn before an operation of a kind can find what it acts on
+_NEEDS = {FD: "open", HANDLE: "handle"}
+
+
 @lru_cache
-def _menu(enabled: tuple[str, ...], opened: bool, pushes_left: bool) -> tuple[tuple[str, int], ...]:
+def _menu(enabled: tuple[str, ...], drawn: frozenset[str], pushes_left: bool) -> tuple[tuple[str, int], ...]:
     """Which calls a step chooses from, `(name, caller)`: of the example's operations, by each of the callers, but
-    of no fd operation before an open was drawn (it could only find no file open) and no push once MAX_PUSHES
-    were."""
-    names = tuple(name for name in enabled if (opened or BY_NAME[name].kind != FD) and (pushes_left or name != "push"))
+    of no fd operation before an open was drawn (it could only find no file open), no handle operation before a
+    handle was, and no push once MAX_PUSHES were."""
+    names = tuple(name for name in enabled if _NEEDS.get(BY_NAME[name].kind, name) in drawn | {name}
+                  and (pushes_left or name != "push"))
     return tuple((name, uid) for name in names for uid in ((ROOT_UID,) if name in BENCH_OPS else gen.CALLERS))
 
 
@@ -69,7 +75,8 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
             self.program: list[Op] = []
             self.layers = Layers()
             self.enabled: tuple[str, ...] = ()
-            self.opened = False
+            #: of the operations that others need (`_NEEDS`), those drawn so far
+            self.drawn: frozenset[str] = frozenset()
             self.pushes = 0
             self.failed = False
 
@@ -78,8 +85,8 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
         @initialize(layers=gen.layers_of(subject.capabilities.max_layers),
                     enabled=st.sets(st.sampled_from(ops), min_size=min(4, len(ops))))
         def setup(self, layers: Layers, enabled: set[str]) -> None:
-            # some path operation always runs, and fd operations need open
-            enabled |= {"stat"} | ({"open"} if any(BY_NAME[op].kind == FD for op in enabled) else set())
+            # some path operation always runs, fd operations need open and handle operations handle
+            enabled |= {"stat"} | {_NEEDS[BY_NAME[op].kind] for op in enabled if BY_NAME[op].kind in _NEEDS}
             self.layers, self.enabled = layers, tuple(op for op in ops if op in enabled)
             if tally.over(deadline):
                 return
@@ -97,7 +104,8 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
         @rule(call=machine_picks(lambda pick, machine: machine.call(pick)))
         def step(self, call: tuple) -> None:
             (name, uid), *args = call
-            self.opened |= name == "open"
+            if name in _NEEDS.values():
+                self.drawn |= {name}
             self.pushes += name == "push"
             if self.session is None:
                 return  # the time budget is spent: examples from now on do nothing
@@ -109,6 +117,11 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
                 if not slots:
                     return
                 args = (slots[pick % len(slots)], *args)
+            elif BY_NAME[name].kind == HANDLE:
+                pick, *args = args
+                if not self.session.driver.handles:
+                    return
+                args = (pick % len(self.session.driver.handles), *args)
             visible = self.session.lock.visible_paths()
             args = tuple(a.resolve(visible) if isinstance(a, gen.PathChoice) else a for a in args)
             op = Op(name, args, uid)
@@ -118,7 +131,7 @@ def make_machine(subject, profile: str, scratch_root: Path, tally: Tally, deadli
 
         def call(self, pick: Pick) -> tuple:
             """A step's call, `((name, caller), *arguments)`: which of the menu (one choice), then each argument."""
-            chosen = pick(_menu(self.enabled, self.opened, self.pushes < MAX_PUSHES))
+            chosen = pick(_menu(self.enabled, self.drawn, self.pushes < MAX_PUSHES))
             return (chosen, *(pick(table) for table in calls[chosen]))
 
         def _guard(self, call) -> None:
