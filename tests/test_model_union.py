@@ -155,3 +155,51 @@ def test_an_unmoved_lower_name_of_an_indexed_group_opened_after_a_remount_has_th
     m.remount()
     fd = m.open("c", os.O_RDONLY).result
     assert m.fstat(fd).result.ino == m.stat("c").result.ino == m.stat("b").result.ino
+
+
+def test_a_file_handle_follows_its_file_through_copy_up_and_rename_and_goes_stale_with_it():
+    m = UnionModel(((Node("a", F, data=b"x"), Node("d", D, 0o755)),), PROFILES["posix"])
+    h = m.handle("a")
+    assert h.result == 0 and "union.handle.make" in h.rules
+    m.rename("a", "d/b")
+    fd = m.open_handle(0, os.O_RDWR)
+    assert "union.handle.open" in fd.rules
+    m.write(fd.result, b"y")
+    assert m.stat("d/b").result.size == 1 and m.read(m.open("d/b", os.O_RDONLY).result, 5).result == b"y"
+    m.unlink("d/b")
+    again = m.open_handle(0, os.O_RDONLY)  # no name left, but open
+    assert not again.failed and m.read(again.result, 5).result == b"y"
+    for slot in list(m.fds):
+        m.close(slot)
+    stale = m.open_handle(0, os.O_RDONLY)
+    assert stale.result == err("ESTALE") and "union.handle.stale" in stale.rules
+
+
+def test_file_handles_need_nfs_export_on_overlayfs_root_to_open_them_and_a_fuse_mount_forgets_them_at_remount():
+    assert model(Node("a", F)).handle("a").result == err("EOPNOTSUPP")
+    m = UnionModel(((Node("a", F), Node("s", L, target="a")),), PROFILES["overlayfs-redirect-index"], fuse=True)
+    assert [m.handle(p).result for p in ("a", "s", ".", "missing")] == [0, 1, 2, err("ENOENT")]
+    assert m.open_handle(1, os.O_RDONLY | os.O_DIRECTORY).result == err("ELOOP")  # before O_DIRECTORY is asked
+    m.cred = Cred(1000, 1000)
+    assert m.open_handle(0, os.O_RDONLY).result == err("EPERM")
+    m.cred = Cred()
+    m.remount()
+    assert m.open_handle(0, os.O_RDONLY).result == err("ESTALE")
+    assert not m.open_handle(2, os.O_RDONLY).failed  # the root is node 1 in every mount
+    assert m.open_handle(3, os.O_RDONLY).result == err("EBADF")
+
+
+@pytest.mark.parametrize(("profile", "nlinks"), [("overlayfs-redirect-index", (0, 2, 1)), ("posix", (0, 0, 0)),
+                                                 ("fuse-overlayfs", (2, 2, 2)), ("unionfs-fuse", (1, 1, 1))])
+def test_fstat_of_a_directory_removed_while_open(profile, nlinks):
+    m = UnionModel(((Node("low", D, 0o755), Node("mer", D, 0o700)),), PROFILES[profile])
+    m.mkdir("up", 0o755)
+    m.mkdir("mer/x", 0o755)
+    m.rmdir("mer/x")
+    fds = [m.open(p, os.O_RDONLY).result for p in ("up", "low", "mer")]
+    for p in ("up", "low", "mer"):
+        m.rmdir(p)
+    m.mkdir("up", 0o700)  # another directory at the name: the fd still shows the removed one
+    shown = [m.fstat(fd) for fd in fds]
+    assert tuple(s.result.nlink for s in shown) == nlinks
+    assert shown[0].result.mode == 0o755 and all("union.fstat.removed-dir" in s.rules for s in shown)

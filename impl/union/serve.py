@@ -73,6 +73,8 @@ class Listing:
 
     node_id: int
     entries: list[tuple[str, int, int]] = field(default_factory=list)
+    #: once the directory is removed (it stays open): what it shows
+    removed: Attrs | None = None
 
 
 def _serialised(method: Callable[..., Reply]) -> Callable[..., None]:
@@ -283,8 +285,18 @@ class UnionOps(ll.Operations):
         return None, self._open_handle(node_id)
 
     def _attrs(self, node_id: int) -> ll.c_stat:
+        removed = self._removed_dir(node_id)
+        if removed is not None:
+            return self._stat(removed)
         path, h = self._target(node_id)
         return self._stat(self.union.attrs(self.union.existing(path)) if h is None else self.union.handle_attrs(h))
+
+    def _removed_dir(self, node_id: int) -> Attrs | None:
+        """What a directory removed while open shows, asked of its node id (it has no name left)."""
+        inode = self.inodes.get(node_id)
+        if inode is None or inode.names or node_id == ll.ROOT:
+            return None
+        return next((d.removed for d in self.dirs.values() if d.node_id == node_id and d.removed), None)
 
     def _removed(self, where: Name) -> None:
         """A name the union no longer has: the inode it named changed (its link count)."""
@@ -405,7 +417,11 @@ class UnionOps(ll.Operations):
     @_serialised
     def rmdir(self, req: int, parent: int, name: bytes) -> Reply:
         where = (parent, os.fsdecode(name))
-        self.union.rmdir(self._child(*where))
+        node_id = self.entries.get(where)
+        open_ = [listing for listing in self.dirs.values() if listing.node_id == node_id]
+        removed = self.union.rmdir(self._child(*where), keep=bool(open_))
+        for listing in open_:
+            listing.removed, listing.entries = removed, []
         self._removed(where)
         return lambda: ll.reply_err(req, 0)
 
@@ -485,15 +501,17 @@ class UnionOps(ll.Operations):
 
     @_serialised
     def opendir(self, req: int, node_id: int, fi) -> Reply:
-        self.union.existing(self._path(node_id))
+        removed = self._removed_dir(node_id)  # a file handle's open of a directory removed while open
+        if removed is None:
+            self.union.existing(self._path(node_id))
         fh = next(self._handles)
-        self.dirs[fh] = Listing(node_id)
+        self.dirs[fh] = Listing(node_id, removed=removed)
         fi.contents.fh = fh
         return lambda: ll.reply_open(req, fi)
 
     def _listing(self, fi, off: int) -> Listing:
         listing = self.dirs[fi.contents.fh]
-        if off == 0:  # the start, or a rewind: read the directory again
+        if off == 0 and listing.removed is None:  # the start, or a rewind: read the directory again
             listing.entries = self.union.entries(self.union.existing(self._path(listing.node_id)))
         return listing
 

@@ -848,7 +848,9 @@ class Union:
         with self._counting(self._index_of(node), -1):
             self._remove(node.parent, node.path[-1], node)
 
-    def rmdir(self, path: str) -> None:
+    def rmdir(self, path: str, keep: bool = False) -> Attrs | None:
+        """Remove a directory; with `keep` (it is open), return what it shows from then on, as overlayfs shows it: a
+        merged directory nlink 1, any other its real directory's count (0 for an upper one, which is gone)."""
         node = self.existing(path)
         if not node.is_dir:
             raise fail(E.ENOTDIR)
@@ -856,7 +858,17 @@ class Union:
             raise fail(E.EBUSY)
         if self.names(node):
             raise fail(E.ENOTEMPTY)
-        self._remove(node.parent, node.path[-1], node)
+        if not keep:
+            self._remove(node.parent, node.path[-1], node)
+            return None
+        dfd, name = node.shown.layer.at(node.shown.rel)
+        held = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        try:
+            self._remove(node.parent, node.path[-1], node)
+            s = os.fstat(held)
+        finally:
+            os.close(held)
+        return Attrs(s, self.ino(node), 1 if node.merged else s.st_nlink)
 
     def rename(self, old: str, new: str, flags: int = 0) -> None:
         """overlayfs ovl_rename: checks, copy-ups, the source's redirect or opaque mark, then one rename on

@@ -95,6 +95,8 @@ class OpenFile:
     linkable: bool = False
     #: a directory's st_ino when it was opened (what a handle of it holds)
     dir_ino: int | None = None
+    #: what a directory removed while open shows
+    removed: Entry | None = None
 
 
 @dataclass
@@ -826,7 +828,24 @@ class UnionModel(Fires):
             raise ModelError(E.ENOTDIR, "union.path.enotdir")
         if self._names(found):
             raise ModelError(E.ENOTEMPTY, "union.rmdir.notempty")
+        held = [f for f in self.fds.values() if f.is_dir and f.path == found.path]
+        gone = self._removed_dir(found) if held else None
         self._remove(parent, name, found, "union.rmdir.whiteout")
+        for f in held:
+            f.removed = gone
+
+    def _removed_dir(self, found: Found) -> Entry:
+        """What an open directory shows once removed (union.fstat.removed-dir): on a plain file system nlink 0; on
+        overlayfs a merged directory 1, an upper one 0 (it is gone), a lower one its own count; by the profile's
+        rule where it counts otherwise."""
+        rule = self.profile.dir_nlink
+        if self.profile.plain or (rule == "merged-one" and not found.merged and found.upper is not None):
+            nlink = 0
+        elif rule == "merged-one" and not found.merged:
+            nlink = self.store.nlink(self._inode(found))
+        else:
+            nlink = self._nlink(found)
+        return entry(self._inode(found), nlink, self._identity(found))
 
     def _parents_first(self, *paths: str) -> None:
         """renameat2 walks to both parents (searching each) before it looks up either last component."""
@@ -1185,6 +1204,11 @@ class UnionModel(Fires):
     @operation
     def fstat(self, fd: int) -> Entry:
         f = self._fd(fd)
+        if f.removed is not None:
+            if self.profile.path_api:  # the kernel sends no file handle with a directory's getattr
+                raise ModelError(E.ESTALE, "union.fd.path-api")
+            self._fire("union.fstat.removed-dir")
+            return f.removed
         if f.is_dir:
             # an open directory is looked up again by its path (which needs no permission of the fd's holder)
             with self._as_root():
