@@ -59,6 +59,21 @@ def scratch(request: pytest.FixtureRequest) -> Iterator[Path]:
     shutil.rmtree(path)
 
 
+@pytest.fixture
+def cold_steps(monkeypatch) -> None:
+    """Every step of a union program starts with the kernel's dentry and inode caches dropped, as memory pressure
+    may drop them (and a FUSE daemon is then told to forget what they held)."""
+    from vfslab.check.union.session import Session
+
+    real_step = Session.step
+
+    def step_from_cold(self, op):
+        Path("/proc/sys/vm/drop_caches").write_text("2")
+        return real_step(self, op)
+
+    monkeypatch.setattr(Session, "step", step_from_cold)
+
+
 def errno_of(call: Callable[[], object]) -> int:
     """The errno `call` fails with (the test fails if it does not)."""
     with pytest.raises(OSError) as e:

@@ -133,6 +133,20 @@ def test_an_indexed_hard_link_opened_by_a_name_since_removed_is_named_by_its_fd(
 
 
 @pytest.mark.parametrize("name", ["kernel-overlay", "union-fuse"])
+def test_an_indexed_hard_link_is_named_by_its_fd_after_its_covered_name_was_forgotten(need, tmp_path, name,
+                                                                                    cold_steps):
+    """A lower hard link `a`/`c` whose name `a` a rename covers, then `c` opened and named by its fd, the caches
+    dropped before each step (the kernel forgets the covered name's inode first). Found by generated programs under
+    memory pressure: union-fuse kept the forgotten node id among the inode's others and answered the link EIO."""
+    tree = Layers(((Node("b", "file"),), (Node("a", "file", data=b"x"), Node("c", "hardlink", target="a"))))
+    ops = [Op("rename", ("b", "a", False)), Op("open", ("c", os.O_RDONLY, 0)), Op("flink", (0, "d")),
+           Op("stat", ("d",))]
+    replay = run_program(Program(tree, ops, name), need(name), "overlayfs-index", tmp_path / "s")
+    assert replay.failure is None, replay.failure
+    assert replay.results[2] is None and replay.results[3].nlink == 2  # c and d
+
+
+@pytest.mark.parametrize("name", ["kernel-overlay", "union-fuse"])
 def test_a_link_of_an_unlinked_file_is_checked_on_its_acl(need, tmp_path, name):
     """A lower file anyone may write, opened, its name unlinked, then linked by its fd by uid 1000 into a directory
     it may not write: EACCES. The kernel first asks whether the caller may read and write the file (else EPERM),

@@ -163,11 +163,15 @@ class UnionOps(ll.Operations):
     def _leave(self, node_id: int) -> None:
         """Take a node id out of its group once it has neither a name nor an open file."""
         inode = self.inodes[node_id]
-        if inode.key is not None and not inode.names and not inode.handles:
-            group = self.groups.get(inode.key, set())
+        if not inode.names and not inode.handles:
+            self._ungroup(inode.key, node_id)
+
+    def _ungroup(self, key: tuple | None, node_id: int) -> None:
+        group = self.groups.get(key)
+        if group is not None:
             group.discard(node_id)
             if not group:
-                self.groups.pop(inode.key, None)
+                del self.groups[key]
 
     def _rekey(self, node_id: int, node: Node) -> bool:
         """A copy-up may change which union inode a name is (a lower hard link without an index becomes its
@@ -176,9 +180,9 @@ class UnionOps(ll.Operations):
         key = None if node.is_dir else self.union.key(node)
         if key == inode.key:
             return False
-        self._leave(node_id)
+        self._ungroup(inode.key, node_id)
         inode.key = key
-        if key is not None:
+        if key is not None and (inode.names or inode.handles):
             self.groups.setdefault(key, set()).add(node_id)
         return True
 
@@ -354,6 +358,7 @@ class UnionOps(ll.Operations):
                 if inode.lookups <= 0:
                     for where in [*inode.names, *inode.children]:
                         self._unname(where)
+                    self._ungroup(inode.key, node_id)
                     del self.inodes[node_id]
         ll.reply_none(req)
 
