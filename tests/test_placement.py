@@ -70,3 +70,23 @@ def test_a_read_only_image_is_never_written(scratch, need):
     finally:
         m.teardown()
     assert not any(scratch.rglob("mnt/*")), "teardown unmounted the union and its placement"
+
+
+@pytest.mark.mounts
+def test_a_directory_renumbered_by_the_kernel_breaks_no_identity(scratch, need, cold_steps):
+    """On layers on several file systems overlayfs numbers a directory anew whenever its inode comes back into
+    memory: with the caches dropped before every step, each stat of one directory shows another number, and the
+    check takes that as the same directory (a file's number still holds)."""
+    from vfslab.check.union.program import Program, run_program
+    from vfslab.model.union.ops import Op
+    from vfslab.subjects.tree import DIR, FILE, Layers, Node
+
+    _placeable(placement.FS_PER_LAYER)
+    layers = Layers(((Node("d", DIR, 0o755), Node("d/f", FILE, data=b"x")),))
+    ops = [Op("stat", ("d",)), Op("stat", ("d/f",)), Op("stat", ("d",)), Op("stat", ("d/f",))]
+    replay = run_program(Program(layers, ops, "kernel-overlay", placement=placement.FS_PER_LAYER),
+                         need("kernel-overlay"), "overlayfs", scratch / "run")
+    assert replay.failure is None, replay.failure
+    d1, f1, d2, f2 = replay.results
+    assert d1.ino != d2.ino, "the kernel kept the directory's number: this test no longer shows anything"
+    assert f1.ino == f2.ino

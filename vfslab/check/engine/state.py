@@ -16,14 +16,17 @@ class Identity:
     file system's st_dev is the mount's, new at every mount, so st_ino alone is what persists)."""
 
     by_device: bool = False
+    #: whether directories keep their numbers: overlayfs on layers on several file systems (xino off) gives a
+    #: directory a number of its own each time its inode comes into memory, which holds only while it stays there
+    dirs: bool = True
     fwd: dict[object, object] = field(default_factory=dict)
     back: dict[object, object] = field(default_factory=dict)
 
     def _key(self, real: object) -> object:
         return real[1] if isinstance(real, tuple) and not self.by_device else real
 
-    def check(self, path: str, model_ino: object, real_ino: object) -> str | None:
-        if model_ino is None or real_ino is None:
+    def check(self, path: str, model_ino: object, real_ino: object, kind: str = "") -> str | None:
+        if model_ino is None or real_ino is None or (kind == "dir" and not self.dirs):
             return None
         real_ino = self._key(real_ino)
         if self.fwd.get(model_ino, real_ino) != real_ino or self.back.get(real_ino, model_ino) != model_ino:
@@ -67,7 +70,7 @@ def diff_states(expected: State, actual: State, identity: Identity | None) -> li
                 if ev != av:
                     shown = _SHOWN.get(f, repr)
                     out.append(f"{path}: {f} model={shown(ev)} subject={shown(av)}")
-        if identity is not None and e.kind != "whiteout" and (msg := identity.check(path, e.ino, a.ino)):
+        if identity is not None and e.kind != "whiteout" and (msg := identity.check(path, e.ino, a.ino, e.kind)):
             out.append(msg)
     return out
 

@@ -73,7 +73,11 @@ class Lockstep(Race):
         self.drivers[name] = ModelDriver(UnionModel(self.layers.lowers, profile, one_fs=self.one_fs,
                                                     falloc=self._falloc or EVERY_KIND, tmpfile=self._tmpfile,
                                                     fuse=self._fuse, lower_acls=self._lower_acls))
-        self.identity[name] = Identity(by_device=not self.one_fs)
+        self.identity[name] = self._identity()
+
+    def _identity(self) -> Identity:
+        """Inode identities as the layers' placement shows them (docs/facts.md, overlayfs 6)."""
+        return Identity(by_device=not self.one_fs, dirs=self.one_fs)
 
     # -- the record and the comparisons -----------------------------------------------------------
 
@@ -86,7 +90,7 @@ class Lockstep(Race):
             if name == self.held:
                 self.coverage.update(outcome.rules)
             if "union.ino.renumbered" in outcome.rules:
-                self.identity[name] = Identity(by_device=not self.one_fs)
+                self.identity[name] = self._identity()
             self.drivers[name].release()
             return None
         return self._compare_state(name, event[1], event[2], event[3])
@@ -104,7 +108,7 @@ class Lockstep(Race):
             return (f"step {step}: {op}: subject gave {show(actual)}, the model under {name} allows "
                     f"{show(outcome.result)} (rules: {', '.join(outcome.rules) or '-'})")
         if hasattr(actual, "ino"):
-            return self.identity[name].check(f"step {step}: {op}", outcome.result.ino, actual.ino)
+            return self.identity[name].check(f"step {step}: {op}", outcome.result.ino, actual.ino, actual.kind)
         return None
 
     def _compare_state(self, name: str, union: State, upper: State | None, step: int) -> str | None:
