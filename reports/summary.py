@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vfslab.check.reach import DESIGN_ONLY, UNREACHED, Blind, blind
+from vfslab.check.reach import BY_CHANCE, DESIGN_ONLY, UNREACHED, Blind, blind
 from vfslab.check.results import PASS, UNAVAILABLE, Record, Results
 
 
@@ -48,6 +48,8 @@ def exception(rule: str) -> str:
     """Why `rule` may go unfired on the subjects (reach.py), or empty."""
     if rule in DESIGN_ONLY:
         return f"design only (fires on the model): {DESIGN_ONLY[rule]}"
+    if rule in BY_CHANCE:
+        return f"by chance: {BY_CHANCE[rule]}"
     return f"unreached: {UNREACHED[rule]}" if rule in UNREACHED else ""
 
 

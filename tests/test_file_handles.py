@@ -9,8 +9,11 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import replayable
 from test_union_fuse import fresh
 
+from vfslab.check.engine.generated import Budget
+from vfslab.check.union.stateful import check_stateful
 from vfslab.impl.union.options import OptionError, parse
 from vfslab.subjects import mounts
 from vfslab.subjects.tree import Layers, Node
@@ -152,3 +155,41 @@ def test_a_fuse_unions_handle_from_before_a_remount(need, scratch, name):
     finally:
         m.teardown()
     assert AFTER_REMOUNT[name] in seen and seen <= {AFTER_REMOUNT[name], "its file"}, seen
+
+
+#: the calls a file handle meets: made of a name, opened after its file was renamed, linked, written, removed (still
+#: open, or not), and after a remount of the unions (a plain file system's is slow: tmpfs keeps nothing)
+HANDLE_CALLS = ("handle", "open_handle", "open", "read", "write", "fstat", "rename", "link", "unlink", "close")
+#: what each subject's handles reach in generated programs: kernel overlayfs makes none without nfs_export (so no
+#: open is asked); a stale handle, which needs a handle's own file removed, is the explicit programs' (rare-paths)
+REACHED = {"kernel-overlay": ("union.handle.unsupported",),
+           "tmpfs": ("union.handle.open", "union.handle.perm"),
+           "union-fuse": ("union.handle.open", "union.handle.perm")}
+
+
+@pytest.mark.parametrize(("name", "profile"), [
+    ("kernel-overlay", "overlayfs-redirect-index"), ("tmpfs", "posix"), ("union-fuse", "overlayfs-redirect-index"),
+])
+def test_generated_programs_with_file_handles_agree_with_the_model(need, tmp_path, name, profile):
+    """The CI check of file handles: 300 generated programs of the calls a handle meets, by root and by an ordinary
+    caller (who may not open one: EPERM)."""
+    ops = HANDLE_CALLS + (("remount",) if profile.startswith("overlayfs") else ())
+    tally = check_stateful(need(name), profile, seed=20261204, budget=Budget(300, 20, 900),
+                           scratch_root=tmp_path, ops=ops)
+    assert tally.failure is None, replayable(tally.failure, tmp_path)
+    assert not tally.error and not tally.deviations
+    assert tally.examples >= 300
+    for rule in REACHED[name]:
+        assert tally.coverage[rule], f"{rule} never fired"
+
+
+def test_a_fuse_handle_may_go_stale_whenever_the_kernel_drops_its_inode(need, tmp_path, cold_steps):
+    """With the kernel's caches dropped before every step (memory pressure does the same, when it likes), a FUSE
+    mount's handle of a file nothing has held since is ESTALE, or opens once a lookup made the inode again under the
+    same node id; of one held open since, it opens. Generated programs of the calls a handle meets, as above.
+    (fuse-overlayfs from cold caches differs at once: it counts a directory's links as far as it has looked.)"""
+    tally = check_stateful(need("union-fuse"), "overlayfs-redirect-index", seed=20261205, budget=Budget(60, 12, 600),
+                           scratch_root=tmp_path, ops=HANDLE_CALLS)
+    assert tally.failure is None, replayable(tally.failure, tmp_path)
+    assert not tally.error and tally.examples >= 60
+    assert tally.coverage["union.handle.evicted"] and tally.coverage["union.handle.open"]

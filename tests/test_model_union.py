@@ -189,6 +189,27 @@ def test_file_handles_need_nfs_export_on_overlayfs_root_to_open_them_and_a_fuse_
     assert m.open_handle(3, os.O_RDONLY).result == err("EBADF")
 
 
+def test_a_fuse_mount_may_drop_a_handles_inode_unless_something_holds_it():
+    """The subject's ESTALE is taken as the kernel's dropping of the inode only where nothing keeps it in memory."""
+    for fuse, dropped_ok in ((True, True), (False, False)):
+        m = UnionModel(((Node("a", F, data=b"x"), Node("b", F)),), PROFILES["posix"], fuse=fuse)
+        for p in ("a", "b", "."):
+            m.handle(p)
+        dropped = m.open_handle(0, os.O_RDONLY, dropped=True)
+        assert (dropped.result == err("ESTALE") and "union.handle.evicted" in dropped.rules) == dropped_ok
+        late = m.open("a", os.O_RDONLY).result
+        dropped = m.open_handle(0, os.O_RDONLY, dropped=True)
+        assert (dropped.result == err("ESTALE")) == dropped_ok, "a file opened after the handle may be a new inode"
+        m.close(late)
+        m.handle("b")
+        held = m.open("b", os.O_RDONLY).result
+        m.handle("b")
+        assert (m.open_handle(3, os.O_RDONLY, dropped=True).result == err("ESTALE")) == dropped_ok
+        assert not m.open_handle(4, os.O_RDONLY, dropped=True).failed, "a file open since the handle holds it"
+        assert not m.open_handle(2, os.O_RDONLY, dropped=True).failed, "the root is always held"
+        m.close(held)
+
+
 @pytest.mark.parametrize(("profile", "nlinks"), [("overlayfs-redirect-index", (0, 2, 1)), ("posix", (0, 0, 0)),
                                                  ("fuse-overlayfs", (2, 2, 2)), ("unionfs-fuse", (1, 1, 1))])
 def test_fstat_of_a_directory_removed_while_open(profile, nlinks):

@@ -16,10 +16,11 @@ from vfslab.subjects import SUBJECTS
 
 def test_every_exception_names_a_rule_and_says_why():
     rules = {rule for family in FAMILIES.values() for rule in family.rules}
-    for listed in (reach.DESIGN_ONLY, reach.UNREACHED):
+    listings = (reach.DESIGN_ONLY, reach.UNREACHED, reach.BY_CHANCE)
+    for listed in listings:
         assert listed.keys() <= rules, f"exceptions for rules no family has: {sorted(listed.keys() - rules)}"
         assert all(len(why.split()) >= 4 for why in listed.values()), "each exception says why"
-    assert not reach.DESIGN_ONLY.keys() & reach.UNREACHED.keys()
+    assert sum(len(listed) for listed in listings) == len(set().union(*listings)), "a rule is one kind of exception"
 
 
 def _record(family: str, subject: str, coverage: dict[str, int], edges: dict[str, int] | None = None) -> Record:
@@ -37,6 +38,9 @@ def test_blind_tells_a_rule_fired_only_on_the_model_and_a_stale_exception():
     assert reach.blind([_record("union", "kernel-overlay", {design: 0})]).design == (design,)
     assert not reach.blind([_record("union", "kernel-overlay", {"union.path.enoent": 2},
                                     {"union.path.eloop@MAXSYMLINKS": 1})])
+    chance = next(iter(reach.BY_CHANCE))
+    for fired in (0, 1):
+        assert not reach.blind([_record("union", "union-fuse", {chance: fired})]), "by chance: either way"
 
 
 @pytest.mark.mounts

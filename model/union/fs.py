@@ -109,6 +109,8 @@ class FileHandle:
     mount: int
     root: bool
     path: tuple[str, ...] | None = None
+    #: the fds that have held its inode since it was made (so the kernel cannot have dropped it)
+    pins: set[int] = field(default_factory=set)
 
 
 def operation(method: Callable) -> Callable:
@@ -1249,13 +1251,16 @@ class UnionModel(Fires):
             raise ModelError(E.EOPNOTSUPP, "union.handle.unsupported")
         self._fire("union.handle.make")
         by_name = found.path if found.path and self._inode_per_name(found) else None
-        self.handles.append(FileHandle(self._identity(found), self.mounts, not found.path, by_name))
+        h = FileHandle(self._identity(found), self.mounts, not found.path, by_name)
+        h.pins = {fd for fd, f in self.fds.items() if self._holds(f, h)}
+        self.handles.append(h)
         return len(self.handles) - 1
 
     @operation
-    def open_handle(self, handle: int, flags: int) -> int:
+    def open_handle(self, handle: int, flags: int, dropped: bool = False) -> int:
         """open_by_handle_at: the inode a handle names, opened as open() opens an existing name of it (by root:
-        nothing on the way to it is checked), or, once it has no name, through a file still open."""
+        nothing on the way to it is checked), or, once it has no name, through a file still open. `dropped`: the
+        subject answered as a kernel that dropped the inode from memory would, taken where that may be."""
         if self.cred.uid != 0:
             raise ModelError(E.EPERM, "union.handle.perm")
         if not 0 <= handle < len(self.handles):
@@ -1263,6 +1268,8 @@ class UnionModel(Fires):
         h = self.handles[handle]
         if h.mount != self.mounts and self.fuse and not h.root:
             raise ModelError(E.ESTALE, "union.handle.remount")
+        if dropped and self.fuse and not h.root and not self._pinned(h):
+            raise ModelError(E.ESTALE, "union.handle.evicted")
         with self._as_root():
             found = self._named_by(h)
             if found is not None:
@@ -1270,9 +1277,8 @@ class UnionModel(Fires):
                 if self._inode(found).kind == SYMLINK:  # a handle's open has no name to check O_DIRECTORY against
                     raise ModelError(E.ELOOP, "union.path.eloop")
                 self._open_existing(found, flags)
-                return self._fd_of(found, flags)
-        held = next((f for f in self.fds.values()
-                     if (f.path == h.path if h.path is not None else self._held_identity(f) == h.ino)), None)
+                return self._pin(h, self._fd_of(found, flags))
+        held = self._holder(h)
         if held is None:
             raise ModelError(E.ESTALE, "union.handle.stale")
         self._fire("union.handle.open")
@@ -1284,7 +1290,25 @@ class UnionModel(Fires):
             node = self._fd_inode(held)
             self._kill_setid(node)
             node.data = b""
-        return self._new_fd(replace(held, flags=flags, offset=0, linkable=False))
+        return self._pin(h, self._new_fd(replace(held, flags=flags, offset=0, linkable=False)))
+
+    def _holds(self, f: OpenFile, h: FileHandle) -> bool:
+        """Whether an open file is of the inode a handle holds."""
+        return f.path == h.path if h.path is not None else self._held_identity(f) == h.ino
+
+    def _holder(self, h: FileHandle) -> OpenFile | None:
+        return next((f for f in self.fds.values() if self._holds(f, h)), None)
+
+    def _pinned(self, h: FileHandle) -> bool:
+        """Whether a file open since the handle was made holds its inode: else the kernel may have dropped that
+        inode at any time since, and an open file of the same file now may be of the inode it made again."""
+        return any(self._holds(self.fds[fd], h) for fd in h.pins & self.fds.keys())
+
+    @staticmethod
+    def _pin(h: FileHandle, fd: int) -> int:
+        """A handle's open is of the inode the kernel holds for it: the new fd keeps it in memory too."""
+        h.pins.add(fd)
+        return fd
 
     def _named_by(self, h: FileHandle) -> Found | None:
         """A name that shows the inode a handle holds: its own name if it holds one, else any."""

@@ -183,6 +183,9 @@ RULES: dict[str, str] = {
     "union.handle.remount": "A FUSE mount that does not export its inodes knows a handle by a node id of one "
     "mount: after a remount or push, ESTALE (but the root's, always node 1).",
     "union.handle.slot": "A handle the program never made: EBADF.",
+    "union.handle.evicted": "A FUSE mount's kernel opens a handle only while it holds the handle's inode in "
+    "memory, which it may drop whenever nothing holds it (a file open since the handle was made, or the root; a "
+    "name may be dropped too), and makes anew for the next lookup: ESTALE, at any such time.",
     # bench operations
     "union.bench.remount": "Unmount and mount again on the same layers: the union reads the same.",
     "union.bench.push": "The upper layer becomes the topmost lower layer under a fresh upper: its whiteouts "

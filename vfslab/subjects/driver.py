@@ -254,16 +254,19 @@ class ModelDriver:
         self.model = model
         self.slots: dict[int, int] = {}
 
-    def call(self, op: Op, slot: int | None = None) -> Outcome:
+    def call(self, op: Op, slot: int | None = None, refused: Err | None = None) -> Outcome:
         """The model's outcome. A successful open takes `slot` (by default the next one, numbered as OsDriver
-        numbers them)."""
+        numbers them). `refused` is the subject's error, where it gave one: a handle's open the subject's kernel
+        answered ESTALE is the model's to take as the kernel's dropping of an inode (`union.handle.evicted`),
+        which no program can see coming."""
         self.model.cred = Cred(op.uid, caller_gid(op.uid))
         args = op.args
         if op.name in FD_OPS:
             if args[0] not in self.slots:
                 return Outcome(Err(errno.EBADF), ("union.fd.mode",))
             args = (self.slots[args[0]], *args[1:])
-        outcome = getattr(self.model, op.name)(*args)
+        extra = {"dropped": True} if op.name == "open_handle" and refused == Err(errno.ESTALE) else {}
+        outcome = getattr(self.model, op.name)(*args, **extra)
         if not outcome.failed and op.name in OPENS:
             self.slots[max(self.slots, default=-1) + 1 if slot is None else slot] = outcome.result
         elif not outcome.failed and op.name == "close":

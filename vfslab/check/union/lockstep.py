@@ -97,7 +97,8 @@ class Lockstep(Race):
 
     def _compare_op(self, name: str, op: Op, actual: object, step: int) -> str | None:
         # an open or dup takes the slot the subject's driver numbered it
-        outcome = self.drivers[name].call(op, slot=None if isinstance(actual, Err) else actual)
+        refused = actual if isinstance(actual, Err) else None
+        outcome = self.drivers[name].call(op, slot=None if refused else actual, refused=refused)
         if name == self.held:
             self.coverage.update(outcome.rules)
         if op.name in OPENS:
