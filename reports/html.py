@@ -58,6 +58,7 @@ summary { cursor: pointer; }
 ul.rules { columns: 22rem; padding: 0; list-style: none; }
 ul.rules li { padding: 0 .3rem; break-inside: avoid; display: flex; justify-content: space-between; gap: 1rem; }
 ul.rules li.zero { background: var(--deviation); font-weight: bold; }
+ul.rules li small { min-width: 0; overflow-wrap: anywhere; }
 svg text { font: 12px ui-monospace, "DejaVu Sans Mono", monospace; }
 svg .small { font-size: 10px; fill: #555; }
 .caption { color: #555; font-size: .9em; margin: .2rem 0 .8rem; }
