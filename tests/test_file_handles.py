@@ -154,7 +154,8 @@ def test_a_fuse_unions_handle_from_before_a_remount(need, scratch, name):
                 "another file" if isinstance(got, bytes) else got for path, got in opened.items()}
     finally:
         m.teardown()
-    assert AFTER_REMOUNT[name] in seen and seen <= {AFTER_REMOUNT[name], "its file"}, seen
+    # ESTALE is always possible too: the kernel may have dropped a looked-up inode again (union.handle.evicted)
+    assert AFTER_REMOUNT[name] in seen and seen <= {AFTER_REMOUNT[name], "its file", "ESTALE"}, seen
 
 
 #: the calls a file handle meets: made of a name, opened after its file was renamed, linked, written, removed (still
