@@ -22,15 +22,6 @@ TEST_ROOT = (Path("/tmp/vfslab-test") / os.environ.get("PYTEST_XDIST_TESTRUNUID"
              / os.environ.get("PYTEST_XDIST_WORKER", "main"))
 
 
-#: the longest tests (the default run; then the union-fuse checks, collected early by their module's name), started
-#: first: pytest-xdist's workers otherwise end with one of them alone on a two-minute test
-LONGEST_FIRST = ("tests/test_reach.py::test_the_default_run_reaches_every_rule_and_edge",)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.nodeid not in LONGEST_FIRST)
-
-
 def _unmount_all_under(root: Path) -> list[str]:
     """Unmount everything at or below `root`; return the mount points that were there."""
     found = [str(m.mount_point) for m in mounts.mounts_under(root)]

@@ -212,15 +212,21 @@ def test_a_fuse_mount_may_drop_a_handles_inode_unless_something_holds_it():
 
 @pytest.mark.parametrize(("profile", "nlinks"), [("overlayfs-redirect-index", (0, 2, 1)), ("posix", (0, 0, 0)),
                                                  ("fuse-overlayfs", (2, 2, 2)), ("unionfs-fuse", (1, 1, 1))])
-def test_fstat_of_a_directory_removed_while_open(profile, nlinks):
+@pytest.mark.parametrize("by", ["rmdir", "rename"])
+def test_fstat_of_a_directory_removed_while_open(profile, nlinks, by):
     m = UnionModel(((Node("low", D, 0o755), Node("mer", D, 0o700)),), PROFILES[profile])
     m.mkdir("up", 0o755)
     m.mkdir("mer/x", 0o755)
     m.rmdir("mer/x")
     fds = [m.open(p, os.O_RDONLY).result for p in ("up", "low", "mer")]
     for p in ("up", "low", "mer"):
-        m.rmdir(p)
-    m.mkdir("up", 0o700)  # another directory at the name: the fd still shows the removed one
+        if by == "rmdir":
+            m.rmdir(p)
+        else:  # another directory renamed over it
+            assert not m.mkdir("new", 0o711).failed and not m.rename("new", p).failed
+    if by == "rmdir":
+        m.mkdir("up", 0o700)
+    # another directory at the name (a new one, or the one renamed there): the fd still shows the removed one
     shown = [m.fstat(fd) for fd in fds]
     assert tuple(s.result.nlink for s in shown) == nlinks
     assert shown[0].result.mode == 0o755 and all("union.fstat.removed-dir" in s.rules for s in shown)

@@ -302,6 +302,18 @@ class UnionOps(ll.Operations):
             return None
         return next((d.removed for d in self.dirs.values() if d.node_id == node_id and d.removed), None)
 
+    def _listings(self, where: Name) -> list[Listing]:
+        """The open listings of the directory the kernel knows by `where` (one a removal would leave open)."""
+        node_id = self.entries.get(where)
+        return [listing for listing in self.dirs.values() if node_id is not None and listing.node_id == node_id]
+
+    @staticmethod
+    def _keep_removed(listings: list[Listing], removed: Attrs | None) -> None:
+        """A removed directory's open listings show what it showed when removed, and no entries."""
+        if removed is not None:
+            for listing in listings:
+                listing.removed, listing.entries = removed, []
+
     def _removed(self, where: Name) -> None:
         """A name the union no longer has: the inode it named changed (its link count)."""
         if where in self.entries:
@@ -422,18 +434,16 @@ class UnionOps(ll.Operations):
     @_serialised
     def rmdir(self, req: int, parent: int, name: bytes) -> Reply:
         where = (parent, os.fsdecode(name))
-        node_id = self.entries.get(where)
-        open_ = [listing for listing in self.dirs.values() if listing.node_id == node_id]
-        removed = self.union.rmdir(self._child(*where), keep=bool(open_))
-        for listing in open_:
-            listing.removed, listing.entries = removed, []
+        open_ = self._listings(where)
+        self._keep_removed(open_, self.union.rmdir(self._child(*where), keep=bool(open_)))
         self._removed(where)
         return lambda: ll.reply_err(req, 0)
 
     @_serialised
     def rename(self, req: int, parent: int, name: bytes, new_parent: int, new_name: bytes, flags: int) -> Reply:
         old, new = (parent, os.fsdecode(name)), (new_parent, os.fsdecode(new_name))
-        self.union.rename(self._child(*old), self._child(*new), flags)
+        open_ = self._listings(new)
+        self._keep_removed(open_, self.union.rename(self._child(*old), self._child(*new), flags, keep=bool(open_)))
         self._copied()  # while the copied names are where they were
         moved = self.entries.get(old)
         if moved != self.entries.get(new):  # else two names of one inode: the rename did nothing

@@ -31,6 +31,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from vfslab.impl.union import acl
@@ -849,8 +850,7 @@ class Union:
             self._remove(node.parent, node.path[-1], node)
 
     def rmdir(self, path: str, keep: bool = False) -> Attrs | None:
-        """Remove a directory; with `keep` (it is open), return what it shows from then on, as overlayfs shows it: a
-        merged directory nlink 1, any other its real directory's count (0 for an upper one, which is gone)."""
+        """Remove a directory; with `keep` (it is open), what it shows from then on (`_removing`)."""
         node = self.existing(path)
         if not node.is_dir:
             raise fail(E.ENOTDIR)
@@ -858,21 +858,28 @@ class Union:
             raise fail(E.EBUSY)
         if self.names(node):
             raise fail(E.ENOTEMPTY)
+        return self._removing(node, keep, lambda: self._remove(node.parent, node.path[-1], node))
+
+    def _removing(self, node: Node, keep: bool, remove: Callable[[], None]) -> Attrs | None:
+        """Remove the directory `node` by `remove`; with `keep` (it is open), return what it shows from then on,
+        as overlayfs shows it: a merged directory nlink 1, any other its real directory's count (0 for an upper
+        one, which is gone)."""
         if not keep:
-            self._remove(node.parent, node.path[-1], node)
+            remove()
             return None
         dfd, name = node.shown.layer.at(node.shown.rel)
         held = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
         try:
-            self._remove(node.parent, node.path[-1], node)
+            remove()
             s = os.fstat(held)
         finally:
             os.close(held)
         return Attrs(s, self.ino(node), 1 if node.merged else s.st_nlink)
 
-    def rename(self, old: str, new: str, flags: int = 0) -> None:
+    def rename(self, old: str, new: str, flags: int = 0, keep: bool = False) -> Attrs | None:
         """overlayfs ovl_rename: checks, copy-ups, the source's redirect or opaque mark, then one rename on
-        the upper layer, leaving a whiteout where the source name exists below."""
+        the upper layer, leaving a whiteout where the source name exists below. With `keep` (the directory it
+        replaces is open), what that directory shows from then on (`_removing`)."""
         if flags & ~RENAME_NOREPLACE:
             raise fail(E.EINVAL)  # RENAME_EXCHANGE and RENAME_WHITEOUT are not offered
         src = self.existing(old)
@@ -883,7 +890,7 @@ class Union:
         if dst is not None and flags & RENAME_NOREPLACE:
             raise fail(E.EEXIST)
         if dst is not None and (dst.path == src.path or self.key(src) == self.key(dst)):
-            return  # two names of one inode: rename does nothing
+            return None  # two names of one inode: rename does nothing
         is_dir = src.is_dir
         if dst is not None and dst.is_dir != is_dir:
             raise fail(E.ENOTDIR if is_dir else E.EISDIR)
@@ -899,7 +906,11 @@ class Union:
         if dst is not None:
             self._index_before_removal(dst)
         with self._counting(self._index_of(dst), -1):
-            self._move(src, op, np_, oname, nname, is_dir, movable, not_empty)
+            move = partial(self._move, src, op, np_, oname, nname, is_dir, movable, not_empty)
+            if dst is None or not is_dir:
+                move()
+                return None
+            return self._removing(dst, keep, move)
 
     def _move(self, src: Node, op: Node, np_: Node, oname: str, nname: str, is_dir: bool, movable: bool,
               not_empty: bool) -> None:

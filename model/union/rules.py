@@ -115,9 +115,10 @@ RULES: dict[str, str] = {
     "once that name is removed (not renamed), fstat may say nlink 0 though other names of the file remain, and flink "
     "is ENOENT (the daemon has no path for it); fstat of a directory removed while open is ESTALE (the kernel asks a "
     "directory's attributes by its node id alone, which no longer has a path).",
-    "union.fstat.removed-dir": "fstat of a directory removed while open shows its inode: nlink 0 on a plain file "
-    "system; through overlayfs 1 for a merged directory, 0 for an upper one and the lower directory's own count for "
-    "a lower one; 2 where directories count their subdirectories, 1 where all count 1.",
+    "union.fstat.removed-dir": "fstat of a directory removed while open (by rmdir, or a rename over it) shows its "
+    "inode: nlink 0 on a plain file system; through overlayfs 1 for a merged directory, 0 for an upper one and the "
+    "lower directory's own count for a lower one; 2 where directories count their subdirectories, 1 where all count "
+    "1.",
     "union.fd.lseek": "lseek sets a file's offset from its start, the current offset or its end; an unknown "
     "whence or a negative result: EINVAL.",
     "union.fd.fallocate": "fallocate acts on the file an fd open for writing refers to (its copy-up): mode 0 "
