@@ -830,20 +830,15 @@ class UnionModel(Fires):
             raise ModelError(E.ENOTDIR, "union.path.enotdir")
         if self._names(found):
             raise ModelError(E.ENOTEMPTY, "union.rmdir.notempty")
-        held = self._held_dir(found)
-        self._remove(parent, name, found, "union.rmdir.whiteout")
-        self._keep_removed(held)
+        self._removing(found, lambda: self._remove(parent, name, found, "union.rmdir.whiteout"))
 
-    def _held_dir(self, found: Found | None) -> tuple[list[OpenFile], Entry | None]:
-        """The open files of a directory about to be removed (by rmdir, or a rename over it), and what it will
-        show them."""
+    def _removing(self, found: Found | None, remove: Callable[[], None]) -> None:
+        """Remove the directory `found` (None: no directory) by `remove` (rmdir, or a rename over it); its open
+        files show from then on what it showed as it went."""
         held = [f for f in self.fds.values() if f.is_dir and f.path == found.path] if found is not None else []
-        return held, self._removed_dir(found) if held else None
-
-    @staticmethod
-    def _keep_removed(held: tuple[list[OpenFile], Entry | None]) -> None:
-        files, gone = held
-        for f in files:
+        gone = self._removed_dir(found) if held else None
+        remove()
+        for f in held:
             f.removed = gone
 
     def _removed_dir(self, found: Found) -> Entry:
@@ -910,9 +905,7 @@ class UnionModel(Fires):
         not_empty = dst is not None and is_dir and bool(self._names(dst))
         if not_empty and (dst.upper is None or dst.merged):
             raise ModelError(E.ENOTEMPTY, "union.rename.types", also=(E.EEXIST,))
-        replaced = self._held_dir(dst if is_dir else None)
-        self._move(op, oname, src, np_, nname, dst, is_dir, not_empty)
-        self._keep_removed(replaced)
+        self._removing(dst if is_dir else None, lambda: self._move(op, oname, src, np_, nname, dst, is_dir, not_empty))
         moved = (*np_.path, nname)
         for f in self.fds.values():  # an open file, or one under an open directory, goes with its name
             if f.path[: len(src.path)] == src.path:

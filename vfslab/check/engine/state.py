@@ -25,7 +25,7 @@ class Identity:
     def _key(self, real: object) -> object:
         return real[1] if isinstance(real, tuple) and not self.by_device else real
 
-    def check(self, path: str, model_ino: object, real_ino: object, kind: str = "") -> str | None:
+    def check(self, path: str, model_ino: object, real_ino: object, kind: str) -> str | None:
         if model_ino is None or real_ino is None or (kind == "dir" and not self.dirs):
             return None
         real_ino = self._key(real_ino)

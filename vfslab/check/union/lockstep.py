@@ -98,7 +98,7 @@ class Lockstep(Race):
     def _compare_op(self, name: str, op: Op, actual: object, step: int) -> str | None:
         # an open or dup takes the slot the subject's driver numbered it
         refused = actual if isinstance(actual, Err) else None
-        outcome = self.drivers[name].call(op, slot=None if refused else actual, refused=refused)
+        outcome = self.drivers[name].call(op, slot=None if refused is not None else actual, refused=refused)
         if name == self.held:
             self.coverage.update(outcome.rules)
         if op.name in OPENS:
