@@ -37,7 +37,7 @@ from functools import wraps
 from vfslab.impl import fuse_ll as ll
 from vfslab.impl.union.disk import fallocate
 from vfslab.impl.union.options import MountOptions
-from vfslab.impl.union.union import UTIME_NOW, UTIME_OMIT, Attrs, Cred, Handle, Node, Union, fail
+from vfslab.impl.union.union import UTIME_NOW, UTIME_OMIT, Attrs, Cred, Handle, Node, RemovedDir, Union, fail
 
 #: seconds the kernel may keep entries and attributes without asking: what changes behind its back is dropped
 TIMEOUT = 3600.0
@@ -73,8 +73,8 @@ class Listing:
 
     node_id: int
     entries: list[tuple[str, int, int]] = field(default_factory=list)
-    #: once the directory is removed (it stays open): what it shows
-    removed: Attrs | None = None
+    #: once the directory is removed (it stays open): what it shows, shared by every listing of it
+    removed: RemovedDir | None = None
 
 
 def _serialised(method: Callable[..., Reply]) -> Callable[..., None]:
@@ -291,11 +291,11 @@ class UnionOps(ll.Operations):
     def _attrs(self, node_id: int) -> ll.c_stat:
         removed = self._removed_dir(node_id)
         if removed is not None:
-            return self._stat(removed)
+            return self._stat(removed.attrs)
         path, h = self._target(node_id)
         return self._stat(self.union.attrs(self.union.existing(path)) if h is None else self.union.handle_attrs(h))
 
-    def _removed_dir(self, node_id: int) -> Attrs | None:
+    def _removed_dir(self, node_id: int) -> RemovedDir | None:
         """What a directory removed while open shows, asked of its node id (it has no name left)."""
         inode = self.inodes.get(node_id)
         if inode is None or inode.names or node_id == ll.ROOT:
@@ -308,7 +308,7 @@ class UnionOps(ll.Operations):
         return [listing for listing in self.dirs.values() if node_id is not None and listing.node_id == node_id]
 
     @staticmethod
-    def _keep_removed(listings: list[Listing], removed: Attrs | None) -> None:
+    def _keep_removed(listings: list[Listing], removed: RemovedDir | None) -> None:
         """A removed directory's open listings show what it showed when removed, and no entries."""
         if removed is not None:
             for listing in listings:
@@ -558,7 +558,10 @@ class UnionOps(ll.Operations):
 
     @_serialised
     def releasedir(self, req: int, node_id: int, fi) -> Reply:
-        self.dirs.pop(fi.contents.fh, None)
+        listing = self.dirs.pop(fi.contents.fh, None)
+        removed = listing.removed if listing is not None else None
+        if removed is not None and not any(d.removed is removed for d in self.dirs.values()):
+            os.close(removed.held)  # its last listing: the directory's inode number is free again
         return lambda: ll.reply_err(req, 0)
 
     # ---- files -----------------------------------------------------------------------------------------

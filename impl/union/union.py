@@ -161,6 +161,16 @@ class Attrs:
     nlink: int
 
 
+@dataclass(frozen=True)
+class RemovedDir:
+    """A directory removed while open: what it shows from then on, and an O_PATH fd on its real directory, held
+    until it is closed so that its inode number is not given to a new directory (ext4 reuses a freed number at
+    once; overlayfs's open directory holds its real one the same way)."""
+
+    attrs: Attrs
+    held: int
+
+
 @dataclass
 class OvlFile:
     """overlayfs's in-memory inode for a non-directory: open files on it follow its copy-up."""
@@ -849,7 +859,7 @@ class Union:
         with self._counting(self._index_of(node), -1):
             self._remove(node.parent, node.path[-1], node)
 
-    def rmdir(self, path: str, keep: bool = False) -> Attrs | None:
+    def rmdir(self, path: str, keep: bool = False) -> RemovedDir | None:
         """Remove a directory; with `keep` (it is open), what it shows from then on (`_removing`)."""
         node = self.existing(path)
         if not node.is_dir:
@@ -860,10 +870,10 @@ class Union:
             raise fail(E.ENOTEMPTY)
         return self._removing(node, keep, lambda: self._remove(node.parent, node.path[-1], node))
 
-    def _removing(self, node: Node, keep: bool, remove: Callable[[], None]) -> Attrs | None:
+    def _removing(self, node: Node, keep: bool, remove: Callable[[], None]) -> RemovedDir | None:
         """Remove the directory `node` by `remove`; with `keep` (it is open), return what it shows from then on,
         as overlayfs shows it: a merged directory nlink 1, any other its real directory's count (0 for an upper
-        one, which is gone)."""
+        one, which is gone), with its real directory held (the caller closes it)."""
         if not keep:
             remove()
             return None
@@ -872,11 +882,12 @@ class Union:
         try:
             remove()
             s = os.fstat(held)
-        finally:
+        except BaseException:
             os.close(held)
-        return Attrs(s, self.ino(node), 1 if node.merged else s.st_nlink)
+            raise
+        return RemovedDir(Attrs(s, self.ino(node), 1 if node.merged else s.st_nlink), held)
 
-    def rename(self, old: str, new: str, flags: int = 0, keep: bool = False) -> Attrs | None:
+    def rename(self, old: str, new: str, flags: int = 0, keep: bool = False) -> RemovedDir | None:
         """overlayfs ovl_rename: checks, copy-ups, the source's redirect or opaque mark, then one rename on
         the upper layer, leaving a whiteout where the source name exists below. With `keep` (the directory it
         replaces is open), what that directory shows from then on (`_removing`)."""
