@@ -392,6 +392,42 @@ def test_fstat_after_rename_over_answers_from_the_open_file_as_the_kernel_does(n
     assert seen["ours"] == seen["kernel"]
 
 
+def removed_working_directory(mnt: Path) -> list[tuple]:
+    """Remove an upper-only, a lower-only and a merged directory while it is the working directory, make another
+    at its name at once, and look at `.`: its stat, whether its number is the new directory's, its listing, and
+    what a mkdir in it says."""
+    os.mkdir(mnt / "made")
+    (mnt / "empty" / "x").write_bytes(b"")
+    os.unlink(mnt / "empty" / "x")  # empty is merged now
+    seen, cwd = [], os.getcwd()
+    try:
+        for name in ("made", "home", "empty"):
+            os.chdir(mnt / name)
+            os.rmdir(mnt / name)
+            os.mkdir(mnt / name)
+            here = os.stat(".")
+            try:
+                os.mkdir("x")
+                made = "made"
+            except OSError as e:
+                made = errno.errorcode[e.errno]
+            seen.append((name, here.st_nlink, oct(here.st_mode), here.st_ino == os.stat(mnt / name).st_ino,
+                         os.listdir("."), made))
+            os.chdir(cwd)
+    finally:
+        os.chdir(cwd)
+    return seen
+
+
+def test_a_removed_working_directory_shows_itself_as_the_kernel_does(need, scratch):
+    """The kernel holds a removed working directory's inode and asks for its attributes by node id alone: union-fuse
+    answers from the real directory it keeps until the kernel lets it go, and no new directory takes its number."""
+    seen = {who: result for who, _, result in on_both(need, scratch, "", removed_working_directory)}
+    assert seen["kernel"] == [("made", 0, "0o40755", False, [], "ENOENT"), ("home", 2, "0o40755", False, [], "ENOENT"),
+                              ("empty", 1, "0o40700", False, [], "ENOENT")]
+    assert seen["ours"] == seen["kernel"]
+
+
 def set_id_after_others_change(mnt: Path) -> dict[str, str]:
     """Files with set-id bits, opened by root and changed by uid 1000 (outside their group): written, truncated,
     fallocated; and one written by root. The modes they are left with."""

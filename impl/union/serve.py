@@ -65,6 +65,8 @@ class Inode:
     handles: set[int] = field(default_factory=set)
     #: with the node id, what a file handle of it holds
     generation: int = 0
+    #: a directory removed while the kernel holds it (open, or a working directory): what it shows from then on
+    removed: RemovedDir | None = None
 
 
 @dataclass
@@ -73,8 +75,6 @@ class Listing:
 
     node_id: int
     entries: list[tuple[str, int, int]] = field(default_factory=list)
-    #: once the directory is removed (it stays open): what it shows, shared by every listing of it
-    removed: RemovedDir | None = None
 
 
 def _serialised(method: Callable[..., Reply]) -> Callable[..., None]:
@@ -295,24 +295,28 @@ class UnionOps(ll.Operations):
         path, h = self._target(node_id)
         return self._stat(self.union.attrs(self.union.existing(path)) if h is None else self.union.handle_attrs(h))
 
-    def _removed_dir(self, node_id: int) -> RemovedDir | None:
-        """What a directory removed while open shows, asked of its node id (it has no name left)."""
-        inode = self.inodes.get(node_id)
-        if inode is None or inode.names or node_id == ll.ROOT:
-            return None
-        return next((d.removed for d in self.dirs.values() if d.node_id == node_id and d.removed), None)
-
-    def _listings(self, where: Name) -> list[Listing]:
-        """The open listings of the directory the kernel knows by `where` (one a removal would leave open)."""
-        node_id = self.entries.get(where)
-        return [listing for listing in self.dirs.values() if node_id is not None and listing.node_id == node_id]
-
-    @staticmethod
-    def _keep_removed(listings: list[Listing], removed: RemovedDir | None) -> None:
-        """A removed directory's open listings show what it showed when removed, and no entries."""
+    def _read_xattrs(self, node_id: int) -> str | Handle | RemovedDir:
+        """Whose xattrs a request reads: `_target`'s, or a removed directory's own."""
+        removed = self._removed_dir(node_id)
         if removed is not None:
-            for listing in listings:
-                listing.removed, listing.entries = removed, []
+            return removed
+        path, h = self._target(node_id)
+        return h if path is None else path
+
+    def _removed_dir(self, node_id: int) -> RemovedDir | None:
+        """What a directory removed while the kernel holds it shows, asked of its node id (it has no name left)."""
+        inode = self.inodes.get(node_id)
+        return None if inode is None or inode.names else inode.removed
+
+    def _keep_removed(self, where: Name, removed: RemovedDir | None) -> None:
+        """The directory the kernel knows by `where` is removed: its node id shows what it showed then, until the
+        kernel forgets it, and its open listings show no entries."""
+        if removed is not None:
+            node_id = self.entries[where]
+            self.inodes[node_id].removed = removed
+            for listing in self.dirs.values():
+                if listing.node_id == node_id:
+                    listing.entries = []
 
     def _removed(self, where: Name) -> None:
         """A name the union no longer has: the inode it named changed (its link count)."""
@@ -371,6 +375,8 @@ class UnionOps(ll.Operations):
                     for where in [*inode.names, *inode.children]:
                         self._unname(where)
                     self._ungroup(inode.key, node_id)
+                    if inode.removed is not None:
+                        os.close(inode.removed.held)  # a removed directory's inode number is free again
                     del self.inodes[node_id]
         ll.reply_none(req)
 
@@ -434,16 +440,15 @@ class UnionOps(ll.Operations):
     @_serialised
     def rmdir(self, req: int, parent: int, name: bytes) -> Reply:
         where = (parent, os.fsdecode(name))
-        open_ = self._listings(where)
-        self._keep_removed(open_, self.union.rmdir(self._child(*where), keep=bool(open_)))
+        self._keep_removed(where, self.union.rmdir(self._child(*where), keep=where in self.entries))
         self._removed(where)
         return lambda: ll.reply_err(req, 0)
 
     @_serialised
     def rename(self, req: int, parent: int, name: bytes, new_parent: int, new_name: bytes, flags: int) -> Reply:
         old, new = (parent, os.fsdecode(name)), (new_parent, os.fsdecode(new_name))
-        open_ = self._listings(new)
-        self._keep_removed(open_, self.union.rename(self._child(*old), self._child(*new), flags, keep=bool(open_)))
+        self._keep_removed(new, self.union.rename(self._child(*old), self._child(*new), flags,
+                                                  keep=new in self.entries))
         self._copied()  # while the copied names are where they were
         moved = self.entries.get(old)
         if moved != self.entries.get(new):  # else two names of one inode: the rename did nothing
@@ -491,13 +496,12 @@ class UnionOps(ll.Operations):
 
     @_serialised
     def getxattr(self, req: int, node_id: int, name: bytes, size: int) -> Reply:
-        path, h = self._target(node_id)
-        value = self.union.getxattr(path, os.fsdecode(name), h)
+        value = self.union.getxattr(self._read_xattrs(node_id), os.fsdecode(name))
         return lambda: ll.reply_xattr(req, value, size)
 
     @_serialised
     def listxattr(self, req: int, node_id: int, size: int) -> Reply:
-        names = b"".join(os.fsencode(n) + b"\0" for n in self.union.listxattr(*self._target(node_id)))
+        names = b"".join(os.fsencode(n) + b"\0" for n in self.union.listxattr(self._read_xattrs(node_id)))
         return lambda: ll.reply_xattr(req, names, size)
 
     @_serialised
@@ -516,17 +520,16 @@ class UnionOps(ll.Operations):
 
     @_serialised
     def opendir(self, req: int, node_id: int, fi) -> Reply:
-        removed = self._removed_dir(node_id)  # a file handle's open of a directory removed while open
-        if removed is None:
+        if self._removed_dir(node_id) is None:  # else a file handle's open of a directory removed while held
             self.union.existing(self._path(node_id))
         fh = next(self._handles)
-        self.dirs[fh] = Listing(node_id, removed=removed)
+        self.dirs[fh] = Listing(node_id)
         fi.contents.fh = fh
         return lambda: ll.reply_open(req, fi)
 
     def _listing(self, fi, off: int) -> Listing:
         listing = self.dirs[fi.contents.fh]
-        if off == 0 and listing.removed is None:  # the start, or a rewind: read the directory again
+        if off == 0 and self._removed_dir(listing.node_id) is None:  # the start, or a rewind: read it again
             listing.entries = self.union.entries(self.union.existing(self._path(listing.node_id)))
         return listing
 
@@ -558,10 +561,7 @@ class UnionOps(ll.Operations):
 
     @_serialised
     def releasedir(self, req: int, node_id: int, fi) -> Reply:
-        listing = self.dirs.pop(fi.contents.fh, None)
-        removed = listing.removed if listing is not None else None
-        if removed is not None and not any(d.removed is removed for d in self.dirs.values()):
-            os.close(removed.held)  # its last listing: the directory's inode number is free again
+        self.dirs.pop(fi.contents.fh, None)
         return lambda: ll.reply_err(req, 0)
 
     # ---- files -----------------------------------------------------------------------------------------

@@ -163,9 +163,9 @@ class Attrs:
 
 @dataclass(frozen=True)
 class RemovedDir:
-    """A directory removed while open: what it shows from then on, and an O_PATH fd on its real directory, held
-    until it is closed so that its inode number is not given to a new directory (ext4 reuses a freed number at
-    once; overlayfs's open directory holds its real one the same way)."""
+    """A directory removed while the kernel holds it (open, or someone's working directory): what it shows from
+    then on, and an O_PATH fd on its real directory, held until the kernel lets it go so that its inode number is
+    not given to a new directory (ext4 reuses a freed number at once; overlayfs's inode holds its real one)."""
 
     attrs: Attrs
     held: int
@@ -860,7 +860,7 @@ class Union:
             self._remove(node.parent, node.path[-1], node)
 
     def rmdir(self, path: str, keep: bool = False) -> RemovedDir | None:
-        """Remove a directory; with `keep` (it is open), what it shows from then on (`_removing`)."""
+        """Remove a directory; with `keep` (it is held), what it shows from then on (`_removing`)."""
         node = self.existing(path)
         if not node.is_dir:
             raise fail(E.ENOTDIR)
@@ -871,7 +871,7 @@ class Union:
         return self._removing(node, keep, lambda: self._remove(node.parent, node.path[-1], node))
 
     def _removing(self, node: Node, keep: bool, remove: Callable[[], None]) -> RemovedDir | None:
-        """Remove the directory `node` by `remove`; with `keep` (it is open), return what it shows from then on,
+        """Remove the directory `node` by `remove`; with `keep` (it is held), return what it shows from then on,
         as overlayfs shows it: a merged directory nlink 1, any other its real directory's count (0 for an upper
         one, which is gone), with its real directory held (the caller closes it)."""
         if not keep:
@@ -890,7 +890,7 @@ class Union:
     def rename(self, old: str, new: str, flags: int = 0, keep: bool = False) -> RemovedDir | None:
         """overlayfs ovl_rename: checks, copy-ups, the source's redirect or opaque mark, then one rename on
         the upper layer, leaving a whiteout where the source name exists below. With `keep` (the directory it
-        replaces is open), what that directory shows from then on (`_removing`)."""
+        replaces is held), what that directory shows from then on (`_removing`)."""
         if flags & ~RENAME_NOREPLACE:
             raise fail(E.EINVAL)  # RENAME_EXCHANGE and RENAME_WHITEOUT are not offered
         src = self.existing(old)
@@ -1069,22 +1069,25 @@ class Union:
         if name.startswith(PREFIX):
             raise fail(E.EOPNOTSUPP)
 
-    def getxattr(self, path: str | None, name: str, h: Handle | None = None) -> bytes:
+    def getxattr(self, of: str | Handle | RemovedDir, name: str) -> bytes:
         self._private(name)
-        src = self._xattr_source(path, h)
+        src = self._xattr_source(of)
         return os.getxattr(src, name, follow_symlinks=isinstance(src, int))
 
-    def listxattr(self, path: str | None, h: Handle | None = None) -> list[str]:
-        src = self._xattr_source(path, h)
+    def listxattr(self, of: str | Handle | RemovedDir) -> list[str]:
+        src = self._xattr_source(of)
         return [n for n in os.listxattr(src, follow_symlinks=isinstance(src, int)) if not n.startswith(PREFIX)]
 
-    def _xattr_source(self, path: str | None, h: Handle | None) -> str | int:
-        """Where xattrs are read: the file a name shows, or for a file with no name left the one its open handle
-        reads (the kernel asks for an unlinked file's ACL to check a link of it)."""
-        if path is None:
-            self._follow(h)
-            return h.fd
-        real = self.existing(path).shown
+    def _xattr_source(self, of: str | Handle | RemovedDir) -> str | int:
+        """Where xattrs are read: the file a path shows, or for a file with no name left the one its open handle
+        reads (the kernel asks for an unlinked file's ACL to check a link of it), or a removed directory's real
+        one (its ACL, to check a caller's open of it)."""
+        if isinstance(of, RemovedDir):
+            return proc(of.held, ".")
+        if isinstance(of, Handle):
+            self._follow(of)
+            return of.fd
+        real = self.existing(of).shown
         return real.layer.xpath(real.rel)
 
     def _xattr_target(self, path: str) -> str:
