@@ -16,7 +16,11 @@ VMWARE_VMBLOCK := $(VMBLOCK_CACHE)/usr/bin/vmware-vmblock-fuse
 # Debian's source tarball, checked by the digest trixie's Sources index gives; installed nowhere but here
 LIBFUSE_VERSION := 3.17.2
 LIBFUSE_SHA256 := 3d932431ad94e86179e5265cddde1d67aa3bb2fb09a5bd35c641f86f2b5ed06f
-LIBFUSE_CACHE := /var/cache/vfslab/libfuse-$(LIBFUSE_VERSION)
+# our build's revision, in its folder's name so that a machine with an older build makes this one. vfslab1: where
+# /etc/mtab is a symlink (the kernel's own table), built with IGNORE_MTAB, else libfuse runs `mount -f` to record
+# every mount there and `umount` to take it out (a fork and exec each: 3-4 ms of every mount a check makes)
+LIBFUSE_BUILD := $(LIBFUSE_VERSION)+vfslab1
+LIBFUSE_CACHE := /var/cache/vfslab/libfuse-$(LIBFUSE_BUILD)
 LIBFUSE := $(LIBFUSE_CACHE)/lib/x86_64-linux-gnu/libfuse3.so.4
 
 .PHONY: run test bench mutants lint deps install-helpers vmware-vmblock libfuse clean
@@ -91,7 +95,7 @@ $(LIBFUSE):
 	  echo "$(LIBFUSE_SHA256)  fuse3.tar.gz" | sha256sum -c --quiet && tar xzf fuse3.tar.gz && \
 	  cd fuse-$(LIBFUSE_VERSION) && \
 	  meson setup build --prefix=$(LIBFUSE_CACHE) -Dutils=false -Dexamples=false -Dtests=false \
-	    -Duseroot=false -Dinitscriptdir= >/dev/null && \
+	    -Duseroot=false -Dinitscriptdir= $$([ -L /etc/mtab ] && echo -Dc_args=-DIGNORE_MTAB) >/dev/null && \
 	  ninja -C build >/dev/null && ninja -C build install >/dev/null && cd / && rm -rf $$tmp; \
 	else echo "not root: libfuse $(LIBFUSE_VERSION) not built; union-fuse serves no O_TMPFILE"; fi
 

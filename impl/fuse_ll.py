@@ -31,9 +31,9 @@ from ctypes import (
 from vfslab.impl.mfuse import mfusepy
 
 log = logging.getLogger("vfslab.fuse")
-#: libfuse 3.17, which has the tmpfile request (O_TMPFILE), as the Makefile builds it beside Debian's 3.14 (whose
-#: soname differs: the two load side by side, mfusepy's high-level daemons staying on 3.14)
-LIBFUSE_317 = "/var/cache/vfslab/libfuse-3.17.2/lib/x86_64-linux-gnu/libfuse3.so.4"
+#: libfuse 3.17, which has the tmpfile request (O_TMPFILE), as the Makefile builds it (LIBFUSE_CACHE) beside
+#: Debian's 3.14 (whose soname differs: the two load side by side, mfusepy's high-level daemons staying on 3.14)
+LIBFUSE_317 = "/var/cache/vfslab/libfuse-3.17.2+vfslab1/lib/x86_64-linux-gnu/libfuse3.so.4"
 
 
 def _library() -> ctypes.CDLL:
