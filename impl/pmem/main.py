@@ -18,13 +18,14 @@ def main(argv: list[str] | None = None, prog: str = "vfslab-pmem") -> int:
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground (default: daemonize)")
     p.add_argument("--max-threads", type=int, default=10, help="libfuse worker threads at most (default 10)")
     args = p.parse_args(argv)
-    from vfslab.impl.pmem.pool import Pool, PoolError
+    from vfslab.impl.pmem.fs import PmemFS
+    from vfslab.impl.pmem.pool import PoolError
 
     if not os.path.isdir(args.mountpoint):
         print(f"{prog}: error: mount point {args.mountpoint} is not a directory", file=sys.stderr)
         return USAGE
     try:
-        Pool.open(args.pool).close()  # a bad pool is one line here, before anything is mounted
+        fs = PmemFS.open(os.path.abspath(args.pool))  # a bad pool is one line here, before anything is mounted
     except (PoolError, OSError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return USAGE
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None, prog: str = "vfslab-pmem") -> int:
 
     logging.basicConfig(format=f"{prog}: %(message)s", level=logging.WARNING)
     try:
-        serve(os.path.abspath(args.pool), os.path.abspath(args.mountpoint), args.foreground, args.max_threads)
+        serve(fs, os.path.abspath(args.mountpoint), args.foreground, args.max_threads)
     except (OSError, RuntimeError) as e:
         print(f"{prog}: error: cannot mount {args.mountpoint}: {e}", file=sys.stderr)
         return 1

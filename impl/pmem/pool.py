@@ -107,13 +107,15 @@ class Pool:
             raise PoolError(f"a pool of {size} bytes is too small for its own tables")
         head = SUPER.pack(MAGIC, VERSION, BLOCK, blocks, inodes, log_blocks, inode_blocks, bitmap_blocks,
                           data_start, 1)
-        image = bytearray(blocks * BLOCK)
+        # the tables, written; the data blocks, zero, a hole (a pool's file is as sparse as it is empty)
+        image = bytearray(data_start * BLOCK)
         image[: len(head) + 4] = head + struct.pack("<I", zlib.crc32(head))
         bitmap = (1 + log_blocks + inode_blocks) * BLOCK
         for b in range(data_start):  # the tables' own blocks are in use
             image[bitmap + b // 8] |= 1 << (b % 8)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
+            os.ftruncate(fd, blocks * BLOCK)
             os.write(fd, image)
             os.fsync(fd)
         finally:

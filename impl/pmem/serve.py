@@ -193,11 +193,10 @@ class PoolOps(mfusepy.Operations):
         self.fs.close_file(self.files.pop(fh))
 
 
-def serve(pool_path: str, mountpoint: str, foreground: bool, max_threads: int = 10) -> None:
-    """Open the pool and serve it at `mountpoint` until it is unmounted (daemonized unless `foreground`)."""
+def serve(fs: PmemFS, mountpoint: str, foreground: bool, max_threads: int = 10) -> None:
+    """Serve the open pool `fs` at `mountpoint` until it is unmounted (daemonized unless `foreground`)."""
     os.umask(0)  # modes come from the caller, already masked by the kernel
-    fs = PmemFS.open(pool_path)
-    options: dict = {"fsname": f"pmem:{os.path.basename(pool_path)}", "subtype": "vfslab-pmem",
+    options: dict = {"fsname": f"pmem:{os.path.basename(fs.pool.path)}", "subtype": "vfslab-pmem",
                      "default_permissions": True, "max_threads": max_threads}
     if os.geteuid() == 0:
         options["allow_other"] = True

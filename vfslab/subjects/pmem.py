@@ -4,9 +4,10 @@ mount point, held to the routing model: `pmem-router` (pmemfile's router, in the
 `pmem-fuse` (the kernel routing into our FUSE front).
 
 A generated initial tree is a union's layers; a pool has none, so it is given one layer's tree (the engine
-draws one for it: `max_layers`): the layer is built on disk, mounted read-only by kernel overlayfs (as the
-model reads it) and copied into the mounted file system with `cp -a` (owners, modes, hard links and, where it
-holds them, xattrs kept). From then on every name is an upper one, and the model held to `posix`
+draws one for it: `max_layers`), built in the mounted file system as a layer is built on disk (owners, modes,
+hard links and, where it holds them, xattrs). A program's tree of several layers is their union's visible
+tree: the layers are built on disk, mounted read-only by kernel overlayfs (as the model reads them) and copied
+into the mounted file system with `cp -a`. From then on every name is an upper one, and the model held to `posix`
 says what a plain POSIX file system must do. `remount` closes the pool and opens it again; a pool has no
 layers to `push`.
 
@@ -21,7 +22,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vfslab.model.state import State
@@ -272,7 +273,13 @@ class Tmpfs(PlainSubject):
 
 
 def _fill(layers: Layers, scratch: Path, dest: Path, xattrs: bool) -> None:
-    """Copy the union's visible tree of `layers` into `dest`."""
+    """Copy the union's visible tree of `layers` into `dest`. One layer is its own union's tree: it is built in
+    `dest` at once (a generated tree always has one: `max_layers`)."""
+    if len(layers.lowers) <= 1:
+        nodes = layers.lowers[0] if layers.lowers else ()
+        build_layer(nodes if xattrs else tuple(replace(n, xattrs=()) for n in nodes), dest)
+        os.chmod(dest, 0o755)  # as build_layer leaves a lower layer's root
+        return
     lowers = []
     for i, nodes in enumerate(layers.lowers or ((),)):
         lower = scratch / f"lower{i}"
