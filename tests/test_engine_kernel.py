@@ -54,6 +54,23 @@ def test_a_broken_rule_is_caught_and_shrunk_to_at_most_three_operations(need, tm
 
 
 @pytest.mark.mounts
+def test_a_shrink_cap_keeps_the_smallest_failure_found_within_it_and_the_same_one_every_time(need, tmp_path,
+                                                                                         no_whiteouts):
+    """A failure shrunk through a capped number of programs: the check stops there, keeps the smallest failure
+    found so far (no smaller than a full shrink's), and makes the same one each time (a count, not seconds)."""
+    subject = need("kernel-overlay")
+    full = check_stateful(subject, "overlayfs", seed=3, budget=Budget(300, 25, 600), scratch_root=tmp_path / "f")
+    capped = [check_stateful(subject, "overlayfs", seed=3, budget=Budget(300, 25, 600, shrink=3),
+                             scratch_root=tmp_path / f"c{i}") for i in range(2)]
+    assert full.failure is not None and not full.shrink_cut
+    for tally in capped:
+        assert tally.failure is not None and tally.shrink_cut and not tally.error
+        assert tally.examples < full.examples
+        assert len(tally.failure.ops) >= len(full.failure.ops)
+    assert capped[0].failure.ops == capped[1].failure.ops and capped[0].examples == capped[1].examples
+
+
+@pytest.mark.mounts
 @pytest.mark.parametrize(("first", "failed"), [(Op("stat", ("a",)), False), (Op("unlink", ("nope",)), True)])
 def test_a_walk_put_off_still_comes(need, tmp_path, monkeypatch, first, failed):
     """After a call that only looks, or one that failed as the model says it fails, the walk waits for the end of

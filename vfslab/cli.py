@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from vfslab.check.results import Results
 
 from vfslab import __version__, ci, gate, shard
-from vfslab.check.engine.generated import QUICK
+from vfslab.check.engine.generated import QUICK, QUICK_SHRINK
 from vfslab.impl import MOUNTS
 
 EXPECTED, UNEXPECTED, USAGE = 0, 1, 2
@@ -74,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--examples", type=int, help="generated programs per stateful scenario (default: the scenario's)")
     r.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
     r.add_argument("--full", action="store_true", help="give each scenario its own budget (default: a quick run, "
-                   f"each scenario capped at {QUICK.examples} programs and {QUICK.seconds:g} s)")
+                   f"each scenario capped at {QUICK.examples} programs and {QUICK.seconds:g} s, and a failure the "
+                   f"scenario expects shrunk through {QUICK_SHRINK} programs at most)")
     r.add_argument("--baseline", type=Path, metavar="FILE", help="hold each verdict to this baseline "
                    "(`vfslab gate`'s, entries for jobs not run aside) instead of the scenarios' expectations: the "
                    "exit code and CI annotations then speak only of what is new")

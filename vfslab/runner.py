@@ -18,9 +18,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from vfslab import __version__
 from vfslab.check.engine.family import Job
-from vfslab.check.engine.generated import QUICK, Budget
+from vfslab.check.engine.generated import QUICK, QUICK_SHRINK, Budget
 from vfslab.check.families import FAMILIES
-from vfslab.check.results import ERROR, UNAVAILABLE, Record, Results, RunMeta, label
+from vfslab.check.results import ERROR, FAIL, HANG, UNAVAILABLE, Record, Results, RunMeta, label
 from vfslab.shard import WHOLE, Shard
 from vfslab.subjects import SUBJECTS, Subject, mounts, placement
 from vfslab.subjects.placement import SAME
@@ -66,9 +66,12 @@ def _meta(seed: int, shard: Shard) -> RunMeta:
     )
 
 
-def _budget(scenario: Scenario, options: Options) -> Budget:
+def _budget(scenario: Scenario, options: Options, expected: str) -> Budget:
+    """The scenario's budget for one subject: in a quick run capped at QUICK, and a failure the scenario expects
+    of it shrunk for QUICK_SHRINK seconds at most."""
     b = scenario.budget.within(QUICK) if options.quick else scenario.budget
-    return Budget(options.examples or b.examples, b.steps, options.budget or b.seconds)
+    shrink = QUICK_SHRINK if options.quick and expected in (FAIL, HANG) else b.shrink
+    return Budget(options.examples or b.examples, b.steps, options.budget or b.seconds, shrink)
 
 
 def _takes(subject, scenario: Scenario, profile: str) -> bool:
@@ -140,7 +143,7 @@ def run_one(scenario: Scenario, subject, options: Options, scratch: Path, placem
     started = time.monotonic()
     try:
         family.kinds[scenario.kind](Job(scenario, subject, profile, scenario_seed(options.seed, scenario.id),
-                                        _budget(scenario, options),
+                                        _budget(scenario, options, record.expected),
                                         scratch, options.out, record, family, placement))
     except (RuntimeError, OSError) as e:  # a mount refused, say: this record's error, not the whole run's
         record.verdict, record.reason = ERROR, f"{type(e).__name__}: {e}"

@@ -127,6 +127,10 @@ class Job:
             r.counterexample = self.keep(tally.deviations[r.deviations[0]])
         else:
             r.verdict = PASS
+        if tally.shrink_cut:
+            r.reason = "; ".join(filter(None, [r.reason, f"shrunk through {self.budget.shrink} programs only: a "
+                                               "quick run's cap for a failure the scenario expects (--full: to the "
+                                               "end)"]))
         if tally.spent and tally.failure is None:
             r.reason = "; ".join(filter(None, [r.reason, f"the {self.budget.seconds:g} s budget ended the search "
                                                f"after {tally.examples} of {self.budget.examples} programs"]))

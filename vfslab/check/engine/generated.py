@@ -26,20 +26,28 @@ from vfslab.check.engine.race import WATCHDOG_SECONDS
 @dataclass(frozen=True)
 class Budget:
     """How much a generated check may do: programs, operations per program, seconds of generation (a failure
-    found is always shrunk, past the seconds if need be)."""
+    found is shrunk past the seconds if need be), and how many programs a failure found may be shrunk through
+    (None: until Hypothesis is done with it; a count, not seconds, so that a run makes the same ones anywhere)."""
 
     examples: int = 100
     steps: int = 25
     seconds: float = 120.0
+    shrink: int | None = None
 
     def within(self, cap: Budget) -> Budget:
         """This budget, no larger than `cap` in any part."""
-        return Budget(min(self.examples, cap.examples), min(self.steps, cap.steps), min(self.seconds, cap.seconds))
+        shrinks = [s for s in (self.shrink, cap.shrink) if s is not None]
+        return Budget(min(self.examples, cap.examples), min(self.steps, cap.steps), min(self.seconds, cap.seconds),
+                      min(shrinks, default=None))
 
 
 #: what a quick run (a bare `vfslab run`, `make run`) allows each scenario and subject at most: every suite is
 #: exercised, with fewer programs; `--full` gives each scenario its own budget
 QUICK = Budget(examples=30, steps=25, seconds=15.0)
+#: how many programs a quick run shrinks a failure its scenario expects through: the known failure's program is
+#: shown, not debugged (shrinking one of a peer's known failures to the end took up to 700 programs, 15 s); an
+#: unexpected failure is shrunk to the end
+QUICK_SHRINK = 150
 
 
 @dataclass
@@ -57,14 +65,24 @@ class Tally:
     error: str = ""
     #: the time budget ran out before the examples did: the examples drawn after it did nothing
     spent: bool = False
+    #: programs a failure may be shrunk through (the budget's `shrink`), and whether they ran out: the failure
+    #: kept is the smallest found until then
+    shrink: int | None = None
+    shrink_cut: bool = False
+    _failed_at: int | None = field(default=None, repr=False)
 
     def over(self, deadline: float) -> bool:
         """Whether an example starting now is past the time budget, and so does nothing (a failure being shrunk
-        runs on past it, or it would not reproduce)."""
-        if self.failure is None and time.monotonic() > deadline:
-            self.spent = True
-            return True
-        return False
+        runs on past it, or it would not reproduce, unless its own programs of shrinking are spent)."""
+        if self.failure is None:
+            self.spent |= time.monotonic() > deadline
+            return self.spent
+        if self.shrink is None:
+            return False
+        if self._failed_at is None:
+            self._failed_at = self.examples
+        self.shrink_cut |= self.examples - self._failed_at >= self.shrink
+        return self.shrink_cut
 
     def record(self, lock, kept: Callable[[], object]) -> None:
         """An example's end, from its lockstep (vmblock, pmem): rules fired, differences named, and its program
@@ -80,7 +98,7 @@ def check_generated(make_machine: Callable, subject, profile: str, *, seed: int,
                     watchdog_seconds: float = WATCHDOG_SECONDS) -> Tally:
     """Run the programs of the state machine `make_machine(subject, profile, scratch_root, tally, deadline,
     watchdog_seconds)` builds against `subject` held to `profile`; a failure is shrunk and kept."""
-    tally = Tally()
+    tally = Tally(shrink=budget.shrink)
     scratch_root.mkdir(parents=True, exist_ok=True)
     machine = make_machine(subject, profile, scratch_root, tally, time.monotonic() + budget.seconds,
                            watchdog_seconds)
@@ -91,7 +109,7 @@ def check_inputs(strategy, check: Callable[[object], Kept | None], *, seed: int,
                  database: Path | None = None) -> Tally:
     """Inputs drawn from `strategy`, each given to `check`, which returns the kept program of a failure (or None);
     the first failure is shrunk by Hypothesis and the minimal one kept, as for a state machine."""
-    tally = Tally()
+    tally = Tally(shrink=budget.shrink)
     deadline = time.monotonic() + budget.seconds
 
     def test(value: object) -> None:

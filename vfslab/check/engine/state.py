@@ -36,13 +36,14 @@ class Identity:
         self.back[real_ino] = model_ino
         return None
 
-    def forget_all_but(self, model_inos: set, real_inos: set) -> None:
-        """Objects gone from both sides may have their numbers reused."""
-        real_inos = {self._key(r) for r in real_inos}
+    def forget_all_but(self, model_inos: set) -> None:
+        """Objects the model no longer shows give their numbers back: a new inode may take one at once (ext4
+        gives a freed number to the next inode it makes: an O_TMPFILE file closed at a push, then the new upper
+        layer's root). A name the subject kept where the model removed it differs as a path."""
         for m in [m for m in self.fwd if m not in model_inos]:
             r = self.fwd.pop(m)
-            if r not in real_inos:
-                self.back.pop(r, None)
+            if self.back.get(r) == m:
+                del self.back[r]
 
 
 FIELDS = ("kind", "mode", "uid", "gid", "nlink", "size", "digest", "target", "xattrs", "opaque", "redirect")

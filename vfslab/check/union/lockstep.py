@@ -116,7 +116,7 @@ class Lockstep(Race):
         model = self.drivers[name].model
         expected = model.state()
         ident = self.identity[name]
-        ident.forget_all_but({e.ino for e in expected.values()}, {e.ino for e in union.values()})
+        ident.forget_all_but({e.ino for e in expected.values()})
         diffs = diff_states(expected, union, ident)
         if upper is not None and self.disk:
             on_disk = _without_private(upper, model.profile)
