@@ -3,16 +3,20 @@
 Every subject is mounted at once, each over a lower layer holding one big file and, per round, a directory of
 4 KiB files, and four workloads are timed (wall clock) through each mount:
 
+- copy-up: append one byte to each of the round's small lower files (each is copied up first);
 - create+stat+unlink: in a fresh directory, create an empty file, stat it and unlink it, N times (all in the
   upper layer: the cost of metadata round trips);
 - sequential read, cold: read the big lower file in 1 MiB reads after `sync` and dropping every cache;
-- sequential read, warm: read it again at once, with the page cache warm;
-- copy-up: append one byte to each of the round's small lower files (each is copied up first).
+- sequential read, warm: read it again at once, with the page cache warm.
 
-A round runs the workloads on every subject in turn, in an order of subjects that rotates from round to round, so
-a minute of other load on the machine falls on every subject alike; each figure is a subject's best round, and
-union-fuse's ratio is also printed round by round. The
-table gives seconds per workload and subject, and each subject's time as a multiple of fuse-overlayfs's. The goal:
+The workloads run in that order, each through all its rounds before the next; a round runs the workload on every
+subject in turn, in an order of subjects that rotates from round to round, so a minute of other load on the
+machine falls on every subject alike; each figure is a subject's best round, and union-fuse's ratio is also
+printed round by round. Copy-ups come first because they free no inode: on an ext4 without a journal (this
+machine's), making an inode skips, one buffer lookup each, every inode of its block group freed in the last 60 s
+or more (docs/facts.md, overlayfs 15), so copy-ups run after create+stat+unlink's 5,000 unlinks measured that
+scan (0.5 to 1 ms of CPU per inode made) as much as the copy-up. The table gives seconds per workload and subject, and
+each subject's time as a multiple of fuse-overlayfs's. The goal:
 union-fuse takes at most 1.5x fuse-overlayfs's time on every workload. union-fuse runs twice: as a user gets it
 (each copy-up fsync'ed before it is linked in, as kernel overlayfs does) and with `volatile`, like for like with
 fuse-overlayfs, which fsyncs nothing. Needs root (to mount and to drop caches).
@@ -97,6 +101,7 @@ class Workload:
     label: str
     run: Callable[[Path, int], float]  # (the mount point, the round) -> seconds taken
     read_bytes: int = 0  # bytes it reads, for a throughput figure
+    follows: bool = False  # runs right after the workload before it, on the same subject in the same round
 
 
 @dataclass
@@ -171,13 +176,24 @@ def copy_up(mnt: Path, round_: int, count: int) -> float:
 def workloads(sizes: Sizes) -> list[Workload]:
     mib = sizes.read_bytes // MiB
     return [
+        Workload(f"copy-up of {sizes.copy_ups} small files", partial(copy_up, count=sizes.copy_ups)),
         Workload(f"create+stat+unlink x{sizes.creates}", partial(create_stat_unlink, count=sizes.creates)),
         Workload(f"{mib} MiB sequential read, cold", partial(sequential_read, size=sizes.read_bytes, cold=True),
                  sizes.read_bytes),
         Workload(f"{mib} MiB sequential read, warm", partial(sequential_read, size=sizes.read_bytes, cold=False),
-                 sizes.read_bytes),
-        Workload(f"copy-up of {sizes.copy_ups} small files", partial(copy_up, count=sizes.copy_ups)),
+                 sizes.read_bytes, follows=True),
     ]
+
+
+def phases(sizes: Sizes) -> list[list[Workload]]:
+    """The workloads in the order they run, each with those that follow it."""
+    grouped: list[list[Workload]] = []
+    for workload in workloads(sizes):
+        if workload.follows:
+            grouped[-1].append(workload)
+        else:
+            grouped.append([workload])
+    return grouped
 
 
 def fill_lower(lower: Path, sizes: Sizes, rounds: int) -> None:
@@ -225,15 +241,16 @@ def run_rounds(names: list[str], scratch: Path, sizes: Sizes, rounds: int, conso
                 mounted[name] = mount_subject(name, scratch / name, sizes, rounds)
             except (OSError, MountError) as e:
                 outcomes[name].error = str(e)
-        for r in range(rounds):
-            for name in names[r % len(names):] + names[: r % len(names)]:
-                try:
-                    for workload in workloads(sizes):  # in order: the warm read follows the cold one
-                        if not outcomes[name].error:
-                            outcomes[name].took(workload.label, run_workload(name, mounted[name], workload, r,
-                                                                             console))
-                except (OSError, MountError, SubjectFailed) as e:
-                    outcomes[name].error = str(e)
+        for phase in phases(sizes):
+            for r in range(rounds):
+                for name in names[r % len(names):] + names[: r % len(names)]:
+                    try:
+                        for workload in phase:
+                            if not outcomes[name].error:
+                                outcomes[name].took(workload.label, run_workload(name, mounted[name], workload, r,
+                                                                                 console))
+                    except (OSError, MountError, SubjectFailed) as e:
+                        outcomes[name].error = str(e)
     finally:
         for name, m in mounted.items():
             m.teardown()  # raises MountError if a mount is left: then the files under it stay
