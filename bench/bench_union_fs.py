@@ -14,12 +14,12 @@ subject in turn, in an order of subjects that rotates from round to round, so a 
 machine falls on every subject alike; each figure is a subject's best round, and union-fuse's ratio is also
 printed round by round. Copy-ups come first because they free no inode: on an ext4 without a journal (this
 machine's), making an inode skips, one buffer lookup each, every inode of its block group freed in the last 60 s
-or more (docs/facts.md, overlayfs 15), so copy-ups run after create+stat+unlink's 5,000 unlinks measured that
-scan (0.5 to 1 ms of CPU per inode made) as much as the copy-up. The table gives seconds per workload and subject, and
-each subject's time as a multiple of fuse-overlayfs's. The goal:
-union-fuse takes at most 1.5x fuse-overlayfs's time on every workload. union-fuse runs twice: as a user gets it
-(each copy-up fsync'ed before it is linked in, as kernel overlayfs does) and with `volatile`, like for like with
-fuse-overlayfs, which fsyncs nothing. Needs root (to mount and to drop caches).
+or more (docs/facts.md, overlayfs 15), and copy-ups made after create+stat+unlink's 5,000 unlinks measured that
+scan (0.5 to 1 ms of CPU per inode made) as much as the copy-up. The table gives seconds per workload and
+subject, and each subject's time as a multiple of fuse-overlayfs's. The goal: union-fuse takes at most 1.5x
+fuse-overlayfs's time on every workload. union-fuse runs twice: as a user gets it (each copy-up fsync'ed before
+it is linked in, as kernel overlayfs does) and with `volatile`, like for like with fuse-overlayfs, which fsyncs
+nothing. Needs root (to mount and to drop caches).
 """
 
 from __future__ import annotations
