@@ -140,12 +140,14 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs of the stateful check; its figure is the best")
     parser.add_argument("--program-ops", type=int, default=2_000)
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     print(f"model (overlayfs profile): {bench_model(args.seed, args.model_ops):,.0f} operations/s (goal >= 20,000)")
     ok, why = get("kernel-overlay").available()
     if not ok:
         print(f"kernel-overlay unavailable ({why}): no checked-steps figures")
         return 0
-    runs = [bench_stateful(args.seed, args.examples) for _ in range(max(1, args.runs))]
+    runs = [bench_stateful(args.seed, args.examples) for _ in range(args.runs)]
     rate, steps, seconds = max(runs)
     print(f"checked against kernel-overlay, stateful: {rate:,.0f} steps/s (goal >= 1,000) ({steps} steps, "
           f"{args.examples} examples, {seconds:.1f} s; a mount per example, the whole state compared after every "
