@@ -19,7 +19,9 @@ scan (0.5 to 1 ms of CPU per inode made) as much as the copy-up. The table gives
 subject, and each subject's time as a multiple of fuse-overlayfs's. The goal: union-fuse takes at most 1.5x
 fuse-overlayfs's time on every workload. union-fuse runs twice: as a user gets it (each copy-up fsync'ed before
 it is linked in, as kernel overlayfs does) and with `volatile`, like for like with fuse-overlayfs, which fsyncs
-nothing. Needs root (to mount and to drop caches).
+nothing. The last line gives the conditions that move the ratios most on a VM like this one: how its CPUs idle (a
+vCPU that halts at once makes each FUSE round trip pay two wake-ups: docs/facts.md, FUSE 16) and whether the
+scratch file system is ext4 without a journal. Needs root (to mount and to drop caches).
 """
 
 from __future__ import annotations
@@ -324,6 +326,48 @@ def by_round(outcomes: dict[str, Outcome], sizes: Sizes) -> list[str]:
     return lines
 
 
+def idle_policy(sys_root: Path = Path("/sys")) -> str:
+    """How this machine's CPUs idle: a vCPU that halts at once (haltpoll, guest_halt_poll_ns 0) makes every FUSE
+    round trip pay for waking the daemon's vCPU and then the caller's, which weighs most on daemons whose requests
+    are cheap (docs/facts.md, FUSE 16)."""
+    try:
+        driver = (sys_root / "devices/system/cpu/cpuidle/current_driver").read_text().strip()
+    except OSError:
+        return "cpuidle unknown"
+    try:
+        poll = (sys_root / "module/haltpoll/parameters/guest_halt_poll_ns").read_text().strip()
+    except OSError:
+        return f"cpuidle {driver}"
+    return f"cpuidle {driver} (guest_halt_poll_ns {poll}{': an idle vCPU halts at once' if poll == '0' else ''})"
+
+
+def scratch_fs(scratch: Path, proc_root: Path = Path("/proc")) -> str:
+    """The file system `scratch` is on, and for ext4 whether it has a journal: without one, making an inode after
+    many were freed scans them (docs/facts.md, overlayfs 15). A scratch not made yet is on its nearest parent's."""
+    scratch = scratch.resolve()
+    while not scratch.exists():
+        scratch = scratch.parent
+    dev, where, best = os.stat(scratch).st_dev, str(scratch), None
+    for line in (proc_root / "self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        mountpoint, (fstype, source) = fields[4], fields[fields.index("-") + 1:][:2]
+        major, minor = map(int, fields[2].split(":"))
+        inside = where == mountpoint or where.startswith(mountpoint.rstrip("/") + "/")
+        if os.makedev(major, minor) == dev and inside and (best is None or len(mountpoint) >= len(best[0])):
+            best = (mountpoint, fstype, source)
+    if best is None:
+        return "scratch file system unknown"
+    _, fstype, source = best
+    if fstype != "ext4":
+        return f"scratch on {fstype} ({source})"
+    try:
+        journals = os.listdir(proc_root / "fs/jbd2")
+    except OSError:
+        journals = []
+    journal = any(name.startswith(os.path.basename(source) + "-") for name in journals)
+    return f"scratch on ext4 {'with' if journal else 'without'} a journal ({source})"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -346,6 +390,7 @@ def main() -> int:
     names = [name for name in SUBJECTS if (not args.subject or name in args.subject) and name not in skipped]
     scratch = Path(tempfile.mkdtemp(prefix="vfslab-bench-")) if args.scratch is None else args.scratch
     try:
+        machine = f"conditions: {idle_policy()}; {scratch_fs(scratch)}"
         outcomes = run_rounds(names, scratch, sizes, args.rounds, console) if names else {}
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
@@ -372,6 +417,7 @@ def main() -> int:
     for line in by_round(outcomes, sizes):
         console.print(f"union-fuse x {REFERENCE}, {line}", highlight=False)
     console.print(goal(outcomes, sizes), highlight=False)
+    console.print(machine, highlight=False)
     return 1 if any(outcome.error for outcome in outcomes.values()) else 0
 
 

@@ -3,25 +3,14 @@ read from results.json. Seconds, not minutes: no vfslab run, no mount."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
+import benches
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_mutants", ROOT / "bench" / "mutants.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-mutants = _load()
+mutants = benches.load("mutants")
 
 SOURCE = '''"""A module docstring."""
 import logging
