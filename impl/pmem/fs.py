@@ -146,9 +146,10 @@ class PmemFS:
         if not 1 <= ino <= self.pool.inodes:
             raise err(E.EIO, f"corrupt pool: inode {ino} out of range")
         node = Inode.unpack(self.pool.view[self._at(ino):self._at(ino) + INODE.size])
-        pointers = (*node.direct, node.indirect)
-        if node.size > MAX_FILE or (any(pointers) and (max(pointers) >= self.pool.blocks
-                                                      or min(b for b in pointers if b) < self.pool.data_start)):
+        used = [b for b in node.direct if b]
+        if node.indirect:
+            used.append(node.indirect)
+        if node.size > MAX_FILE or (used and (max(used) >= self.pool.blocks or min(used) < self.pool.data_start)):
             raise err(E.EIO, f"corrupt pool: inode {ino}")
         return node
 

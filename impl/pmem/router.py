@@ -41,11 +41,13 @@ class Place:
 
 @dataclass(frozen=True)
 class Entry:
-    """One name looked up: its file type (0: there is none), a symlink's target, a directory's own place."""
+    """One name looked up: its file type (0: there is none), a symlink's target, a directory's own place, and in a
+    pool its inode."""
 
     kind: int
     target: str = ""
     inside: Place | None = None
+    ino: int = 0
 
 
 @dataclass
@@ -61,6 +63,8 @@ class Found:
     mount: Pool | None = None
     #: a last name over NAME_MAX: the call refuses it when it looks the name up (after the checks before that)
     too_long: bool = False
+    #: the pool inode an existing last name was found to be (0: not known), its search permission checked
+    ino: int = 0
 
     @property
     def dots(self) -> bool:
@@ -156,7 +160,7 @@ class Router:
                 mount = entry.inside.pool if here.pool is None and entry.inside is not None else None
                 if mount is not None and not at_name:
                     return Found(entry.inside, ".", True)  # a mount point: the pool's root
-                return Found(here, part, True, trailing, mount)
+                return Found(here, part, True, trailing, mount, ino=entry.ino)
             if entry.inside is None:
                 raise err(E.ENOTDIR)
             here = entry.inside
@@ -185,7 +189,7 @@ class Router:
         kind = st.S_IFMT(fs.inode(ino).mode)
         if kind == st.S_IFLNK:
             return Entry(kind, fs.readlinkat(here.ino, part, self.cred))
-        return Entry(kind, inside=Place(pool=here.pool, ino=ino) if kind == st.S_IFDIR else None)
+        return Entry(kind, inside=Place(pool=here.pool, ino=ino) if kind == st.S_IFDIR else None, ino=ino)
 
     def _parent(self, here: Place) -> Place:
         if here.pool is None:
@@ -292,6 +296,8 @@ class Router:
             return os.lstat(where.join(found.name))
         if not found.exists:
             raise err(E.ENOENT)
+        if found.ino:  # the walk looked the name up already
+            return where.pool.fs.stat(found.ino)
         return where.pool.fs.fstatat(where.ino, found.name, self.cred, follow=False)
 
     def lstat(self, path: str):
