@@ -296,9 +296,8 @@ class Router:
             return os.lstat(where.join(found.name))
         if not found.exists:
             raise err(E.ENOENT)
-        if found.ino:  # the walk looked the name up already
-            return where.pool.fs.stat(found.ino)
-        return where.pool.fs.fstatat(where.ino, found.name, self.cred, follow=False)
+        # the walk found the last name's inode, unless that name is `.`, `..` or a mount point
+        return where.pool.fs.stat(found.ino or where.pool.fs.lookup(where.ino, found.name, self.cred, follow=False))
 
     def lstat(self, path: str):
         return self.stat(path, follow=False)
@@ -315,7 +314,7 @@ class Router:
         where = found.where
         if where.pool is None:
             return os.listdir(where.join(found.name))
-        ino = where.pool.fs.lookup(where.ino, found.name, self.cred)
+        ino = found.ino or where.pool.fs.lookup(where.ino, found.name, self.cred)
         return [name for name, _, _ in where.pool.fs.getdents(ino)[2:]]
 
     # calls that make or remove a name answer as the kernel for `.`, `..`, `/` and a mount point, and judge a
