@@ -280,8 +280,10 @@ class PmemFS:
     # ---- directories ---------------------------------------------------------------------------------
 
     def entries(self, ino: int) -> list[tuple[str, int]]:
+        return self._entries(self.inode(ino))
+
+    def _entries(self, node: Inode) -> list[tuple[str, int]]:
         # slot by slot: a block holds PER_BLOCK entries and ends in padding, so the entries are not one run of bytes
-        node = self.inode(ino)
         out = []
         for slot in range(node.size // DIRENT.size):
             child, n, name = DIRENT.unpack_from(self.pool.view, self._slot_at(node, slot))
@@ -292,8 +294,8 @@ class PmemFS:
         b = self._block(node, slot // PER_BLOCK, alloc=False)
         return b * BLOCK + (slot % PER_BLOCK) * DIRENT.size
 
-    def _lookup(self, dir_ino: int, name: str) -> int:
-        for entry, child in self.entries(dir_ino):
+    def _lookup(self, directory: Inode, name: str) -> int:
+        for entry, child in self._entries(directory):
             if entry == name:
                 return child
         return 0
@@ -376,7 +378,7 @@ class PmemFS:
             if not self._may(node, os.X_OK, cred):
                 raise err(E.EACCES)
             last = i == len(parts) - 1
-            child = self._parent(here) if part == ".." else here if part == "." else self._lookup(here, part)
+            child = self._parent(here) if part == ".." else here if part == "." else self._lookup(node, part)
             if not child:
                 if last:
                     return here, part, 0
@@ -398,7 +400,7 @@ class PmemFS:
     def _parent(self, ino: int) -> int:
         if ino == self.pool.root:
             return ino
-        return self._lookup(ino, "..") or self.pool.root
+        return self._lookup(self.inode(ino), "..") or self.pool.root
 
     # ---- the calls -----------------------------------------------------------------------------------
 
