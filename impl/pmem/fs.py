@@ -314,9 +314,8 @@ class PmemFS:
 
     def _remove_entry(self, dir_ino: int, name: str) -> None:
         """Remove `name`: the last entry moves into its slot, so a directory stays dense."""
-        names = [n for n, _ in self.entries(dir_ino)]
-        slot = names.index(name)
         node = self.inode(dir_ino)
+        slot = [n for n, _ in self._entries(node)].index(name)
         last = node.size // DIRENT.size - 1
         if slot != last:
             at = self._slot_at(node, last)
@@ -328,10 +327,10 @@ class PmemFS:
         self._put(dir_ino, node)
 
     def _set_entry(self, dir_ino: int, name: str, child: int) -> None:
-        names = [n for n, _ in self.entries(dir_ino)]
         node = self.inode(dir_ino)
+        slot = [n for n, _ in self._entries(node)].index(name)
         raw = name.encode(errors="surrogateescape")
-        self.pool.store(self._slot_at(node, names.index(name)), DIRENT.pack(child, len(raw), raw))
+        self.pool.store(self._slot_at(node, slot), DIRENT.pack(child, len(raw), raw))
         node.mtime = node.ctime = _now()
         self._put(dir_ino, node)
 
