@@ -428,6 +428,60 @@ def test_a_removed_working_directory_shows_itself_as_the_kernel_does(need, scrat
     assert seen["ours"] == seen["kernel"]
 
 
+def changes_with_no_name_left(mnt: Path) -> dict[str, tuple]:
+    """Change, through an fd, files and directories that have lost their last name while open: an upper file and
+    a copied-up one unlinked, a lower one unlinked or renamed over, a lower, an upper and a merged directory
+    removed. Each change's outcome, then what the fd shows (mode, owner, mtime, user xattrs)."""
+    os.mkdir(mnt / "made")
+    (mnt / "empty" / "x").write_bytes(b"")
+    os.unlink(mnt / "empty" / "x")  # empty is merged now
+    (mnt / "new").write_bytes(b"new")
+    (mnt / "over").write_bytes(b"over")
+    fds = {"new": os.open(mnt / "new", os.O_RDWR), "gone": os.open(mnt / "gone", os.O_RDONLY),
+           "link1": os.open(mnt / "link1", os.O_RDONLY), "mode600": os.open(mnt / "mode600", os.O_RDWR),
+           **{d: os.open(mnt / d, os.O_RDONLY | os.O_DIRECTORY) for d in ("made", "home", "empty")}}
+    os.unlink(mnt / "new")
+    os.unlink(mnt / "gone")
+    os.unlink(mnt / "link2")  # so that renaming over link1 leaves its inode no name (a request says no name)
+    os.rename(mnt / "over", mnt / "link1")
+    os.unlink(mnt / "mode600")
+    for d in ("made", "home", "empty"):
+        os.rmdir(mnt / d)
+    changes = (lambda fd: os.chmod(fd, 0o710), lambda fd: os.chown(fd, 1, 2), lambda fd: os.utime(fd, ns=(1, 2)),
+               lambda fd: os.setxattr(fd, "user.t", b"v"), lambda fd: os.removexattr(fd, "user.t"),
+               lambda fd: os.removexattr(fd, "user.k"), lambda fd: os.removexattr(fd, "user.none"))
+    seen = {}
+    for name, fd in fds.items():
+        outcomes = []
+        for change in changes:
+            try:
+                change(fd)
+                outcomes.append("ok")
+            except OSError as e:
+                outcomes.append(errno.errorcode[e.errno])
+        s = os.fstat(fd)
+        seen[name] = (*outcomes, oct(s.st_mode), s.st_uid, s.st_gid, s.st_mtime_ns == 2,
+                      sorted(n for n in os.listxattr(fd) if n.startswith("user.")))
+        os.close(fd)
+    return seen
+
+
+@pytest.mark.parametrize("index", ["off", "on"])
+def test_changes_with_no_name_left_land_as_through_the_kernel(need, scratch, index):
+    """An inode with no name left is changed where it is (the kernel asks by node id alone): an upper file or
+    directory itself; a lower one overlayfs tries to copy up under its old name, where the whiteout or the
+    file renamed over it stands, and fails (EEXIST for a file, ENOTDIR for a directory). With index=on the
+    unlink of link2 copied link1's inode up to the index, where its changes land."""
+    seen = {who: result for who, _, result in on_both(need, scratch, f"index={index}", changes_with_no_name_left)}
+    changed = ("ok",) * 5 + ("ENODATA",) * 2
+    assert seen["kernel"]["made"] == (*changed, "0o40710", 1, 2, True, [])
+    assert seen["kernel"]["gone"][:7] == ("EEXIST",) * 4 + ("ENODATA",) * 3
+    assert seen["kernel"]["home"][:7] == ("ENOTDIR",) * 4 + ("ENODATA",) * 3
+    assert seen["kernel"]["link1"][:7] == (("ok",) * 6 if index == "on" else ("EEXIST",) * 4 + (
+        "ENODATA", "EEXIST")) + ("ENODATA",)  # it has user.k
+    assert seen["ours"] == seen["kernel"]
+
+
 def set_id_after_others_change(mnt: Path) -> dict[str, str]:
     """Files with set-id bits, opened by root and changed by uid 1000 (outside their group): written, truncated,
     fallocated; and one written by root. The modes they are left with."""

@@ -280,28 +280,28 @@ class UnionOps(ll.Operations):
             raise fail(E.ENOENT)
         return self.files[min(inode.handles)]
 
-    def _target(self, node_id: int) -> tuple[str | None, Handle | None]:
+    def _target(self, node_id: int) -> tuple[str | None, Handle | RemovedDir | None]:
         """What a request on an inode's attributes or xattrs acts on: a name while the inode has one (a change
-        through it copies up where it must), else an open handle of it."""
+        through it copies up where it must), else a directory removed while the kernel holds it, else an open
+        handle of it."""
         inode = self.inodes.get(node_id)
         if node_id == ll.ROOT or (inode is not None and inode.names):
             return self._path(node_id), None
+        if inode is not None and inode.removed is not None:
+            return None, inode.removed
         return None, self._open_handle(node_id)
 
-    def _attrs(self, node_id: int) -> ll.c_stat:
-        removed = self._removed_dir(node_id)
-        if removed is not None:
-            return self._stat(removed.attrs)
-        path, h = self._target(node_id)
-        return self._stat(self.union.attrs(self.union.existing(path)) if h is None else self.union.handle_attrs(h))
+    def _of(self, node_id: int) -> str | Handle | RemovedDir:
+        """`_target`, as the one thing the union's xattr calls take."""
+        path, held = self._target(node_id)
+        return held if path is None else path
 
-    def _read_xattrs(self, node_id: int) -> str | Handle | RemovedDir:
-        """Whose xattrs a request reads: `_target`'s, or a removed directory's own."""
-        removed = self._removed_dir(node_id)
-        if removed is not None:
-            return removed
-        path, h = self._target(node_id)
-        return h if path is None else path
+    def _attrs(self, node_id: int) -> ll.c_stat:
+        of = self._of(node_id)
+        if isinstance(of, RemovedDir):
+            return self._stat(of.attrs)
+        return self._stat(self.union.attrs(self.union.existing(of)) if isinstance(of, str) else
+                          self.union.handle_attrs(of))
 
     def _removed_dir(self, node_id: int) -> RemovedDir | None:
         """What a directory removed while the kernel holds it shows, asked of its node id (it has no name left)."""
@@ -496,23 +496,23 @@ class UnionOps(ll.Operations):
 
     @_serialised
     def getxattr(self, req: int, node_id: int, name: bytes, size: int) -> Reply:
-        value = self.union.getxattr(self._read_xattrs(node_id), os.fsdecode(name))
+        value = self.union.getxattr(self._of(node_id), os.fsdecode(name))
         return lambda: ll.reply_xattr(req, value, size)
 
     @_serialised
     def listxattr(self, req: int, node_id: int, size: int) -> Reply:
-        names = b"".join(os.fsencode(n) + b"\0" for n in self.union.listxattr(self._read_xattrs(node_id)))
+        names = b"".join(os.fsencode(n) + b"\0" for n in self.union.listxattr(self._of(node_id)))
         return lambda: ll.reply_xattr(req, names, size)
 
     @_serialised
     def setxattr(self, req: int, node_id: int, name: bytes, value: int, size: int, flags: int) -> Reply:
-        self.union.setxattr(self._path(node_id), os.fsdecode(name), ctypes.string_at(value, size), flags)
+        self.union.setxattr(self._of(node_id), os.fsdecode(name), ctypes.string_at(value, size), flags)
         self.touched.add(node_id)
         return lambda: ll.reply_err(req, 0)
 
     @_serialised
     def removexattr(self, req: int, node_id: int, name: bytes) -> Reply:
-        self.union.removexattr(self._path(node_id), os.fsdecode(name))
+        self.union.removexattr(self._of(node_id), os.fsdecode(name))
         self.touched.add(node_id)
         return lambda: ll.reply_err(req, 0)
 

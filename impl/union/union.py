@@ -167,8 +167,18 @@ class RemovedDir:
     then on, and an O_PATH fd on its real directory, held until the kernel lets it go so that its inode number is
     not given to a new directory (ext4 reuses a freed number at once; overlayfs's inode holds its real one)."""
 
-    attrs: Attrs
     held: int
+    ino: int
+    #: it was merged: it shows one link, as it did
+    merged: bool
+    #: its real directory is an upper one (upper-only or merged), which changes to it land on
+    on_upper: bool
+
+    @property
+    def attrs(self) -> Attrs:
+        """Its real directory's attributes now (a change to it shows), under the number it had."""
+        s = os.fstat(self.held)
+        return Attrs(s, self.ino, 1 if self.merged else s.st_nlink)
 
 
 @dataclass
@@ -881,11 +891,10 @@ class Union:
         held = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
         try:
             remove()
-            s = os.fstat(held)
         except BaseException:
             os.close(held)
             raise
-        return RemovedDir(Attrs(s, self.ino(node), 1 if node.merged else s.st_nlink), held)
+        return RemovedDir(held, self.ino(node), node.merged, node.shown.layer is self.upper)
 
     def rename(self, old: str, new: str, flags: int = 0, keep: bool = False) -> RemovedDir | None:
         """overlayfs ovl_rename: checks, copy-ups, the source's redirect or opaque mark, then one rename on
@@ -992,15 +1001,11 @@ class Union:
 
     # ---- operations: attributes ----------------------------------------------------------------------
 
-    def _target(self, path: str | None, h: Handle | None) -> tuple[int | str, dict]:
+    def _target(self, path: str | None, h: Handle | RemovedDir | None) -> tuple[int | str, dict]:
         """Where an attribute change lands, as the first argument and keywords of the os call: the copy-up of
-        the name, or an unlinked open file itself (a lower one cannot change: it has no name left to copy up
-        under)."""
+        the name, or an inode with no name left itself (`_nameless`)."""
         if h is not None:
-            self._follow(h)
-            if not h.on_upper:
-                raise fail(E.EROFS)
-            return h.fd, {}
+            return self._nameless(h), {}
         real = self.copy_up(self.existing(path))
         if not real.rel:
             return real.layer.root, {}
@@ -1009,17 +1014,32 @@ class Union:
             return name, {"dir_fd": dfd, "follow_symlinks": False}
         return name, {"dir_fd": dfd}
 
-    def chmod(self, path: str | None, mode: int, h: Handle | None = None) -> None:
+    def _nameless(self, of: Handle | RemovedDir) -> int | str:
+        """Where a change of an inode with no name left lands (an unlinked or renamed-over file still open, a
+        directory removed while held): its upper file or directory itself. overlayfs copies a lower one up
+        under the name it had, where its whiteout or another file now stands: EEXIST for a file, ENOTDIR for a
+        directory (docs/facts.md, overlayfs 24; where a new empty directory stands, the kernel copies the old one
+        over it, which would bring its removed entries back: not followed here)."""
+        if isinstance(of, RemovedDir):
+            if not of.on_upper:
+                raise fail(E.ENOTDIR)
+            return proc(of.held, ".")
+        self._follow(of)
+        if not of.on_upper:
+            raise fail(E.EEXIST)
+        return of.fd
+
+    def chmod(self, path: str | None, mode: int, h: Handle | RemovedDir | None = None) -> None:
         target, how = self._target(path, h)
         if "follow_symlinks" in how:
             raise fail(E.EOPNOTSUPP)  # a symlink's mode cannot change (the VFS never asks: chmod follows)
         os.chmod(target, st.S_IMODE(mode), **how)
 
-    def chown(self, path: str | None, uid: int, gid: int, h: Handle | None = None) -> None:
+    def chown(self, path: str | None, uid: int, gid: int, h: Handle | RemovedDir | None = None) -> None:
         target, how = self._target(path, h)
         os.chown(target, uid, gid, **how)
 
-    def utimens(self, path: str | None, times: tuple[int, int] | None, h: Handle | None = None) -> None:
+    def utimens(self, path: str | None, times: tuple[int, int] | None, h: Handle | RemovedDir | None = None) -> None:
         target, how = self._target(path, h)
         os.utime(target, ns=self._times(times, os.stat(target, **how)), **how)
 
@@ -1090,19 +1110,22 @@ class Union:
         real = self.existing(of).shown
         return real.layer.xpath(real.rel)
 
-    def _xattr_target(self, path: str) -> str:
+    def _xattr_target(self, of: str | Handle | RemovedDir) -> str | int:
         """Where an xattr change lands: the copy-up, or for a lower name of an indexed inode the index inode
-        itself (overlayfs links no upper alias for it)."""
-        node = self.existing(path)
+        itself (overlayfs links no upper alias for it), or an inode with no name left itself (`_nameless`)."""
+        if not isinstance(of, str):
+            return self._nameless(of)
+        node = self.existing(of)
         self._writable()
         real = node.shown if node.shown.layer is self.index else self.copy_up(node)
         return real.layer.xpath(real.rel)
 
-    def setxattr(self, path: str, name: str, value: bytes, flags: int) -> None:
+    def setxattr(self, of: str | Handle | RemovedDir, name: str, value: bytes, flags: int) -> None:
         self._private(name)
-        if name in (acl.ACCESS, acl.DEFAULT):
-            self._acl_settable(self.existing(path).shown)
-        os.setxattr(self._xattr_target(path), name, value, flags, follow_symlinks=False)
+        if name in (acl.ACCESS, acl.DEFAULT) and isinstance(of, str):
+            self._acl_settable(self.existing(of).shown)
+        target = self._xattr_target(of)
+        os.setxattr(target, name, value, flags, follow_symlinks=isinstance(target, int))
 
     def _acl_settable(self, real: Real) -> None:
         """overlayfs changes an ACL of a lower file only where the lower file system could (ovl_set_acl asks the
@@ -1110,14 +1133,22 @@ class Union:
         if real.layer not in (self.upper, self.index) and real.layer.fstype in acl.NO_SET_ACL:
             raise fail(E.EOPNOTSUPP)
 
-    def removexattr(self, path: str, name: str) -> None:
+    def removexattr(self, of: str | Handle | RemovedDir, name: str) -> None:
         self._private(name)
-        real = self.existing(path).shown
-        if name in (acl.ACCESS, acl.DEFAULT):
-            self._acl_settable(real)
-        if real.layer not in (self.upper, self.index):  # overlayfs asks the lower layer before it copies up
-            os.getxattr(real.layer.xpath(real.rel), name, follow_symlinks=False)
-        os.removexattr(self._xattr_target(path), name, follow_symlinks=False)
+        if isinstance(of, str):
+            real = self.existing(of).shown
+            if name in (acl.ACCESS, acl.DEFAULT):
+                self._acl_settable(real)
+            below = real.layer not in (self.upper, self.index)
+        else:
+            if isinstance(of, Handle):
+                self._follow(of)
+            below = not of.on_upper
+        if below:  # overlayfs asks the lower layer before it copies up
+            src = self._xattr_source(of)
+            os.getxattr(src, name, follow_symlinks=isinstance(src, int))
+        target = self._xattr_target(of)
+        os.removexattr(target, name, follow_symlinks=isinstance(target, int))
 
     # ---- operations: open files ----------------------------------------------------------------------
 
