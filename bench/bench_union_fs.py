@@ -42,7 +42,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vfslab.subjects import get
-from vfslab.subjects.mounts import MountError, watchdog
+from vfslab.subjects.mounts import MountError, read_mountinfo, watchdog
 from vfslab.subjects.overlayfs import UnionFuse, UnionMount, UnionSubject
 from vfslab.subjects.tree import Layers
 
@@ -347,17 +347,15 @@ def scratch_fs(scratch: Path, proc_root: Path = Path("/proc")) -> str:
     scratch = scratch.resolve()
     while not scratch.exists():
         scratch = scratch.parent
-    dev, where, best = os.stat(scratch).st_dev, str(scratch), None
-    for line in (proc_root / "self/mountinfo").read_text().splitlines():
-        fields = line.split()
-        mountpoint, (fstype, source) = fields[4], fields[fields.index("-") + 1:][:2]
-        major, minor = map(int, fields[2].split(":"))
-        inside = where == mountpoint or where.startswith(mountpoint.rstrip("/") + "/")
-        if os.makedev(major, minor) == dev and inside and (best is None or len(mountpoint) >= len(best[0])):
-            best = (mountpoint, fstype, source)
+    dev, best = os.stat(scratch).st_dev, None
+    for m in read_mountinfo(proc_root / "self/mountinfo"):
+        inside = m.mount_point == scratch or m.mount_point in scratch.parents
+        if os.makedev(m.major, m.minor) == dev and inside and (best is None or len(m.mount_point.parts) >= len(
+                best.mount_point.parts)):
+            best = m
     if best is None:
         return "scratch file system unknown"
-    _, fstype, source = best
+    fstype, source = best.fstype, best.source
     if fstype != "ext4":
         return f"scratch on {fstype} ({source})"
     try:

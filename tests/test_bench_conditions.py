@@ -30,14 +30,22 @@ def test_the_idle_policy_says_when_an_idle_vcpu_halts_at_once(tmp_path):
     assert bench.idle_policy(_sys(tmp_path / "d", None, None)) == "cpuidle unknown"
 
 
-def _proc(root: Path, scratch: Path, fstype: str, journals: list[str]) -> Path:
+def _spelt(path: Path) -> str:
+    """A path as mountinfo spells it: space, tab, newline and backslash in octal."""
+    return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in str(path))
+
+
+def _proc(root: Path, scratch: Path, fstype: str, journals: list[str], also: Path | None = None) -> Path:
     """A mountinfo where `scratch`'s device is mounted at / as /dev/vdz, again as /dev/vdy at a path that begins as
-    `scratch`'s does but does not hold it, and another device's mount at `scratch` itself."""
+    `scratch`'s does but does not hold it, and another device's mount at `scratch` itself; and `also`, a mount of
+    `scratch`'s device as /dev/vdx."""
     dev = os.stat(scratch).st_dev
-    major, minor = os.major(dev), os.minor(dev)
-    lines = [f"21 1 {major}:{minor} / / rw,relatime shared:1 - {fstype} /dev/vdz rw",
-             f"22 21 {major}:{minor} / {scratch.parent}/scr rw - ext4 /dev/vdy rw",
-             f"23 21 0:99 / {scratch} rw - tmpfs tmpfs rw"]
+    device = f"{os.major(dev)}:{os.minor(dev)}"
+    lines = [f"21 1 {device} / / rw,relatime shared:1 - {fstype} /dev/vdz rw",
+             f"22 21 {device} / {_spelt(scratch.parent)}/scr rw - ext4 /dev/vdy rw",
+             f"23 21 0:99 / {_spelt(scratch)} rw - tmpfs tmpfs rw"]
+    if also is not None:
+        lines.append(f"24 21 {device} / {_spelt(also)} rw - ext4 /dev/vdx rw")
     (root / "self").mkdir(parents=True)
     (root / "self/mountinfo").write_text("\n".join(lines) + "\n")
     (root / "fs/jbd2").mkdir(parents=True)
@@ -57,3 +65,8 @@ def test_the_scratch_file_system_and_whether_ext4_has_a_journal(tmp_path):
     # a scratch not made yet: the file system it will be made on
     later = bench.scratch_fs(scratch / "a" / "b", _proc(tmp_path / "p4", scratch, "ext4", []))
     assert later == "scratch on ext4 without a journal (/dev/vdz)"
+    # a mount whose path has a space in it (mountinfo spells it \040) is the one that holds a scratch under it
+    spaced = tmp_path / "my scratch"
+    (spaced / "in").mkdir(parents=True)
+    found = bench.scratch_fs(spaced / "in", _proc(tmp_path / "p5", spaced / "in", "ext4", [], also=spaced))
+    assert found == "scratch on ext4 without a journal (/dev/vdx)"

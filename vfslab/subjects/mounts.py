@@ -105,8 +105,11 @@ def _unescape(field_: str) -> str:
     return "".join(out)
 
 
-def _mountinfo_lines() -> list[str]:
-    return Path("/proc/self/mountinfo").read_text().splitlines()
+MOUNTINFO = Path("/proc/self/mountinfo")
+
+
+def _mountinfo_lines(mountinfo: Path = MOUNTINFO) -> list[str]:
+    return mountinfo.read_text().splitlines()
 
 
 def _mount_point(line: str) -> str:
@@ -127,9 +130,10 @@ def _parse_mountinfo(line: str) -> MountInfo:
     )
 
 
-def read_mountinfo() -> list[MountInfo]:
-    """All mounts of this process's namespace, in mount order (a stacked mount comes after what it covers)."""
-    return [_parse_mountinfo(line) for line in _mountinfo_lines()]
+def read_mountinfo(mountinfo: Path = MOUNTINFO) -> list[MountInfo]:
+    """All mounts of this process's namespace (or those a given mountinfo file lists), in mount order (a stacked
+    mount comes after what it covers)."""
+    return [_parse_mountinfo(line) for line in _mountinfo_lines(mountinfo)]
 
 
 def _abspath(p: Path) -> Path:
