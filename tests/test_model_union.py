@@ -230,3 +230,49 @@ def test_fstat_of_a_directory_removed_while_open(profile, nlinks, by):
     shown = [m.fstat(fd) for fd in fds]
     assert tuple(s.result.nlink for s in shown) == nlinks
     assert shown[0].result.mode == 0o755 and all("union.fstat.removed-dir" in s.rules for s in shown)
+
+
+@pytest.mark.parametrize("profile, lower, removed_lower", [("overlayfs", "EEXIST", "ENOTDIR"), ("posix", None, None),
+                                                           ("union-mounts", "EEXIST", None)])
+def test_a_change_through_an_fd_lands_on_the_name_it_has_or_on_its_inode(profile, lower, removed_lower):
+    """union.fd.change and union.fd.nameless: through the name the fd still has (a lower file is copied up), else on
+    the inode itself where it is an upper one; a lower one with no name left is EEXIST (a directory ENOTDIR) on
+    overlayfs, where its copy-up under its old name meets the whiteout. Union mounts copied the lower directory up
+    when it was looked up, and a plain file system changes any inode."""
+    m = model(Node("a", F, xattrs=(("user.k", b"v"),)), Node("b", F), Node("low", D, 0o755), profile=profile)
+    named, gone, up = (m.open(p, os.O_RDONLY).result for p in ("b", "a", "low"))
+    new = m.open("n", os.O_CREAT | os.O_WRONLY, 0o644).result
+    through_name = m.fchmod(named, 0o600)
+    assert through_name.result is None and "union.fd.change" in through_name.rules
+    assert m.stat("b").result.mode == 0o600
+    for path in ("a", "n"):
+        m.unlink(path)
+    m.rmdir("low")
+    assert m.fchown(new, 1000, 1000).result is None and m.fstat(new).result.uid == 1000
+    changed = m.fchmod(gone, 0o600)
+    assert changed.result == (err(lower) if lower else None) and "union.fd.nameless" in changed.rules
+    assert m.fremovexattr(gone, "user.none").result == err("ENODATA"), "a missing xattr is ENODATA first"
+    assert m.fremovexattr(gone, "user.k").result == (err(lower) if lower else None)
+    assert m.fchmod(up, 0o700).result == (err(removed_lower) if removed_lower else None)
+    assert m.fstat(up).result.mode == (0o755 if removed_lower else 0o700)
+
+
+def test_a_change_through_an_fd_of_a_removed_directory_shows_on_every_fd_of_it():
+    m = model()
+    m.mkdir("up", 0o755)
+    fds = [m.open("up", os.O_RDONLY).result for _ in range(2)]
+    m.rmdir("up")
+    assert m.fsetxattr(fds[0], "user.t", b"v").result is None
+    assert m.fchmod(fds[1], 0o711).result is None
+    assert [m.fstat(fd).result.mode for fd in fds] == [0o711, 0o711]
+    assert [m.fstat(fd).result.nlink for fd in fds] == [0, 0], "the count it had when removed"
+    assert m.fstat(fds[0]).result.xattrs == (("user.t", b"v"),)
+
+
+def test_served_by_path_a_removed_directory_is_estale_to_a_change_before_the_file_system_answers():
+    m = model(profile="ovlfs")
+    m.mkdir("up", 0o755)
+    fd = m.open("up", os.O_RDONLY).result
+    m.rmdir("up")
+    for out in (m.fchmod(fd, 0o700), m.fsetxattr(fd, "user.t", b"v")):
+        assert out.result == err("ESTALE") and "union.fd.path-api" in out.rules

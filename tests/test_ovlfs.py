@@ -142,17 +142,22 @@ def test_tools_work_and_a_remount_keeps_everything(scratch, scheme):
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_an_open_file_outlives_its_last_name(scratch, scheme):
+    """...and one that loses a name of several counts the names left (libfuse takes the hidden name it renamed the
+    file to off the count the daemon gives)."""
     base, mnt, spec = _base(scratch), scratch / "mnt", _spec(scratch, scheme)
     mkfs(spec)
     assert _mount(base, spec, mnt).returncode == 0
     try:
-        fd = os.open(mnt / "gone", os.O_RDONLY)
+        fd, linked = os.open(mnt / "gone", os.O_RDONLY), os.open(mnt / "keep", os.O_RDONLY)
         try:
             os.unlink(mnt / "gone")
             assert os.fstat(fd).st_nlink == 0 and os.pread(fd, 100, 0) == b"to be deleted\n"
             assert "gone" not in os.listdir(mnt)
+            os.unlink(mnt / "keep")
+            assert os.fstat(linked).st_nlink == os.stat(mnt / "twin").st_nlink == 1
         finally:
             os.close(fd)
+            os.close(linked)
         assert not any(name.startswith(".fuse_hidden") for name in os.listdir(mnt))
     finally:
         _umount(mnt)

@@ -1,3 +1,3 @@
 """vfslab: a simulation and model-checking test bench for union, FUSE and user-space file systems."""
 
-__version__ = "0.8.1"
+__version__ = "0.9.0"

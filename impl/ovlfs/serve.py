@@ -11,7 +11,9 @@ Inode of every inode in use, and Release.
 
 An open file whose last name is unlinked: libfuse's high-level API renames it to `.fuse_hiddenXXXX` (hard_remove
 off) and unlinks that at the last close. We take the rename for the unlink it stands for (the inode keeps its data
-while it is open, with no link) and serve the hidden name from the node it was.
+while it is open, with no link) and serve the hidden name from the node it was. libfuse takes one off the link
+count it is given for a hidden name (fuse_lib_getattr: the name would be a link of the file), so the hidden name's
+count is given one more than the inode's.
 """
 
 from __future__ import annotations
@@ -73,7 +75,10 @@ class OvlfsOps(mfusepy.Operations):
 
     @_serialised
     def getattr(self, path: str | None, fh: int | None = None) -> dict:
-        return self.fs.attrs(self._node(path, fh).ino)
+        attrs = self.fs.attrs(self._node(path, fh).ino)
+        if path in self.hidden:  # libfuse takes the hidden name off the count, which ours never had in it
+            attrs["st_nlink"] += 1
+        return attrs
 
     @_serialised
     def readlink(self, path: str) -> str:

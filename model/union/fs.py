@@ -586,14 +586,27 @@ class UnionModel(Fires):
             up.xattrs[OPAQUE] = b"y"
         return tuple(names)
 
-    def _setattr(self, path: str, apply: Callable[[Inode], None], check: Callable[[Inode], None]) -> None:
-        found = self._existing(path, follow=True)
-        check(self._inode(found))
-        self._fire("union.copyup.metadata")
-        apply(self._copy_up(found))
+    def _setattr(self, where: Found | OpenFile, apply: Callable[[Inode], None], check: Callable[[Inode], None]
+                 ) -> None:
+        """A change of attributes, checked on the inode shown and made on its copy-up (`where` is its name), or
+        on the inode itself where it has no name left (`where` is an open file of it: `_nameless`)."""
+        check(self._shown(where))
+        self._asked(where)
+        apply(self._lands(where, self._metadata_copy_up))
 
-    @operation
-    def chmod(self, path: str, mode: int) -> None:
+    def _shown(self, where: Found | OpenFile) -> Inode:
+        return self._inode(where) if isinstance(where, Found) else self._fd_inode(where)
+
+    def _lands(self, where: Found | OpenFile, copy_up: Callable[[Found], Inode]) -> Inode:
+        """The inode a change lands on: the copy-up of the name it is made through, or, where the inode has no
+        name left, the inode itself (`_nameless`)."""
+        return copy_up(where) if isinstance(where, Found) else self._nameless(where)
+
+    def _metadata_copy_up(self, found: Found) -> Inode:
+        self._fire("union.copyup.metadata")
+        return self._copy_up(found)
+
+    def _chmod(self, mode: int) -> Callable[[Inode], None]:
         def apply(node: Inode) -> None:
             node.mode = mode & 0o7777
             if node.mode & S_ISGID and not self._in_group(node):
@@ -603,10 +616,9 @@ class UnionModel(Fires):
                 self._fire("union.acl.chmod")
                 node.xattrs[acl.ACCESS] = acl.chmod(node.xattrs[acl.ACCESS], node.mode)
 
-        self._setattr(path, apply, self._own)
+        return apply
 
-    @operation
-    def chown(self, path: str, uid: int, gid: int) -> None:
+    def _chown(self, where: Found | OpenFile, uid: int, gid: int) -> None:
         def check(node: Inode) -> None:
             c = self.cred
             if c.uid != 0 and (uid not in (-1, node.uid) or c.uid != node.uid
@@ -619,11 +631,19 @@ class UnionModel(Fires):
             node.uid = node.uid if uid == -1 else uid
             node.gid = node.gid if gid == -1 else gid
 
-        self._setattr(path, apply, check)
+        self._setattr(where, apply, check)
+
+    @operation
+    def chmod(self, path: str, mode: int) -> None:
+        self._setattr(self._existing(path, follow=True), self._chmod(mode), self._own)
+
+    @operation
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        self._chown(self._existing(path, follow=True), uid, gid)
 
     @operation
     def utimens(self, path: str, times: tuple[int, int]) -> None:
-        self._setattr(path, lambda node: None, self._own)
+        self._setattr(self._existing(path, follow=True), lambda node: None, self._own)
 
     @operation
     def truncate(self, path: str, length: int) -> None:
@@ -643,18 +663,14 @@ class UnionModel(Fires):
         if not self.profile.user_xattrs:
             raise ModelError(E.EOPNOTSUPP, "union.xattr.unsupported")
 
-    def _xattr_target(self, path: str, want: int, name: str) -> Found:
-        found = self._existing(path, follow=True)
+    def _xattr_check(self, node: Inode, want: int, name: str) -> None:
         if not name.startswith("user."):
             raise ModelError(E.EOPNOTSUPP, "union.xattr.user")
-        node = self._inode(found)
         if node.kind not in (FILE, DIR):
             raise ModelError(E.EPERM if want == W else E.ENODATA, "union.xattr.user")
         if want == W and node.kind == DIR and node.mode & S_ISVTX and self.cred.uid not in (0, node.uid):
             raise ModelError(E.EPERM, "union.xattr.user")
         self._need(node, want)
-        self._unsupported()  # the VFS checks permission before the file system is asked
-        return found
 
     def _has_upper(self, found: Found) -> bool:
         """The name's inode has an upper copy: its own, or for a lower name of an indexed inode the index's."""
@@ -670,21 +686,33 @@ class UnionModel(Fires):
             return self.store[self.index[lower]]
         return self._copy_up(found)
 
+    def _set_xattr(self, where: Found | OpenFile, name: str, value: bytes) -> None:
+        self._xattr_check(self._shown(where), W, name)  # the VFS checks permission before the file system is asked
+        self._asked(where)
+        self._unsupported()
+        self._lands(where, self._xattr_copy_up).xattrs[name] = value
+
+    def _remove_xattr(self, where: Found | OpenFile, name: str) -> None:
+        self._xattr_check(self._shown(where), W, name)
+        self._asked(where)
+        self._unsupported()
+        if name not in self._shown(where).xattrs:
+            raise ModelError(E.ENODATA, "union.xattr.user")
+        del self._lands(where, self._xattr_copy_up).xattrs[name]
+
     @operation
     def setxattr(self, path: str, name: str, value: bytes) -> None:
-        found = self._xattr_target(path, W, name)
-        self._xattr_copy_up(found).xattrs[name] = value
+        self._set_xattr(self._existing(path, follow=True), name, value)
 
     @operation
     def removexattr(self, path: str, name: str) -> None:
-        found = self._xattr_target(path, W, name)
-        if name not in self._inode(found).xattrs:
-            raise ModelError(E.ENODATA, "union.xattr.user")
-        del self._xattr_copy_up(found).xattrs[name]
+        self._remove_xattr(self._existing(path, follow=True), name)
 
     @operation
     def getxattr(self, path: str, name: str) -> bytes:
-        found = self._xattr_target(path, R, name)
+        found = self._existing(path, follow=True)
+        self._xattr_check(self._inode(found), R, name)
+        self._unsupported()
         value = self._inode(found).xattrs.get(name)
         if value is None:
             raise ModelError(E.ENODATA, "union.xattr.user")
@@ -840,6 +868,7 @@ class UnionModel(Fires):
         remove()
         for f in held:
             f.removed = gone
+            f.ovl = OvlInode(found.upper, None)  # the directory a change through it lands on (`_nameless`)
 
     def _removed_dir(self, found: Found) -> Entry:
         """What an open directory shows once removed (union.fstat.removed-dir): on a plain file system nlink 0; on
@@ -1208,6 +1237,56 @@ class UnionModel(Fires):
             data = grown if kind == ALLOCATE else grown[:offset] + bytes(max(0, stop - offset)) + grown[stop:]
         node.data = data
 
+    # ---- operations: changes through an open file -------------------------------------------------
+
+    def _through(self, fd: int) -> Found | OpenFile:
+        """What a change through an fd acts on (union.fd.change): the name it still has, found by its own path
+        (the kernel walks nothing), else the open file itself, whose inode has no name left."""
+        f = self._fd(fd)
+        self._fire("union.fd.change")
+        if not f.is_dir:
+            return self._name_of(f) or f
+        if f.removed is not None:
+            return f
+        with self._as_root():
+            return self._existing("/".join(f.path) or ".", follow=False)
+
+    def _asked(self, where: Found | OpenFile) -> None:
+        """The file system is asked for a change: a daemon serving paths has none for a directory with no name left
+        (the kernel asks by node id alone: union.fd.path-api)."""
+        if isinstance(where, OpenFile) and where.is_dir and self.profile.path_api:
+            raise ModelError(E.ESTALE, "union.fd.path-api")
+
+    def _nameless(self, f: OpenFile) -> Inode:
+        """union.fd.nameless: a change to an inode with no name left lands on it where it is an upper one (an
+        unlinked or renamed-over file, a removed upper or merged directory, an indexed file's index inode) or on a
+        plain file system; overlayfs copies a lower one up under the name it had, where its whiteout or another
+        file now stands: EEXIST, ENOTDIR for a directory."""
+        self._fire("union.fd.nameless")
+        if f.ovl.upper is None and not self.profile.plain:
+            raise ModelError(E.ENOTDIR if f.is_dir else E.EEXIST, "union.fd.nameless")
+        return self._fd_inode(f)
+
+    @operation
+    def fchmod(self, fd: int, mode: int) -> None:
+        self._setattr(self._through(fd), self._chmod(mode), self._own)
+
+    @operation
+    def fchown(self, fd: int, uid: int, gid: int) -> None:
+        self._chown(self._through(fd), uid, gid)
+
+    @operation
+    def futimens(self, fd: int, times: tuple[int, int]) -> None:
+        self._setattr(self._through(fd), lambda node: None, self._own)
+
+    @operation
+    def fsetxattr(self, fd: int, name: str, value: bytes) -> None:
+        self._set_xattr(self._through(fd), name, value)
+
+    @operation
+    def fremovexattr(self, fd: int, name: str) -> None:
+        self._remove_xattr(self._through(fd), name)
+
     @operation
     def fstat(self, fd: int) -> Entry:
         f = self._fd(fd)
@@ -1215,7 +1294,8 @@ class UnionModel(Fires):
             if self.profile.path_api:  # the kernel sends no file handle with a directory's getattr
                 raise ModelError(E.ESTALE, "union.fd.path-api")
             self._fire("union.fstat.removed-dir")
-            return f.removed
+            # its inode as changed since through an fd (union.fd.nameless), with the count and number it had
+            return replace(entry(self._fd_inode(f)), nlink=f.removed.nlink, ino=f.removed.ino)
         if f.is_dir:
             # an open directory is looked up again by its path (which needs no permission of the fd's holder)
             with self._as_root():

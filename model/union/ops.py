@@ -74,6 +74,11 @@ OPERATIONS = (
     Operation("write", ("data",), FD),
     Operation("lseek", ("offset", "whence"), FD, dirs=False),
     Operation("fallocate", ("falloc-mode", "falloc-offset", "falloc-length"), FD),
+    Operation("fchmod", ("chmod-mode",), FD),
+    Operation("fchown", ("owner", "owner"), FD),
+    Operation("futimens", ("times",), FD),
+    Operation("fsetxattr", ("xattr-name", "xattr-value"), FD),
+    Operation("fremovexattr", ("xattr-name",), FD),
     Operation("dup", (), FD, opens=True),
     Operation("flink", ("path|new|long",), FD),
     Operation("handle", ("path|root",), handles=True),
@@ -82,6 +87,8 @@ OPERATIONS = (
     Operation("remount", (), BENCH),
 )
 BY_NAME = {o.name: o for o in OPERATIONS}
+#: argument domains whose values are bytes, which program JSON may spell as text
+BYTE_DOMAINS = frozenset({"data", "xattr-value"})
 #: ops whose first argument is a slot
 FD_OPS = frozenset(o.name for o in OPERATIONS if o.kind == FD)
 #: ops the bench itself performs on the whole mount
@@ -207,8 +214,10 @@ class Op:
             raise ValueError(f"{name} takes {low if low == high else f'{low} to {high}'} arguments, not {len(args)}")
         if name in _TEXT_ARGS:
             args[1] = _TEXT_ARGS[name][1](args[1])
-        if name in ("write", "setxattr") and isinstance(args[-1], str):
-            args[-1] = args[-1].encode()
+        slot = BY_NAME[name].kind in (FD, HANDLE)
+        for i, domain in enumerate(BY_NAME[name].args[:len(args) - slot], slot):
+            if domain in BYTE_DOMAINS and isinstance(args[i], str):
+                args[i] = args[i].encode()
         return cls(name, tuple(args), int(data.get("uid", ROOT_UID)))
 
 

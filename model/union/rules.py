@@ -119,6 +119,13 @@ RULES: dict[str, str] = {
     "inode: nlink 0 on a plain file system; through overlayfs 1 for a merged directory, 0 for an upper one and the "
     "lower directory's own count for a lower one; 2 where directories count their subdirectories, 1 where all count "
     "1.",
+    "union.fd.change": "fchmod, fchown, futimens, fsetxattr and fremovexattr change the file or directory an fd "
+    "refers to, checked as the same change by name but with no lookup: through the name it still has (copied up as "
+    "through that name), else the inode itself (union.fd.nameless).",
+    "union.fd.nameless": "A change through an fd whose inode has no name left (unlinked, renamed over, removed while "
+    "open) lands on the inode where it is an upper one (or an indexed file's index inode), and on a plain file "
+    "system; overlayfs copies a lower one up under the name it had, where its whiteout or another file now stands: "
+    "EEXIST for a file, ENOTDIR for a directory.",
     "union.fd.lseek": "lseek sets a file's offset from its start, the current offset or its end; an unknown "
     "whence or a negative result: EINVAL.",
     "union.fd.fallocate": "fallocate acts on the file an fd open for writing refers to (its copy-up): mode 0 "

@@ -176,6 +176,21 @@ class OsDriver:
     def fallocate(self, fd: int, mode: int, offset: int, length: int) -> None:
         fallocate(fd, mode, offset, length)
 
+    def fchmod(self, fd: int, mode: int) -> None:
+        os.chmod(fd, mode)
+
+    def fchown(self, fd: int, uid: int, gid: int) -> None:
+        os.chown(fd, uid, gid)
+
+    def futimens(self, fd: int, times: tuple[int, int]) -> None:
+        os.utime(fd, ns=tuple(times))
+
+    def fsetxattr(self, fd: int, name: str, value: bytes) -> None:
+        os.setxattr(fd, name, value)
+
+    def fremovexattr(self, fd: int, name: str) -> None:
+        os.removexattr(fd, name)
+
     def close(self, fd: int) -> None:
         slot = next(s for s, f in self.slots.items() if f == fd)
         del self.slots[slot]
