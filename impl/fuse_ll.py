@@ -183,6 +183,7 @@ for _name, _restype, _argtypes in (
 lib.fuse_reply_data.argtypes = [req_t, POINTER(fuse_bufvec), c_int]
 INTERRUPT = CFUNCTYPE(None, req_t, c_void_p)
 lib.fuse_req_interrupt_func.argtypes = [req_t, INTERRUPT, c_void_p]
+lib.fuse_lowlevel_notify_inval_entry.argtypes = [c_void_p, ino_t, c_char_p, c_size_t]
 
 
 def stat(mode: int, nlink: int = 1, size: int = 0, ino: int = 0, uid: int = 0, gid: int = 0) -> c_stat:
@@ -262,6 +263,14 @@ def notify_inval_attr(session: int, ino: int) -> None:
     """Tell the kernel its cached attributes of `ino` are stale (pages and entries stay). This takes no kernel
     lock, so it is safe from inside a request's handler, before its reply."""
     held.fuse_lowlevel_notify_inval_inode(session, ino, -1, 0)
+
+
+def notify_inval_entry(session: int, parent: int, name: str) -> None:
+    """Tell the kernel to drop its entry for `name` in `parent` (what is open through it stays open). The kernel
+    takes the directory's lock for it, so this is sent after a reply, never before one that a caller holding that
+    lock waits for; through `lib`, which lets go of the GIL while the kernel waits for the lock."""
+    raw = os.fsencode(name)
+    lib.fuse_lowlevel_notify_inval_entry(session, parent, raw, len(raw))
 
 
 def reply_attr(req: int, attr: c_stat, timeout: float = 0.0) -> None:

@@ -528,6 +528,32 @@ def test_a_rename_between_two_names_of_one_inode_does_nothing_even_when_the_targ
     assert not (upper / "link1").exists() and not (upper / "link2").exists(), "nothing was copied up or whited out"
 
 
+def rename_between_indexed_names(mnt: Path) -> list:
+    """Open both lower names of an indexed hard link, rename one onto the other (which does nothing), change the file
+    through each fd, and write through the target's name: what each fd shows."""
+    fds = [os.open(mnt / "link1", os.O_RDONLY), os.open(mnt / "link2", os.O_RDONLY)]
+    try:
+        os.rename(mnt / "link1", mnt / "link2")
+        os.chmod(fds[1], 0o600)
+        with open(mnt / "link2", "ab") as f:
+            f.write(b"+")
+        os.chmod(fds[0], 0o640)
+        return [(oct(s.st_mode), s.st_size, s.st_nlink) for s in map(os.fstat, fds)]
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_a_rename_between_two_indexed_names_leaves_each_fd_changing_through_its_own_name(need, scratch):
+    """union-fuse holds the lower names of an indexed hard link as node ids of their own; the kernel, told a rename
+    between them succeeded, moves the source's entry to the target's name. Each node id keeps its own name, so a
+    change through either fd copies up the name it was opened by, as through overlayfs, where nothing moved."""
+    seen = {who: (result, {p.name: oct(p.lstat().st_mode) for p in where[1].iterdir()})
+            for who, where, result in on_both(need, scratch, "index=on", rename_between_indexed_names)}
+    assert seen["kernel"] == ([("0o100640", 7, 2)] * 2, {"link1": "0o100640", "link2": "0o100640"})
+    assert seen["ours"] == seen["kernel"]
+
+
 def test_names_too_long_are_enametoolong_never_enoent(union):
     mnt, upper = union.mnt, union.upper
     long_name = "n" * 256

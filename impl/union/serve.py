@@ -447,16 +447,26 @@ class UnionOps(ll.Operations):
     @_serialised
     def rename(self, req: int, parent: int, name: bytes, new_parent: int, new_name: bytes, flags: int) -> Reply:
         old, new = (parent, os.fsdecode(name)), (new_parent, os.fsdecode(new_name))
+        # Two names of one union inode (two node ids: lower names of an indexed hard link): the rename does nothing,
+        # and each node id keeps the name it had, so that what was opened through either name goes on changing
+        # through it, as through overlayfs, where nothing moved. The kernel, told it succeeded, moves the source's
+        # entry to the target's name: it is dropped once the rename is done, so that the name is looked up again.
+        one = self.union.one_inode(self._child(*old), self._child(*new))
         self._keep_removed(new, self.union.rename(self._child(*old), self._child(*new), flags,
                                                   keep=new in self.entries))
         self._copied()  # while the copied names are where they were
         moved = self.entries.get(old)
-        if moved != self.entries.get(new):  # else two names of one inode: the rename did nothing
-            self._removed(new)
-            self._unname(old)
-            if moved is not None:
-                self._name(moved, new)
-                self.touched.add(moved)
+        if one:
+            def reply() -> None:
+                ll.reply_err(req, 0)
+                ll.notify_inval_entry(self.session, *new)
+
+            return reply
+        self._removed(new)
+        self._unname(old)
+        if moved is not None:
+            self._name(moved, new)
+            self.touched.add(moved)
         return lambda: ll.reply_err(req, 0)
 
     @_serialised

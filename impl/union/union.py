@@ -896,6 +896,14 @@ class Union:
             raise
         return RemovedDir(held, self.ino(node), node.merged, node.shown.layer is self.upper)
 
+    def one_inode(self, old: str, new: str) -> bool:
+        """Whether `old` and `new` name one union inode, between which a rename does nothing."""
+        dst = self.resolve(new)
+        return dst is not None and self._one_inode(self.existing(old), dst)
+
+    def _one_inode(self, src: Node, dst: Node) -> bool:
+        return dst.path == src.path or self.key(src) == self.key(dst)
+
     def rename(self, old: str, new: str, flags: int = 0, keep: bool = False) -> RemovedDir | None:
         """overlayfs ovl_rename: checks, copy-ups, the source's redirect or opaque mark, then one rename on
         the upper layer, leaving a whiteout where the source name exists below. With `keep` (the directory it
@@ -909,8 +917,8 @@ class Union:
         op, oname = src.parent, src.path[-1]
         if dst is not None and flags & RENAME_NOREPLACE:
             raise fail(E.EEXIST)
-        if dst is not None and (dst.path == src.path or self.key(src) == self.key(dst)):
-            return None  # two names of one inode: rename does nothing
+        if dst is not None and self._one_inode(src, dst):
+            return None  # rename does nothing
         is_dir = src.is_dir
         if dst is not None and dst.is_dir != is_dir:
             raise fail(E.ENOTDIR if is_dir else E.EISDIR)

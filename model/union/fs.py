@@ -944,11 +944,12 @@ class UnionModel(Fires):
                 h.path = moved + h.path[len(src.path):]
 
     def _inode_per_name(self, *names: Found) -> bool:
-        """Whether the kernel holds these names of one file as inodes of their own: served by path, or (a FUSE
-        mount with index=on) a lower name of an indexed hard-link group, whose changes must copy up that name."""
+        """Whether the kernel holds these names of one file as inodes of their own: served by path, or on a FUSE
+        mount a lower name of a hard link, which with index=on must copy up that name and without it is an
+        overlayfs inode of its own (`_key`)."""
         if self.profile.path_api:
             return True
-        return self.fuse and self.profile.index and any(
+        return self.fuse and any(
             n.upper is None and (lower := self._lower_of(n)) is not None and self.store.nlink(self.store[lower]) > 1
             for n in names)
 
