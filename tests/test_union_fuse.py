@@ -484,7 +484,7 @@ def test_changes_with_no_name_left_land_as_through_the_kernel(need, scratch, ind
 
 def set_id_after_others_change(mnt: Path) -> dict[str, str]:
     """Files with set-id bits, opened by root and changed by uid 1000 (outside their group): written, truncated,
-    fallocated; and one written by root. The modes they are left with."""
+    fallocated, or opened with O_TRUNC; and each changed by root. The modes they are left with."""
     from vfslab.impl.union.disk import fallocate
     changes = {"write": lambda fd: os.write(fd, b"x"), "truncate": lambda fd: os.ftruncate(fd, 1),
                "fallocate": lambda fd: fallocate(fd, 0, 0, 4096)}
@@ -502,6 +502,18 @@ def set_id_after_others_change(mnt: Path) -> dict[str, str]:
                 finally:
                     os.close(fd)
                 seen[name] = oct(stat.S_IMODE(os.stat(mnt / name).st_mode))
+    root = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)  # so the caller needs no permission above the mount
+    try:
+        for mode in (0o6777, 0o2767):  # truncated by the caller's own open (O_TRUNC), which needs write permission
+            for uid in (1000, 0):
+                name = f"setid-{mode:o}-open-trunc-{uid}"
+                (mnt / name).write_bytes(b"data")
+                os.chmod(mnt / name, mode)
+                with as_caller(uid):
+                    os.close(os.open(name, os.O_WRONLY | os.O_TRUNC, dir_fd=root))
+                seen[name] = oct(stat.S_IMODE(os.stat(mnt / name).st_mode))
+    finally:
+        os.close(root)
     return seen
 
 
@@ -511,6 +523,8 @@ def test_set_id_bits_are_dropped_by_the_vfs_rule_as_through_the_kernel(need, scr
     seen = {who: result for who, _, result in on_both(need, scratch, "", set_id_after_others_change)}
     assert seen["kernel"]["setid-2745-write-1000"] == "0o745" and seen["kernel"]["setid-2745-write-0"] == "0o2745"
     assert seen["kernel"]["setid-6744-fallocate-1000"] == "0o744"
+    assert seen["kernel"]["setid-6777-open-trunc-1000"] == "0o777"
+    assert seen["kernel"]["setid-6777-open-trunc-0"] == "0o6777"
     assert seen["ours"] == seen["kernel"]
 
 

@@ -593,10 +593,13 @@ class UnionOps(ll.Operations):
     def open(self, req: int, node_id: int, fi) -> Reply:
         path, held = self._target(node_id)  # no name left: a file handle's open, of a file still open
         if held is not None:
-            self._register(node_id, None, self.union.reopen(held, fi.contents.flags), fi)
+            h = self.union.reopen(held, fi.contents.flags)
+            self._register(node_id, None, h, fi)
         else:
             h = self.union.open(path, fi.contents.flags)
             self._register(node_id, self.union.existing(path), h, fi)
+        if fi.contents.flags & os.O_TRUNC:  # the kernel sends no truncate of its own (atomic O_TRUNC)
+            self._drop_set_id(req, node_id, path, h if path is None else None)
         return lambda: ll.reply_open(req, fi)
 
     @_serialised
