@@ -455,13 +455,13 @@ class UnionOps(ll.Operations):
         self._keep_removed(new, self.union.rename(self._child(*old), self._child(*new), flags,
                                                   keep=new in self.entries))
         self._copied()  # while the copied names are where they were
-        moved = self.entries.get(old)
         if one:
             def reply() -> None:
                 ll.reply_err(req, 0)
                 ll.notify_inval_entry(self.session, *new)
 
             return reply
+        moved = self.entries.get(old)
         self._removed(new)
         self._unname(old)
         if moved is not None:
@@ -599,7 +599,7 @@ class UnionOps(ll.Operations):
             h = self.union.open(path, fi.contents.flags)
             self._register(node_id, self.union.existing(path), h, fi)
         if fi.contents.flags & os.O_TRUNC:  # the kernel sends no truncate of its own (atomic O_TRUNC)
-            self._drop_set_id(req, node_id, path, h if path is None else None)
+            self._drop_set_id(req, node_id, path, None if held is None else h)
         return lambda: ll.reply_open(req, fi)
 
     @_serialised
